@@ -1,0 +1,80 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/tensor.h"
+#include "test_util.h"
+
+using namespace lf;
+
+TEST_CASE("bf16 rounds to nearest even and round-trips") {
+  CHECK(bf16_to_f32(f32_to_bf16(1.0f)) == 1.0f);
+  CHECK(round_to_bf16(1.00390625f) == 1.0f);       // halfway between 1 and 1+2^-7: ties to even
+  CHECK(round_to_bf16(1.01171875f) == 1.015625f);  // halfway, rounds up to even mantissa
+  CHECK(std::isnan(round_to_bf16(NAN)));
+}
+
+TEST_CASE("f16 conversion covers normals, subnormals and overflow") {
+  for (float value : {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f, 5.960464477539063e-08f, 0.333251953125f})
+    CHECK(f16_to_f32(f32_to_f16(value)) == value);
+  CHECK(std::isinf(f16_to_f32(f32_to_f16(1e6f))));
+  CHECK(f16_to_f32(0x3c00) == 1.0f);
+}
+
+TEST_CASE("fp8 e4m3fn decodes its extremes") {
+  CHECK(f8e4m3_to_f32(0x7e) == 448.0f);
+  CHECK(f8e4m3_to_f32(0x01) == std::ldexp(1.0f, -9));
+  CHECK(std::isnan(f8e4m3_to_f32(0x7f)));
+  CHECK(f8e4m3_to_f32(0x38) == 1.0f);
+  for (int code = 0; code < 0x7f; ++code) CHECK(f32_to_f8e4m3(f8e4m3_to_f32(uint8_t(code))) == code);
+  CHECK(f32_to_f8e4m3(1000.0f) == 0x7e);  // saturates
+}
+
+TEST_CASE("tensor views share storage and check shapes") {
+  Tensor tensor = test::random_tensor({4, 3}, 1);
+  Tensor rows = tensor.slice_rows(1, 3);
+  CHECK(rows.shape() == Shape{2, 3});
+  CHECK(rows.f32()[0] == tensor.f32()[3]);
+  CHECK_THROWS_WITH_AS(tensor.reshape({5, 2}), "cannot reshape [4, 3] to [5, 2]", Error);
+  Tensor half = tensor.to(DType::BF16);
+  CHECK(test::rel_l2(half.to(DType::F32), tensor) < 1e-2);
+  CHECK_THROWS_AS(half.f32(), Error);
+}
+
+#include "core/philox.h"
+
+TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors") {
+  // Known-answer test from Random123's kat_vectors: philox4x32_10 with counter/key all ones bits pattern.
+  const uint32_t counter[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+  const uint32_t key[2] = {0xffffffffu, 0xffffffffu};
+  uint32_t out[4];
+  philox4x32(counter, key, out);
+  CHECK(out[0] == 0x408f276du);
+  CHECK(out[1] == 0x41c83b0eu);
+  CHECK(out[2] == 0xa20bc7c6u);
+  CHECK(out[3] == 0x6d5451fdu);
+  const uint32_t zero_counter[4] = {0, 0, 0, 0};
+  const uint32_t zero_key[2] = {0, 0};
+  philox4x32(zero_counter, zero_key, out);
+  CHECK(out[0] == 0x6627e8d5u);
+  CHECK(out[1] == 0xe169c58du);
+  CHECK(out[2] == 0xbc57ac4cu);
+  CHECK(out[3] == 0x9b00dbd8u);
+}
+
+TEST_CASE("normal draws are keyed by (seed, stream, step, element) and look Gaussian") {
+  Tensor a = Tensor::empty({4096}), b = Tensor::empty({4096}), c = Tensor::empty({4096});
+  fill_normal(a, {7, 1, 2});
+  fill_normal(b, {7, 1, 2});
+  fill_normal(c, {7, 1, 3});
+  CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+  CHECK(test::rel_l2(a, c) > 1.0);
+  double sum = 0, sum_sq = 0;
+  for (int i = 0; i < 4096; ++i) sum += a.f32()[i], sum_sq += double(a.f32()[i]) * a.f32()[i];
+  CHECK(std::fabs(sum / 4096) < 0.06);
+  CHECK(std::fabs(sum_sq / 4096 - 1.0) < 0.08);
+  CHECK(philox_normal({7, 1, 2}, 100) == a.f32()[100]);
+}

@@ -18,14 +18,17 @@ namespace {
 // Reads one YAML map, remembering which keys were consumed so that a typo ("shfit") is an error, not a default.
 class MapReader {
  public:
-  MapReader(const YAML::Node& node, std::string path) : node_(node), path_(std::move(path)) {
-    LF_CHECK(!node_ || node_.IsMap(), "config '{}' must be a map", path_);
+  MapReader(const YAML::Node& node, std::string path) : path_(std::move(path)) {
+    // An absent section and an empty one ("pipeline:") both mean "all defaults".
+    present_ = node && !node.IsNull();
+    if (present_) node_ = node;
+    LF_CHECK(!present_ || node_.IsMap(), "config section '{}' must be a map", path_);
   }
 
   template <typename T>
   void get(const char* key, T& out) {
     used_.insert(key);
-    if (!node_ || !node_[key]) return;
+    if (!present_ || !node_[key]) return;
     try {
       out = node_[key].as<T>();
     } catch (const YAML::Exception&) {
@@ -35,13 +38,13 @@ class MapReader {
 
   YAML::Node child(const char* key) {
     used_.insert(key);
-    return node_ ? node_[key] : YAML::Node();
+    return present_ ? node_[key] : YAML::Node();
   }
 
   std::string full(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
 
   void finish() const {
-    if (!node_) return;
+    if (!present_) return;
     for (const auto& entry : node_) {
       const auto key = entry.first.as<std::string>();
       LF_CHECK(used_.count(key), "unknown config key '{}'", path_.empty() ? key : path_ + "." + key);
@@ -49,6 +52,7 @@ class MapReader {
   }
 
  private:
+  bool present_ = false;
   YAML::Node node_;
   std::string path_;
   std::set<std::string> used_;

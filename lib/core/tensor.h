@@ -26,7 +26,7 @@ class Tensor {
   // Wraps memory owned by `owner` (an mmap, a parent tensor); nothing is copied.
   static Tensor view_of(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner);
 
-  bool defined() const { return data_ != nullptr || numel() == 0; }
+  bool defined() const { return data_ != nullptr; }
   const Shape& shape() const { return shape_; }
   int64_t dim(int axis) const;  // negative axes count from the end
   int rank() const { return int(shape_.size()); }

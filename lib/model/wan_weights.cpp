@@ -1,0 +1,237 @@
+#include "model/wan_weights.h"
+
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/philox.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+
+namespace lf {
+
+namespace {
+
+void add_linear(std::vector<ParamSlot>& slots, const std::string& name, LinearWeights& linear, int64_t out,
+                int64_t in) {
+  slots.push_back({name + ".weight", {out, in}, {out, in}, &linear.weight, ParamSlot::Init::Weight, in});
+  slots.push_back({name + ".bias", {out}, {out}, &linear.bias, ParamSlot::Init::Bias, in});
+}
+
+void add_vector(std::vector<ParamSlot>& slots, const std::string& name, Tensor& tensor, int64_t size,
+                ParamSlot::Init init) {
+  slots.push_back({name, {size}, {size}, &tensor, init, size});
+}
+
+// Names of the official Wan layout that may wrap the model in training checkpoints.
+const char* const kWrapperComponents[] = {"module.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.",
+                                          "_orig_mod."};
+
+std::string strip_wrappers(std::string name) {
+  for (const char* wrapper : kWrapperComponents) {
+    for (size_t at; (at = name.find(wrapper)) != std::string::npos;) name.erase(at, std::string(wrapper).size());
+  }
+  return name;
+}
+
+}  // namespace
+
+std::vector<ParamSlot> parameter_slots(const ModelConfig& config, WanWeights& weights) {
+  const int64_t dim = config.dim, ffn = config.ffn_dim;
+  const int64_t patch_area = config.patch[1] * config.patch[2];
+  std::vector<ParamSlot> slots;
+  slots.push_back({"patch_embedding.weight",
+                   {dim, config.in_channels, config.patch[0], config.patch[1], config.patch[2]},
+                   {dim, config.patch_dim()},
+                   &weights.patch_embedding.weight,
+                   ParamSlot::Init::Weight,
+                   config.patch_dim()});
+  slots.push_back({"patch_embedding.bias", {dim}, {dim}, &weights.patch_embedding.bias, ParamSlot::Init::Bias,
+                   config.patch_dim()});
+  add_linear(slots, "text_embedding.0", weights.text_embedding_0, dim, config.text_dim);
+  add_linear(slots, "text_embedding.2", weights.text_embedding_2, dim, dim);
+  add_linear(slots, "time_embedding.0", weights.time_embedding_0, dim, config.freq_dim);
+  add_linear(slots, "time_embedding.2", weights.time_embedding_2, dim, dim);
+  add_linear(slots, "time_projection.1", weights.time_projection, 6 * dim, dim);
+  weights.blocks.resize(size_t(config.layers));
+  for (int64_t layer = 0; layer < config.layers; ++layer) {
+    WanBlockWeights& block = weights.blocks[size_t(layer)];
+    const std::string prefix = "blocks." + std::to_string(layer) + ".";
+    slots.push_back({prefix + "modulation", {1, 6, dim}, {6, dim}, &block.modulation, ParamSlot::Init::Modulation,
+                     dim});
+    add_linear(slots, prefix + "self_attn.q", block.self_q, dim, dim);
+    add_linear(slots, prefix + "self_attn.k", block.self_k, dim, dim);
+    add_linear(slots, prefix + "self_attn.v", block.self_v, dim, dim);
+    add_linear(slots, prefix + "self_attn.o", block.self_o, dim, dim);
+    add_vector(slots, prefix + "self_attn.norm_q.weight", block.self_norm_q, dim, ParamSlot::Init::Norm);
+    add_vector(slots, prefix + "self_attn.norm_k.weight", block.self_norm_k, dim, ParamSlot::Init::Norm);
+    add_vector(slots, prefix + "norm3.weight", block.norm3_weight, dim, ParamSlot::Init::Norm);
+    add_vector(slots, prefix + "norm3.bias", block.norm3_bias, dim, ParamSlot::Init::Bias);
+    add_linear(slots, prefix + "cross_attn.q", block.cross_q, dim, dim);
+    add_linear(slots, prefix + "cross_attn.k", block.cross_k, dim, dim);
+    add_linear(slots, prefix + "cross_attn.v", block.cross_v, dim, dim);
+    add_linear(slots, prefix + "cross_attn.o", block.cross_o, dim, dim);
+    add_vector(slots, prefix + "cross_attn.norm_q.weight", block.cross_norm_q, dim, ParamSlot::Init::Norm);
+    add_vector(slots, prefix + "cross_attn.norm_k.weight", block.cross_norm_k, dim, ParamSlot::Init::Norm);
+    add_linear(slots, prefix + "ffn.0", block.ffn_in, ffn, dim);
+    add_linear(slots, prefix + "ffn.2", block.ffn_out, dim, ffn);
+  }
+  slots.push_back({"head.modulation", {1, 2, dim}, {2, dim}, &weights.head_modulation, ParamSlot::Init::Modulation,
+                   dim});
+  add_linear(slots, "head.head", weights.head, config.out_channels * patch_area, dim);
+  return slots;
+}
+
+int64_t parameter_count(const ModelConfig& config) {
+  WanWeights scratch;
+  int64_t count = 0;
+  for (const ParamSlot& slot : parameter_slots(config, scratch)) count += shape_numel(slot.official_shape);
+  return count;
+}
+
+WanWeights random_weights(const ModelConfig& config) {
+  WanWeights weights;
+  std::vector<ParamSlot> slots = parameter_slots(config, weights);
+  for (size_t index = 0; index < slots.size(); ++index) {
+    ParamSlot& slot = slots[index];
+    Tensor tensor = Tensor::empty(slot.stored_shape);
+    fill_normal(tensor, {config.init_seed, uint32_t(index), 0xC0FFEEu});
+    float* data = tensor.f32();
+    // Scales keep activations O(1) through the residual stream; the exact values only need to be fixed.
+    const float std_dev = slot.init == ParamSlot::Init::Weight       ? 1.0f / std::sqrt(float(slot.fan_in))
+                          : slot.init == ParamSlot::Init::Modulation ? 0.1f
+                                                                     : 0.02f;
+    for (int64_t i = 0; i < tensor.numel(); ++i)
+      data[i] = (slot.init == ParamSlot::Init::Norm ? 1.0f : 0.0f) + std_dev * data[i];
+    *slot.target = tensor;
+  }
+  if (config.text_encoder == "word-table") {
+    LF_CHECK(!config.vocabulary.empty(), "model.vocabulary is empty: a random word-table encoder needs words");
+    weights.vocabulary = config.vocabulary;
+    weights.word_table = Tensor::empty({int64_t(config.vocabulary.size()) + 1, config.text_dim});
+    fill_normal(weights.word_table, {config.init_seed, uint32_t(slots.size()), 0xC0FFEEu});
+  }
+  return weights;
+}
+
+WeightLayout detect_layout(const Checkpoint& checkpoint, const std::string& preferred_root) {
+  LF_CHECK(preferred_root == "auto" || preferred_root == "generator" || preferred_root == "generator_ema",
+           "weights root '{}' is not one of auto, generator, generator_ema", preferred_root);
+  // The root: Self-Forcing / Light Forcing training checkpoints hold generator and generator_ema (EMA is what
+  // the authors sample with), plain Wan files hold the model at the top level.
+  std::set<std::string> roots;
+  for (const TensorEntry& entry : checkpoint.entries()) {
+    const std::string name = entry.name;
+    for (const char* root : {"generator_ema.", "generator."})
+      if (name.rfind(root, 0) == 0) roots.insert(std::string(root, std::string(root).size() - 1));
+  }
+  std::string root;
+  if (preferred_root != "auto") {
+    LF_CHECK(roots.count(preferred_root), "weights '{}': no '{}' entry in this checkpoint", checkpoint.path(),
+             preferred_root);
+    root = preferred_root;
+  } else if (roots.count("generator_ema")) {
+    root = "generator_ema";
+  } else if (roots.count("generator")) {
+    root = "generator";
+  }
+  const std::string root_prefix = root.empty() ? "" : root + ".";
+  // Under the root the names may carry "model." (WanDiffusionWrapper) and wrapper components.
+  bool has_model_prefix = false;
+  for (const TensorEntry& entry : checkpoint.entries()) {
+    if (entry.name.rfind(root_prefix, 0) != 0) continue;
+    const std::string rest = strip_wrappers(entry.name.substr(root_prefix.size()));
+    if (rest.rfind("model.", 0) == 0) has_model_prefix = true;
+  }
+  WeightLayout layout;
+  layout.prefix = root_prefix + (has_model_prefix ? "model." : "");
+  layout.description = root.empty() ? (has_model_prefix ? "wan state dict with 'model.' prefix" : "plain wan")
+                                    : "self-forcing checkpoint, " + root;
+  return layout;
+}
+
+WanWeights load_weights(const ModelConfig& config, const Checkpoint& checkpoint, const std::string& preferred_root) {
+  const WeightLayout layout = detect_layout(checkpoint, preferred_root);
+  // Official name -> stored name, for every tensor under the chosen prefix.
+  std::map<std::string, std::string> by_official;
+  const std::string root = layout.prefix.substr(0, layout.prefix.rfind("model.") == std::string::npos
+                                                       ? layout.prefix.size()
+                                                       : layout.prefix.rfind("model."));
+  for (const TensorEntry& entry : checkpoint.entries()) {
+    if (entry.name.rfind(root, 0) != 0) continue;
+    std::string official = strip_wrappers(entry.name.substr(root.size()));
+    if (layout.prefix.size() > root.size()) {
+      if (official.rfind("model.", 0) != 0) continue;
+      official = official.substr(6);
+    }
+    by_official[official] = entry.name;
+  }
+  WanWeights weights;
+  std::vector<ParamSlot> slots = parameter_slots(config, weights);
+  std::set<std::string> used;
+  for (ParamSlot& slot : slots) {
+    auto found = by_official.find(slot.name);
+    LF_CHECK(found != by_official.end(), "weights '{}' ({}): missing tensor '{}{}'", checkpoint.path(),
+             layout.description, layout.prefix, slot.name);
+    const Tensor stored = checkpoint.view(found->second);
+    LF_CHECK(stored.shape() == slot.official_shape,
+             "weights '{}': tensor '{}' has shape {}, model config '{}' expects {}", checkpoint.path(), found->second,
+             shape_str(stored.shape()), config.name, shape_str(slot.official_shape));
+    LF_CHECK(dtype_is_float(stored.dtype()), "weights '{}': tensor '{}' has non-float dtype {}", checkpoint.path(),
+             found->second, dtype_name(stored.dtype()));
+    *slot.target = stored.to(DType::F32).reshape(slot.stored_shape);
+    used.insert(slot.name);
+  }
+  // Extra model tensors mean the config does not describe this checkpoint (e.g. more layers than model.layers).
+  for (const auto& [official, stored_name] : by_official) {
+    if (used.count(official) || official.rfind("text_encoder.", 0) == 0) continue;
+    if (official.rfind("blocks.", 0) == 0 || official.rfind("head.", 0) == 0 ||
+        official.rfind("patch_embedding", 0) == 0 || official.rfind("time_", 0) == 0 ||
+        official.rfind("text_embedding", 0) == 0)
+      fail("weights '{}': unexpected tensor '{}' (does model.layers = {} match the checkpoint?)", checkpoint.path(),
+           stored_name, config.layers);
+  }
+  if (config.text_encoder == "word-table") {
+    const std::string table_name = root + "text_encoder.word_table";
+    LF_CHECK(checkpoint.contains(table_name), "weights '{}': word-table encoder needs tensor '{}'",
+             checkpoint.path(), table_name);
+    weights.word_table = checkpoint.view(table_name).to(DType::F32);
+    LF_CHECK(weights.word_table.rank() == 2 && weights.word_table.dim(1) == config.text_dim,
+             "weights '{}': '{}' has shape {}, expected [vocab, {}]", checkpoint.path(), table_name,
+             shape_str(weights.word_table.shape()), config.text_dim);
+    const std::string positions_name = root + "text_encoder.position_table";
+    if (checkpoint.contains(positions_name)) {
+      weights.word_positions = checkpoint.view(positions_name).to(DType::F32);
+      check_shape(weights.word_positions, {config.text_len, config.text_dim}, positions_name.c_str());
+    }
+    const auto metadata = checkpoint.metadata();
+    auto vocabulary = metadata.find("vocabulary");
+    LF_CHECK(vocabulary != metadata.end(), "weights '{}': word-table encoder needs metadata 'vocabulary'",
+             checkpoint.path());
+    std::stringstream words(vocabulary->second);
+    for (std::string word; words >> word;) weights.vocabulary.push_back(word);
+    LF_CHECK(int64_t(weights.vocabulary.size()) + 1 == weights.word_table.dim(0),
+             "weights '{}': vocabulary has {} words but the word table has {} rows (words + <unk>)",
+             checkpoint.path(), weights.vocabulary.size(), weights.word_table.dim(0));
+  }
+  return weights;
+}
+
+void save_weights(const ModelConfig& config, WanWeights& weights, const std::string& path, DType dtype) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (ParamSlot& slot : parameter_slots(config, weights))
+    tensors.emplace_back(slot.name, slot.target->reshape(slot.official_shape).to(dtype));
+  std::map<std::string, std::string> metadata{{"format", "lightforce-wan"}, {"model", config.name}};
+  if (weights.word_table.defined() && weights.word_table.numel() > 0) {
+    tensors.emplace_back("text_encoder.word_table", weights.word_table.to(dtype));
+    if (weights.word_positions.defined() && weights.word_positions.numel() > 0)
+      tensors.emplace_back("text_encoder.position_table", weights.word_positions.to(dtype));
+    std::string words;
+    for (const auto& word : weights.vocabulary) words += (words.empty() ? "" : " ") + word;
+    metadata["vocabulary"] = words;
+  }
+  write_safetensors(path, tensors, metadata);
+}
+
+}  // namespace lf

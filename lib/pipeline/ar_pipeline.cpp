@@ -1,0 +1,66 @@
+#include "pipeline/ar_pipeline.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace lf {
+
+ArPipeline::ArPipeline(const PipelineConfig& config, const WanDiT& model, AttentionBackend& attention)
+    : config_(config), model_(model), attention_(attention), schedule_(config) {}
+
+Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const GenerateCallbacks& callbacks) {
+  const ModelConfig& mc = model_.config();
+  const int64_t chunk_frames = config_.chunk_frames, chunks = config_.frames / chunk_frames;
+  KvCache cache(config_.kv_cache,
+                {mc.layers, mc.tokens_per_frame(), mc.heads, mc.head_dim(), config_.frames, chunk_frames},
+                model_.rope_grid());
+  const CrossAttentionCache cross = model_.build_cross_cache(context);
+  Tensor latents = Tensor::empty({config_.frames, mc.out_channels, mc.latent_height, mc.latent_width});
+  const std::vector<double>& timesteps = schedule_.timesteps();
+  const std::vector<double>& sigmas = schedule_.sigmas();
+  const int64_t steps = int64_t(timesteps.size());
+
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const auto started = std::chrono::steady_clock::now();
+    const int64_t start_frame = chunk * chunk_frames;
+    Tensor x = noise.initial(chunk);
+    Tensor x0;
+    int64_t forwards = 0;
+    for (int64_t step = 0; step < steps; ++step) {
+      cache.begin_forward(start_frame, chunk_frames);
+      CachedSelfAttention self_attention(cache, attention_, model_.rope_grid(), mc.head_dim(), {chunk, step, false});
+      const Tensor velocity = model_.forward(x, std::vector<double>(size_t(chunk_frames), timesteps[size_t(step)]),
+                                             cross, self_attention);
+      ++forwards;
+      // x0 = x_t - sigma_t * v, in double as the reference does it in fp64.
+      x0 = Tensor::empty(x.shape());
+      const double sigma = sigmas[size_t(step)];
+      for (int64_t i = 0; i < x.numel(); ++i)
+        x0.f32()[i] = float(double(x.f32()[i]) - sigma * double(velocity.f32()[i]));
+      if (step + 1 < steps) {
+        // Re-noise to the next step's level with fresh noise: x = (1 - s') x0 + s' eps.
+        const double next_sigma = sigmas[size_t(step + 1)];
+        const Tensor eps = noise.renoise(chunk, step + 1);
+        for (int64_t i = 0; i < x.numel(); ++i)
+          x.f32()[i] = float((1.0 - next_sigma) * double(x0.f32()[i]) + next_sigma * double(eps.f32()[i]));
+      }
+    }
+    std::memcpy(latents.slice_rows(start_frame, start_frame + chunk_frames).raw(), x0.raw(), x0.nbytes());
+    // Clean refresh: the same chunk at t = context_noise rewrites its K/V slot; the output is discarded. The last
+    // chunk's refresh feeds nothing, so it runs only when asked (refresh_last_chunk).
+    if (chunk + 1 < chunks || config_.refresh_last_chunk) {
+      cache.begin_forward(start_frame, chunk_frames);
+      CachedSelfAttention self_attention(cache, attention_, model_.rope_grid(), mc.head_dim(), {chunk, steps, true});
+      model_.forward(x0, std::vector<double>(size_t(chunk_frames), schedule_.context_timestep()), cross,
+                     self_attention);
+      ++forwards;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (callbacks.on_chunk) callbacks.on_chunk({chunk, chunks, start_frame, chunk_frames, seconds, forwards}, x0);
+  }
+  return latents;
+}
+
+}  // namespace lf

@@ -1,1 +1,61 @@
-int main() { return 0; }
+// lightforce: autoregressive video diffusion (Self-Forcing on Wan2.1) with selectable sparse attention.
+#include <cxxopts.hpp>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+#include "core/embedded.h"
+#include "core/error.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(lightforce {} ({}) - autoregressive video diffusion with sparse attention
+
+usage: lightforce <command> [options]      (lightforce <command> --help for its options)
+
+commands:
+  generate          generate a video chunk by chunk with a KV cache (MP4, PNG frames, latents, noise)
+  inspect           list a checkpoint's tensors, dtypes, shapes and detected layout without loading data
+  profile-sparsity  per-chunk attention statistics and mask heatmaps (arrives with sparse attention)
+  compare-dense     a sparse backend against dense: PSNR/SSIM/flicker/speedup (arrives with sparse attention)
+  bench             GPU benchmark of the 1.3B model (arrives with the CUDA backend)
+
+The default model is embedded (configs/models/tiny.yaml): `lightforce generate --prompt "a red circle moves right"`
+runs with nothing to download. Docs: docs/cli.md.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    fmt::print("{}", fmt::format(kUsage, lf::kVersion, lf::kGitCommit));
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    fmt::print("lightforce {} ({})\n", lf::kVersion, lf::kGitCommit);
+    return 0;
+  }
+  const std::string command = argv[1];
+  try {
+    if (command == "generate") return lf::cmd::generate(argc - 1, argv + 1);
+    if (command == "inspect") return lf::cmd::inspect(argc - 1, argv + 1);
+    if (command == "profile-sparsity" || command == "compare-dense" || command == "bench")
+      return lf::cmd::not_yet(argv[1], argc - 1, argv + 1);
+  } catch (const cxxopts::exceptions::exception& error) {
+    fmt::print(stderr, "lightforce {}: {} (see lightforce {} --help)\n", command, error.what(), command);
+    return 2;
+  } catch (const lf::Error& error) {
+    fmt::print(stderr, "lightforce {}: error: {}\n", command, error.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "lightforce {}: error: out of host memory\n", command);
+    return 1;
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "lightforce {}: error: {}\n", command, error.what());
+    return 1;
+  }
+  fmt::print(stderr, "lightforce: unknown command '{}' (see lightforce --help)\n", command);
+  return 2;
+}

@@ -1,0 +1,30 @@
+#include "io/checkpoint.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "io/mapped_file.h"
+#include "io/safetensors.h"
+#include "io/torch_checkpoint.h"
+
+namespace lf {
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
+  std::shared_ptr<const MappedFile> file = MappedFile::open(path);
+  const uint8_t* data = file->data();
+  const size_t size = file->size();
+  LF_CHECK(size > 0, "checkpoint '{}' is empty", path);
+  if (size >= 4 && (std::memcmp(data, "PK\3\4", 4) == 0 || std::memcmp(data, "PK\5\6", 4) == 0))
+    return TorchCheckpoint::open(std::move(file));
+  // torch.save before 1.6 wrote a bare pickle that starts with PROTO 2 and the LONG1 magic 0x1950a86a20f9469cfc6c.
+  // Read as a safetensors header length these 8 bytes are ~5e18, so the check cannot shadow a real safetensors.
+  static constexpr uint8_t kLegacyTorchMagic[8] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46};
+  if (size >= 8 && std::memcmp(data, kLegacyTorchMagic, 8) == 0)
+    fail(
+        "checkpoint '{}' is in the legacy (pre-1.6) PyTorch format; re-save it with torch.save in a recent PyTorch "
+        "or convert it to safetensors",
+        path);
+  return SafetensorsCheckpoint::open(std::move(file));
+}
+
+}  // namespace lf

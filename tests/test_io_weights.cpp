@@ -2,15 +2,16 @@
 // tools/make_io_fixtures.py (values follow formulas recomputed here), and the restricted unpickler's refusals.
 #include <doctest/doctest.h>
 
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
+#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -194,6 +195,22 @@ TEST_CASE("safetensors written by the reference layout reads back with its metad
   CHECK_LF_ERROR(checkpoint->view("missing.weight"), "missing.weight", "reference.safetensors");
 }
 
+TEST_CASE("a safetensors tensor at an unaligned offset comes back as an aligned copy") {
+  std::string header = R"({"b":{"dtype":"BOOL","shape":[1],"data_offsets":[0,1]},)"
+                       R"("f":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  const float values[2] = {1.5f, -2.25f};
+  std::string data(1, '\x01');
+  data.append(reinterpret_cast<const char*>(values), 8);
+  const std::string path = test::tmp_path("unaligned.safetensors");
+  write_bytes(path, le64_bytes(header.size()) + header + data);
+  const std::unique_ptr<Checkpoint> checkpoint = Checkpoint::open(path);
+  const Tensor tensor = checkpoint->view("f");
+  CHECK(reinterpret_cast<uintptr_t>(tensor.raw()) % 4 == 0);
+  CHECK(tensor.f32()[0] == 1.5f);
+  CHECK(tensor.f32()[1] == -2.25f);
+}
+
 TEST_CASE("safetensors header defects are refused with the path and the reason") {
   const std::string path = test::tmp_path("bad.safetensors");
   const std::string ok_entry = R"("w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]})";
@@ -283,13 +300,16 @@ TEST_CASE("a torch.save state dict flattens to dotted names with exact values") 
                                              "generator_ema.model.blocks.0.self_attn.k.weight",
                                              "generator_ema.model.scale",
                                              "generator_ema.model.empty",
+                                             "generator_ema.model.blocks.0.ffn.fc1.weight",
                                              "optimizer.state.0.exp_avg"};
   CHECK(names_of(*checkpoint) == expected);  // ints, floats, lists, bytes and _metadata are not tensors
 
   check_formula(*checkpoint, "generator.model.blocks.0.self_attn.q.weight", DType::BF16, {4, 8}, 1);
   check_formula(*checkpoint, "generator.model.blocks.0.self_attn.q.bias", DType::F32, {8}, 2);
   check_formula(*checkpoint, "generator.model.blocks.0.norm.weight", DType::F16, {8}, 3);
+  // float8 as torch 2.x writes it (_rebuild_tensor_v3, UntypedStorage) and as a typed Float8_e4m3fnStorage.
   check_formula(*checkpoint, "generator.model.blocks.0.ffn.fc1.weight", DType::F8E4M3, {2, 16}, 4);
+  check_formula(*checkpoint, "generator_ema.model.blocks.0.ffn.fc1.weight", DType::F8E4M3, {4, 4}, 5);
   check_int_formula(*checkpoint, "generator.model.pos_ids");
   check_formula(*checkpoint, "generator.model.head.weight", DType::F32, {3, 4}, 5);  // an nn.Parameter
   // Two views of one storage; the second starts 32 elements in.
@@ -376,6 +396,7 @@ TEST_CASE("a state dict written by the real torch.save") {
   check_formula(*checkpoint, "generator.model.blocks.0.ffn.fc1.weight", DType::F8E4M3, {2, 16}, 4);
   check_int_formula(*checkpoint, "generator.model.pos_ids");
   check_formula(*checkpoint, "generator.model.head.weight", DType::F32, {3, 4}, 5);
+  CHECK(reinterpret_cast<uintptr_t>(checkpoint->view("generator.model.pos_ids").raw()) % 64 == 0);
   check_formula(*checkpoint, "generator.model.blocks.0.self_attn.k.weight", DType::BF16, {4, 8}, 7, 0);
   check_formula(*checkpoint, "generator.model.blocks.0.self_attn.v.weight", DType::BF16, {4, 8}, 7, 32);
   CHECK(as_f32(checkpoint->view("generator.model.scale")) == std::vector<float>{0.5f});
@@ -386,6 +407,27 @@ TEST_CASE("a state dict written by the real torch.save") {
     CHECK(checkpoint->view(name).shape() == Shape{4, 8});
   }
   CHECK(checkpoint->contains("optimizer.state.1.exp_avg"));
+}
+
+TEST_CASE("a safetensors file written by the reference Python library") {
+  const std::string path = fixture("torch_real.safetensors");
+  if (!fs::exists(path)) {
+    MESSAGE("skipped: " << path << " is missing (run tools/make_pt_fixture_torch.py where torch and safetensors are)");
+    return;
+  }
+  const std::unique_ptr<Checkpoint> checkpoint = Checkpoint::open(path);
+  CHECK(checkpoint->format() == "safetensors");
+  CHECK(checkpoint->metadata().at("writer") == "make_pt_fixture_torch");
+  CHECK(checkpoint->entries().size() == 9);
+  check_formula(*checkpoint, "model.blocks.0.self_attn.q.weight", DType::BF16, {4, 8}, 1);
+  check_formula(*checkpoint, "model.blocks.0.self_attn.q.bias", DType::F32, {8}, 2);
+  check_formula(*checkpoint, "model.blocks.0.norm.weight", DType::F16, {8}, 3);
+  check_formula(*checkpoint, "model.blocks.0.ffn.fc1.weight", DType::F8E4M3, {2, 16}, 4);
+  check_formula(*checkpoint, "model.head.weight", DType::F32, {3, 4}, 5);
+  check_formula(*checkpoint, "model.blocks.0.self_attn.k.weight", DType::BF16, {4, 8}, 7);
+  check_int_formula(*checkpoint, "model.pos_ids");
+  CHECK(as_f32(checkpoint->view("model.scale")) == std::vector<float>{0.5f});
+  CHECK(as_f32(checkpoint->view("model.mask")) == std::vector<float>{1, 0, 1});
 }
 
 // --- the unpickler and the zip reader on their own ----------------------------------------------------------------

@@ -117,23 +117,59 @@ for storage_name, encoder, element_size in [
     setattr(torch_module, storage_name, storage_class)
     STORAGE_TYPES[storage_name] = (storage_class, encoder, element_size)
 
+# torch 2.x pickles dtypes that have no legacy typed storage (float8) through _rebuild_tensor_v3, with an
+# UntypedStorage (sized in bytes) and the dtype object as an extra argument.
+torch_storage_module = types.ModuleType("torch.storage")
+torch_module.storage = torch_storage_module
+UntypedStorage = type("UntypedStorage", (), {"__module__": "torch.storage"})
+torch_storage_module.UntypedStorage = UntypedStorage
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
+    raise RuntimeError("fixture stand-in, never called")
+
+
+_rebuild_tensor_v3.__module__ = "torch._utils"
+torch_utils_module._rebuild_tensor_v3 = _rebuild_tensor_v3
+
+
+class DTypeStandIn:
+    """Pickles as the global torch.<name>, as a torch.dtype does."""
+
+    __module__ = "torch"
+
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        return self.name
+
+
+torch_module.float8_e4m3fn = DTypeStandIn("float8_e4m3fn")
+
 sys.modules["torch"] = torch_module
 sys.modules["torch._utils"] = torch_utils_module
+sys.modules["torch.storage"] = torch_storage_module
 
 
 class FakeStorage:
     """One "<archive>/data/<key>" record; pickled as a persistent id, like a torch TypedStorage."""
 
-    def __init__(self, storage_name, key, values, claimed_numel=None):
-        storage_class, encoder, _ = STORAGE_TYPES[storage_name]
-        self.storage_class = storage_class
+    def __init__(self, storage_name, key, values, claimed_numel=None, untyped_encoder=None):
+        if untyped_encoder:
+            self.storage_class = UntypedStorage
+            self.data = b"".join(untyped_encoder(v) for v in values)
+            self.numel = len(self.data)  # an untyped storage counts bytes
+        else:
+            storage_class, encoder, _ = STORAGE_TYPES[storage_name]
+            self.storage_class = storage_class
+            self.data = b"".join(encoder(v) for v in values)
+            self.numel = len(values) if claimed_numel is None else claimed_numel
         self.key = key
-        self.data = b"".join(encoder(v) for v in values)
-        self.numel = len(values) if claimed_numel is None else claimed_numel
 
 
 class FakeTensor:
-    def __init__(self, storage, offset, size, stride=None, parameter=False):
+    def __init__(self, storage, offset, size, stride=None, parameter=False, dtype=None):
         if stride is None:  # contiguous
             stride, step = [], 1
             for dim in reversed(size):
@@ -141,12 +177,15 @@ class FakeTensor:
                 step *= dim
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
         self.parameter = parameter
+        self.dtype = dtype  # set: pickled through _rebuild_tensor_v3
 
     def __reduce_ex__(self, protocol):
         if self.parameter:  # what an nn.Parameter pickles as
             plain = FakeTensor(self.storage, self.offset, self.size, self.stride)
             return (_rebuild_parameter, (plain, True, collections.OrderedDict()))
         args = (self.storage, self.offset, self.size, self.stride, False, collections.OrderedDict())
+        if self.dtype is not None:
+            return (_rebuild_tensor_v3, args + (self.dtype,))
         return (_rebuild_tensor_v2, args)
 
 
@@ -163,8 +202,8 @@ class Storages:
     def __init__(self):
         self.all = []
 
-    def new(self, storage_name, values, claimed_numel=None):
-        storage = FakeStorage(storage_name, str(len(self.all)), values, claimed_numel)
+    def new(self, storage_name, values, claimed_numel=None, untyped_encoder=None):
+        storage = FakeStorage(storage_name, str(len(self.all)), values, claimed_numel, untyped_encoder)
         self.all.append(storage)
         return storage
 
@@ -267,8 +306,8 @@ def normal_state_dict():
     generator["model.blocks.0.self_attn.q.weight"] = formula_tensor(s, "BFloat16Storage", (4, 8), 1)
     generator["model.blocks.0.self_attn.q.bias"] = formula_tensor(s, "FloatStorage", (8,), 2)
     generator["model.blocks.0.norm.weight"] = formula_tensor(s, "HalfStorage", (8,), 3)
-    generator["model.blocks.0.ffn.fc1.weight"] = s.tensor(
-        "Float8_e4m3fnStorage", (2, 16), [formula_fp8(4, i) for i in range(32)])
+    fp8_bytes = s.new(None, [formula_fp8(4, i) for i in range(32)], untyped_encoder=encode_f8e4m3)
+    generator["model.blocks.0.ffn.fc1.weight"] = FakeTensor(fp8_bytes, 0, (2, 16), dtype=torch_module.float8_e4m3fn)
     generator["model.pos_ids"] = s.tensor("LongStorage", (6,), [int_formula(i) for i in range(6)])
     generator["model.head.weight"] = formula_tensor(s, "FloatStorage", (3, 4), 5, parameter=True)
     generator._metadata = collections.OrderedDict([("", {"version": 1}), ("model", {"version": 1})])
@@ -279,6 +318,9 @@ def normal_state_dict():
         "model.blocks.0.self_attn.k.weight": FakeTensor(shared, 32, (4, 8)),
         "model.scale": s.tensor("FloatStorage", (), [0.5]),
         "model.empty": s.tensor("FloatStorage", (0, 4), []),
+        # The typed-storage spelling of a float8 tensor, for writers other than torch 2.x.
+        "model.blocks.0.ffn.fc1.weight": s.tensor("Float8_e4m3fnStorage", (4, 4),
+                                                  [formula_fp8(5, i) for i in range(16)]),
     }
     optimizer = {
         "state": {0: {"step": 10, "exp_avg": formula_tensor(s, "FloatStorage", (8,), 7)}, 1: {"step": 10}},

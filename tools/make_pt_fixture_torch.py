@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/io/torch_real_state_dict.pt with the real torch.save, for the machine that has PyTorch.
+"""Writes tests/fixtures/io/torch_real_state_dict.pt with the real torch.save, for the machine that has PyTorch,
+and, when the `safetensors` package is installed too, torch_real.safetensors with its save_file.
 
-tools/make_io_fixtures.py imitates torch.save with the standard library; this file is the check that the
-imitation matches the real thing. tests/test_io_weights.cpp reads it when present (and says it skipped it when
-not). Run from the repository root, then commit the file:
+tools/make_io_fixtures.py imitates torch.save with the standard library; these files are the check that the
+imitation matches the real thing. tests/test_io_weights.cpp reads them when present (and says it skipped them
+when not). Run from the repository root, then commit the files:
 
     python3 tools/make_pt_fixture_torch.py
 
@@ -18,8 +19,9 @@ import sys
 
 import torch
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "io",
-                   "torch_real_state_dict.pt")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "io")
+OUT = os.path.join(FIXTURES, "torch_real_state_dict.pt")
+OUT_SAFETENSORS = os.path.join(FIXTURES, "torch_real.safetensors")
 
 
 def formula(seed, count):
@@ -80,6 +82,17 @@ def main():
                       f"offset {value.storage_offset()}")
             else:
                 print(f"  {group}.{name} = {value!r}")
+
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        print("safetensors is not installed: torch_real.safetensors not written")
+        return 0
+    tensors = {name: value.detach().contiguous() for name, value in generator.items()
+               if name != "model.blocks.0.self_attn.v.weight"}  # save_file refuses tensors that share memory
+    tensors["model.mask"] = torch.tensor([True, False, True])
+    save_file(tensors, OUT_SAFETENSORS, metadata={"format": "pt", "writer": "make_pt_fixture_torch"})
+    print(f"wrote {os.path.normpath(OUT_SAFETENSORS)} ({os.path.getsize(OUT_SAFETENSORS)} bytes)")
     return 0
 
 

@@ -27,4 +27,16 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
   return SafetensorsCheckpoint::open(std::move(file));
 }
 
+Tensor Checkpoint::map_tensor(const std::shared_ptr<const MappedFile>& file, const uint8_t* data, const Shape& shape,
+                              DType dtype) {
+  if (reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) != 0) {
+    Tensor copy = Tensor::empty(shape, dtype);
+    std::memcpy(copy.raw(), data, copy.nbytes());
+    return copy;
+  }
+  // The mapping is read-only; the const_cast only satisfies Tensor's mutable-pointer interface.
+  auto* mutable_data = const_cast<uint8_t*>(data);
+  return Tensor::view_of(mutable_data, shape, dtype, std::shared_ptr<void>(file, mutable_data));
+}
+
 }  // namespace lf

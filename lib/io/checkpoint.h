@@ -3,12 +3,15 @@
 // its tensors from the header alone, and hands out zero-copy views into a read-only memory map.
 //
 // Views are READ-ONLY: the mapping is PROT_READ, so writing through one faults. clone() or to() first.
+// A tensor whose bytes are not aligned to its element size in the file (legal in both formats, though neither
+// reference writer produces it) is returned as an aligned copy instead, since unaligned loads are undefined.
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/mapped_file.h"
 
 namespace lf {
 
@@ -40,6 +43,9 @@ class Checkpoint {
 
  protected:
   explicit Checkpoint(std::string path) : path_(std::move(path)) {}
+  // A view of `data` (inside `file`) that keeps the mapping alive, or an aligned copy (see above).
+  static Tensor map_tensor(const std::shared_ptr<const MappedFile>& file, const uint8_t* data, const Shape& shape,
+                           DType dtype);
 
  private:
   std::string path_;

@@ -110,6 +110,7 @@ struct AllowedGlobal {
 constexpr AllowedGlobal kAllowedGlobals[] = {
     {"collections", "OrderedDict", PickleGlobal::OrderedDict, DType::F32},
     {"torch._utils", "_rebuild_tensor_v2", PickleGlobal::RebuildTensorV2, DType::F32},
+    {"torch._utils", "_rebuild_tensor_v3", PickleGlobal::RebuildTensorV3, DType::F32},
     {"torch._utils", "_rebuild_parameter", PickleGlobal::RebuildParameter, DType::F32},
     {"torch._utils", "_rebuild_parameter_with_state", PickleGlobal::RebuildParameterWithState, DType::F32},
     {"_codecs", "encode", PickleGlobal::CodecsEncode, DType::F32},
@@ -124,6 +125,18 @@ constexpr AllowedGlobal kAllowedGlobals[] = {
     {"torch", "CharStorage", PickleGlobal::StorageType, DType::I8},
     {"torch", "ByteStorage", PickleGlobal::StorageType, DType::U8},
     {"torch", "BoolStorage", PickleGlobal::StorageType, DType::Bool},
+    {"torch.storage", "UntypedStorage", PickleGlobal::UntypedStorage, DType::U8},
+    {"torch", "float32", PickleGlobal::DTypeObject, DType::F32},
+    {"torch", "float16", PickleGlobal::DTypeObject, DType::F16},
+    {"torch", "bfloat16", PickleGlobal::DTypeObject, DType::BF16},
+    {"torch", "float8_e4m3fn", PickleGlobal::DTypeObject, DType::F8E4M3},
+    {"torch", "float64", PickleGlobal::DTypeObject, DType::F64},
+    {"torch", "int64", PickleGlobal::DTypeObject, DType::I64},
+    {"torch", "int32", PickleGlobal::DTypeObject, DType::I32},
+    {"torch", "int16", PickleGlobal::DTypeObject, DType::I16},
+    {"torch", "int8", PickleGlobal::DTypeObject, DType::I8},
+    {"torch", "uint8", PickleGlobal::DTypeObject, DType::U8},
+    {"torch", "bool", PickleGlobal::DTypeObject, DType::Bool},
 };
 
 }  // namespace
@@ -301,20 +314,14 @@ class Unpickler {
       case PickleGlobal::OrderedDict:
         want_args(args.empty());
         return make(PickleKind::Dict);
-      case PickleGlobal::RebuildTensorV2: {
+      case PickleGlobal::RebuildTensorV2:
         want_args(args.size() == 6 || args.size() == 7);
-        PickleValue* result = make(PickleKind::Tensor);
-        result->tensor = std::make_unique<PickleTensorRef>();
-        result->tensor->storage = *expect(args[0], PickleKind::Storage, "tensor storage")->storage;
-        result->tensor->storage_offset = expect(args[1], PickleKind::Int, "tensor storage offset")->integer;
-        result->tensor->shape = int_tuple(args[2], "tensor size");
-        result->tensor->stride = int_tuple(args[3], "tensor stride");
-        expect(args[4], PickleKind::Bool, "tensor requires_grad");
-        expect(args[5], PickleKind::Dict, "tensor backward hooks");
-        if (args.size() == 7) expect(args[6], PickleKind::Dict, "tensor metadata");
-        if (result->tensor->shape.size() != result->tensor->stride.size())
-          error("tensor size and stride have different lengths");
-        return result;
+        return rebuild_tensor(args, args[0]->kind == PickleKind::Storage ? args[0]->storage->dtype : DType::F32, 6);
+      case PickleGlobal::RebuildTensorV3: {
+        want_args(args.size() == 7 || args.size() == 8);
+        const PickleValue* dtype = expect(args[6], PickleKind::Global, "tensor dtype");
+        if (dtype->global != PickleGlobal::DTypeObject) error(fmt::format("'{}' is not a dtype", dtype->text));
+        return rebuild_tensor(args, dtype->storage_dtype, 7);
       }
       case PickleGlobal::RebuildParameter:
       case PickleGlobal::RebuildParameterWithState:
@@ -329,9 +336,32 @@ class Unpickler {
         return make_text(PickleKind::Bytes, utf8_to_latin1(expect(args[0], PickleKind::String, "bytes text")->text));
       }
       case PickleGlobal::StorageType:
+      case PickleGlobal::UntypedStorage:
+      case PickleGlobal::DTypeObject:
         break;
     }
     error(fmt::format("'{}' cannot be called", callable->text));
+  }
+
+  // (storage, storage_offset, size, stride, requires_grad, backward_hooks, [dtype (v3),] [metadata]).
+  PickleValue* rebuild_tensor(const std::vector<PickleValue*>& args, DType dtype, size_t metadata_index) {
+    PickleValue* result = make(PickleKind::Tensor);
+    result->tensor = std::make_unique<PickleTensorRef>();
+    PickleTensorRef& tensor = *result->tensor;
+    tensor.storage = *expect(args[0], PickleKind::Storage, "tensor storage")->storage;
+    tensor.dtype = dtype;
+    tensor.storage_offset = expect(args[1], PickleKind::Int, "tensor storage offset")->integer;
+    tensor.shape = int_tuple(args[2], "tensor size");
+    tensor.stride = int_tuple(args[3], "tensor stride");
+    expect(args[4], PickleKind::Bool, "tensor requires_grad");
+    expect(args[5], PickleKind::Dict, "tensor backward hooks");
+    if (args.size() > metadata_index) expect(args[metadata_index], PickleKind::Dict, "tensor metadata");
+    if (tensor.shape.size() != tensor.stride.size()) error("tensor size and stride have different lengths");
+    // An untyped storage reads as bytes (U8); a typed one must match the tensor.
+    if (tensor.dtype != tensor.storage.dtype && tensor.storage.dtype != DType::U8)
+      error(fmt::format("tensor of dtype {} on a typed {} storage", dtype_name(tensor.dtype),
+                        dtype_name(tensor.storage.dtype)));
+    return result;
   }
 
   // Protocol 2 stores bytes as the latin1 decoding of them, in UTF-8: code points 0-255 only.
@@ -357,7 +387,8 @@ class Unpickler {
     if (items.size() != 5 || items[0]->kind != PickleKind::String || items[0]->text != "storage")
       error("persistent id is not a ('storage', type, key, location, numel) tuple");
     PickleValue* type = expect(items[1], PickleKind::Global, "storage type");
-    if (type->global != PickleGlobal::StorageType) error(fmt::format("'{}' is not a storage type", type->text));
+    if (type->global != PickleGlobal::StorageType && type->global != PickleGlobal::UntypedStorage)
+      error(fmt::format("'{}' is not a storage type", type->text));
     PickleValue* result = make(PickleKind::Storage);
     result->storage = std::make_unique<PickleStorageRef>();
     result->storage->dtype = type->storage_dtype;

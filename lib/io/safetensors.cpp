@@ -151,9 +151,7 @@ Tensor SafetensorsCheckpoint::view(const std::string& name) const {
   const auto found = index_.find(name);
   LF_CHECK(found != index_.end(), "safetensors '{}': no tensor named '{}'", path(), name);
   const TensorEntry& entry = entries_[found->second];
-  // The mapping is read-only; the const_cast only satisfies Tensor's mutable-pointer interface.
-  auto* data = const_cast<uint8_t*>(file_->data()) + data_begin_[found->second];
-  return Tensor::view_of(data, entry.shape, entry.dtype, std::shared_ptr<void>(file_, data));
+  return map_tensor(file_, file_->data() + data_begin_[found->second], entry.shape, entry.dtype);
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

@@ -110,17 +110,19 @@ void TorchCheckpoint::load() {
   for (const Flattener::Found& found : flattener.found) {
     const PickleTensorRef& tensor = *found.tensor;
     const std::string& name = found.name;
-    const size_t element_size = dtype_size(tensor.storage.dtype);
+    const size_t element_size = dtype_size(tensor.dtype);
     const std::string record = archive_ + "/data/" + tensor.storage.key;
     const ZipEntry* entry = zip.find(record);
     LF_CHECK(entry != nullptr, "pytorch checkpoint '{}': tensor '{}': storage record '{}' is missing", path, name,
              record);
     const std::span<const uint8_t> storage = zip.stored_data(*entry);
     uint64_t storage_bytes = 0;
-    LF_CHECK(!__builtin_mul_overflow(uint64_t(tensor.storage.numel), element_size, &storage_bytes) &&
-                 storage_bytes <= storage.size(),
-             "pytorch checkpoint '{}': tensor '{}': storage '{}' claims {} {} elements but its record has {} bytes",
-             path, name, record, tensor.storage.numel, dtype_name(tensor.storage.dtype), storage.size());
+    LF_CHECK(
+        !__builtin_mul_overflow(uint64_t(tensor.storage.numel), dtype_size(tensor.storage.dtype), &storage_bytes) &&
+            storage_bytes <= storage.size(),
+        "pytorch checkpoint '{}': tensor '{}': storage '{}' claims {} {} elements but its record has {} bytes", path,
+        name, record, tensor.storage.numel, dtype_name(tensor.storage.dtype), storage.size());
+    const uint64_t storage_elements = storage_bytes / element_size;  // in the tensor's dtype
 
     // The last element reached is offset + sum((size - 1) * stride); it must lie inside the storage.
     LF_CHECK(tensor.storage_offset >= 0, "pytorch checkpoint '{}': tensor '{}': negative storage offset", path, name);
@@ -137,12 +139,12 @@ void TorchCheckpoint::load() {
     }
     LF_CHECK(ok, "pytorch checkpoint '{}': tensor '{}': invalid size {} / stride {}", path, name,
              shape_str(tensor.shape), shape_str(tensor.stride));
-    LF_CHECK(empty || last < uint64_t(tensor.storage.numel),
-             "pytorch checkpoint '{}': tensor '{}' {} at offset {} runs past its storage of {} elements", path, name,
-             shape_str(tensor.shape), tensor.storage_offset, tensor.storage.numel);
+    LF_CHECK(empty || last < storage_elements,
+             "pytorch checkpoint '{}': tensor '{}' {} {} at offset {} runs past its storage of {} bytes", path, name,
+             dtype_name(tensor.dtype), shape_str(tensor.shape), tensor.storage_offset, storage_bytes);
     LF_CHECK(index_.emplace(name, entries_.size()).second, "pytorch checkpoint '{}': two tensors are named '{}'", path,
              name);
-    entries_.push_back({name, tensor.storage.dtype, tensor.shape});
+    entries_.push_back({name, tensor.dtype, tensor.shape});
     stored_.push_back({tensor.stride, storage.data() + (empty ? 0 : uint64_t(tensor.storage_offset) * element_size)});
   }
 }
@@ -155,9 +157,7 @@ Tensor TorchCheckpoint::view(const std::string& name) const {
   LF_CHECK(is_contiguous(entry.shape, stored.stride),
            "pytorch checkpoint '{}': tensor '{}' {} is not contiguous (stride {}); save it with .contiguous()", path(),
            name, shape_str(entry.shape), shape_str(stored.stride));
-  // The mapping is read-only; the const_cast only satisfies Tensor's mutable-pointer interface.
-  auto* data = const_cast<uint8_t*>(stored.data);
-  return Tensor::view_of(data, entry.shape, entry.dtype, std::shared_ptr<void>(file_, data));
+  return map_tensor(file_, stored.data, entry.shape, entry.dtype);
 }
 
 }  // namespace lf

@@ -1,6 +1,7 @@
 #include "core/tensor.h"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -19,12 +20,29 @@ int64_t shape_numel(const Shape& shape) {
   return count;
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype) {
+namespace {
+DeviceAllocator* g_device_allocator = nullptr;
+}
+
+const char* device_name(Device device) { return device == Device::CUDA ? "cuda" : "cpu"; }
+void register_device_allocator(DeviceAllocator* allocator) { g_device_allocator = allocator; }
+DeviceAllocator* device_allocator() { return g_device_allocator; }
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t size : shape) LF_CHECK(size >= 0, "negative tensor size in shape {}", shape_str(shape));
   Tensor tensor;
   tensor.shape_ = shape;
   tensor.dtype_ = dtype;
+  tensor.device_ = device;
   const size_t bytes = tensor.nbytes();
+  if (device == Device::CUDA) {
+    DeviceAllocator* allocator = g_device_allocator;
+    LF_CHECK(allocator != nullptr, "CUDA tensor requested but this build or process has no CUDA backend");
+    void* memory = allocator->allocate(std::max<size_t>(bytes, 1));
+    tensor.owner_ = std::shared_ptr<void>(memory, [allocator](void* pointer) { allocator->release(pointer); });
+    tensor.data_ = memory;
+    return tensor;
+  }
   // 64-byte alignment for vector loads; at least one byte so data_ is never null.
   void* memory = std::aligned_alloc(64, ((bytes + 63) / 64) * 64 + 64);
   LF_CHECK(memory != nullptr, "out of host memory allocating {} bytes for a tensor {}", bytes, shape_str(shape));
@@ -33,9 +51,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   return tensor;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype) {
-  Tensor tensor = empty(shape, dtype);
-  std::memset(tensor.data_, 0, tensor.nbytes());
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor tensor = empty(shape, dtype, device);
+  if (device == Device::CUDA) g_device_allocator->zero(tensor.data_, tensor.nbytes());
+  else std::memset(tensor.data_, 0, tensor.nbytes());
   return tensor;
 }
 
@@ -56,6 +75,7 @@ int64_t Tensor::dim(int axis) const {
 
 float* Tensor::f32() {
   LF_CHECK(dtype_ == DType::F32, "expected an f32 tensor, found {} {}", dtype_name(dtype_), shape_str(shape_));
+  LF_CHECK(device_ == Device::CPU, "host access to a {} tensor {} on the GPU", dtype_name(dtype_), shape_str(shape_));
   return static_cast<float*>(data_);
 }
 
@@ -79,12 +99,30 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor copy = empty(shape_, dtype_);
-  std::memcpy(copy.data_, data_, nbytes());
+  Tensor copy = empty(shape_, dtype_, device_);
+  copy.copy_from(*this);
+  return copy;
+}
+
+void Tensor::copy_from(const Tensor& source) {
+  LF_CHECK(source.shape_ == shape_ && source.dtype_ == dtype_, "copy: {} {} into {} {}", dtype_name(source.dtype_),
+           shape_str(source.shape_), dtype_name(dtype_), shape_str(shape_));
+  if (device_ == Device::CPU && source.device_ == Device::CPU) {
+    std::memcpy(data_, source.data_, nbytes());
+    return;
+  }
+  LF_CHECK(g_device_allocator != nullptr, "copy between devices without a CUDA backend");
+  g_device_allocator->copy(data_, device_, source.data_, source.device_, nbytes());
+}
+
+Tensor Tensor::to(Device device) const {
+  Tensor copy = empty(shape_, dtype_, device);
+  copy.copy_from(*this);
   return copy;
 }
 
 Tensor Tensor::to(DType dtype) const {
+  LF_CHECK(device_ == Device::CPU, "dtype conversion of a GPU tensor {} on the host", shape_str(shape_));
   if (dtype == dtype_) return clone();
   if (dtype == DType::F32) {
     Tensor out = empty(shape_, DType::F32);

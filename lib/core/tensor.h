@@ -16,13 +16,28 @@ std::string shape_str(const Shape& shape);  // "[3, 16, 60, 104]"
 int64_t shape_numel(const Shape& shape);
 
 enum class Device : uint8_t { CPU, CUDA };
+const char* device_name(Device device);
+
+// Device memory comes from an allocator registered by the CUDA module (kernels/), so lf_core does not depend on
+// CUDA; without one, asking for a CUDA tensor is a clear error.
+class DeviceAllocator {
+ public:
+  virtual ~DeviceAllocator() = default;
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* pointer) = 0;
+  // Copies between any two devices (host <-> device, device <-> device); synchronous with respect to the host.
+  virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
+  virtual void zero(void* pointer, size_t bytes) = 0;
+};
+void register_device_allocator(DeviceAllocator* allocator);
+DeviceAllocator* device_allocator();  // nullptr when no CUDA module is registered
 
 class Tensor {
  public:
   Tensor() = default;
 
-  static Tensor empty(const Shape& shape, DType dtype = DType::F32);
-  static Tensor zeros(const Shape& shape, DType dtype = DType::F32);
+  static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
   // Wraps memory owned by `owner` (an mmap, a parent tensor); nothing is copied.
   static Tensor view_of(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner);
 
@@ -33,22 +48,26 @@ class Tensor {
   int64_t numel() const { return shape_numel(shape_); }
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
   DType dtype() const { return dtype_; }
-  Device device() const { return Device::CPU; }
+  Device device() const { return device_; }
+  bool is_cuda() const { return device_ == Device::CUDA; }
 
   void* raw() { return data_; }
   const void* raw() const { return data_; }
-  // Typed access to f32 data; fails loudly on another dtype so a bf16 buffer is never read as floats.
+  // Typed host access to f32 data; fails loudly on another dtype or on device memory.
   float* f32();
   const float* f32() const;
 
   Tensor reshape(const Shape& shape) const;      // same storage, numel must match
   Tensor slice_rows(int64_t begin, int64_t end) const;  // view of rows [begin, end) of axis 0
   Tensor clone() const;
-  Tensor to(DType dtype) const;                  // converted copy (or clone when equal)
+  Tensor to(DType dtype) const;                  // converted copy (or clone when equal); CPU only
+  Tensor to(Device device) const;                // copy to another device (same dtype)
+  void copy_from(const Tensor& source);          // same shape and dtype, any devices
 
  private:
   Shape shape_;
   DType dtype_ = DType::F32;
+  Device device_ = Device::CPU;
   void* data_ = nullptr;
   std::shared_ptr<void> owner_;
 };

@@ -11,10 +11,12 @@ KvCache::KvCache(const KvCacheConfig& config, const CacheGeometry& geometry, con
     : config_(config), geometry_(geometry), rope_(rope) {
   capacity_frames_ = config.mode == "rolling" ? std::min(config.window_frames, geometry.total_frames)
                                               : geometry.total_frames;
+  // Allocated once for the whole video: nothing is allocated inside the chunk loop.
   const Shape shape{capacity_frames_ * geometry.tokens_per_frame, geometry.heads, geometry.head_dim};
+  const DType dtype = ops::activation_dtype(geometry.device);
   for (int64_t layer = 0; layer < geometry.layers; ++layer) {
-    keys_.push_back(Tensor::zeros(shape));
-    values_.push_back(Tensor::zeros(shape));
+    keys_.push_back(Tensor::zeros(shape, dtype, geometry.device));
+    values_.push_back(Tensor::zeros(shape, dtype, geometry.device));
   }
 }
 
@@ -43,14 +45,13 @@ void KvCache::begin_forward(int64_t start_frame, int64_t frames) {
     const int64_t sink = config_.sink_frames;
     const int64_t keep = local_end_ - evict - sink;
     LF_CHECK(keep >= 0, "kv cache: window of {} frames cannot keep {} sink frames", capacity_frames_, sink);
-    const size_t frame_bytes = size_t(geometry_.tokens_per_frame * geometry_.heads * geometry_.head_dim) * 4;
-    for (size_t layer = 0; layer < keys_.size(); ++layer) {
-      for (Tensor* storage : {&keys_[layer], &values_[layer]}) {
-        char* base = static_cast<char*>(storage->raw());
-        std::memmove(base + size_t(sink) * frame_bytes, base + size_t(sink + evict) * frame_bytes,
-                     size_t(keep) * frame_bytes);
-      }
-    }
+    // Frames move down one at a time, in ascending order: source and destination are >= `evict` frames apart,
+    // so no copy overlaps itself (device copies must not overlap).
+    const int64_t tokens = geometry_.tokens_per_frame;
+    for (size_t layer = 0; layer < keys_.size(); ++layer)
+      for (Tensor* storage : {&keys_[layer], &values_[layer]})
+        for (int64_t frame = 0; frame < keep; ++frame)
+          ops::copy_rows(*storage, (sink + frame) * tokens, *storage, (sink + evict + frame) * tokens, tokens);
     slot_frames_.erase(slot_frames_.begin() + sink, slot_frames_.begin() + sink + evict);
     local_end_ -= evict;
   }
@@ -76,11 +77,9 @@ void KvCache::write(int64_t layer, const Tensor& k, const Tensor& v) {
   const Shape expected{write_frames_ * geometry_.tokens_per_frame, geometry_.heads, geometry_.head_dim};
   check_shape(k, expected, "kv cache write k");
   check_shape(v, expected, "kv cache write v");
-  const int64_t first = local_end_ - write_frames_;
-  Tensor key_slot = frame_rows(keys_[size_t(layer)], first, write_frames_);
-  Tensor value_slot = frame_rows(values_[size_t(layer)], first, write_frames_);
-  std::memcpy(key_slot.raw(), k.raw(), k.nbytes());
-  std::memcpy(value_slot.raw(), v.raw(), v.nbytes());
+  const int64_t first_row = (local_end_ - write_frames_) * geometry_.tokens_per_frame;
+  ops::copy_rows(keys_[size_t(layer)], first_row, k, 0, k.dim(0));
+  ops::copy_rows(values_[size_t(layer)], first_row, v, 0, v.dim(0));
 }
 
 Tensor KvCache::keys(int64_t layer) const {

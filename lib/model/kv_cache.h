@@ -23,6 +23,7 @@ struct CacheGeometry {
   int64_t head_dim;
   int64_t total_frames;  // frames of the whole video (the global cache's capacity)
   int64_t chunk_frames;
+  Device device = Device::CPU;  // storage in ops::activation_dtype(device): f32 on the CPU, bf16 on the GPU
 };
 
 class KvCache {

@@ -19,14 +19,6 @@ Tensor split_heads(const Tensor& x, int64_t heads) { return x.reshape({x.dim(0),
 // Rows [first, first + count) of a [tokens, ...] tensor as an owned copy.
 Tensor copy_rows(const Tensor& x, int64_t first, int64_t count) { return x.slice_rows(first, first + count).clone(); }
 
-// Per-frame slice i of a [frames, k, dim] table as [frames, dim].
-Tensor table_slot(const Tensor& table, int64_t slot) {
-  const int64_t frames = table.dim(0), slots = table.dim(1), dim = table.dim(2);
-  Tensor out = Tensor::empty({frames, dim});
-  for (int64_t f = 0; f < frames; ++f)
-    std::memcpy(out.f32() + f * dim, table.f32() + (f * slots + slot) * dim, size_t(dim) * 4);
-  return out;
-}
 
 }  // namespace
 
@@ -61,6 +53,7 @@ BlockCausalSelfAttention::BlockCausalSelfAttention(const KvCacheConfig& config, 
     : config_(config), chunk_frames_(chunk_frames), rope_(rope), scale_(1.0 / std::sqrt(double(head_dim))) {}
 
 Tensor BlockCausalSelfAttention::attend(int64_t, Tensor q, Tensor k, const Tensor& v) {
+  LF_CHECK(!q.is_cuda(), "the block-causal reference runs on the CPU");
   const int64_t tokens_per_frame = rope_.tokens_per_frame;
   const int64_t frames = q.dim(0) / tokens_per_frame;
   LF_CHECK(frames % chunk_frames_ == 0, "block-causal reference: {} frames is not a whole number of chunks",
@@ -96,16 +89,91 @@ Tensor BlockCausalSelfAttention::attend(int64_t, Tensor q, Tensor k, const Tenso
 WanDiT::WanDiT(ModelConfig config, WanWeights weights) : config_(std::move(config)), weights_(std::move(weights)) {
   LF_CHECK(int64_t(weights_.blocks.size()) == config_.layers, "model has {} blocks of weights, config says {}",
            weights_.blocks.size(), config_.layers);
+  host_conditioning_weights_.time_embedding_0 = weights_.time_embedding_0;
+  host_conditioning_weights_.time_embedding_2 = weights_.time_embedding_2;
+  host_conditioning_weights_.time_projection = weights_.time_projection;
+  host_conditioning_weights_.head_modulation = weights_.head_modulation;
+  for (const WanBlockWeights& block : weights_.blocks) {
+    host_conditioning_weights_.blocks.emplace_back();
+    host_conditioning_weights_.blocks.back().modulation = block.modulation;
+  }
+}
+
+void WanDiT::to_device(Device device) {
+  if (device == device_) return;
+  LF_CHECK(device_ == Device::CPU, "model weights can only move from the host");
+  const DType gemm_dtype = ops::activation_dtype(device);
+  auto move = [&](Tensor& tensor, DType dtype) {
+    if (tensor.defined()) tensor = tensor.to(dtype).to(device);
+  };
+  auto move_linear = [&](LinearWeights& linear) {
+    move(linear.weight, gemm_dtype);
+    move(linear.bias, DType::F32);
+  };
+  move_linear(weights_.patch_embedding);
+  move_linear(weights_.text_embedding_0);
+  move_linear(weights_.text_embedding_2);
+  move_linear(weights_.head);
+  for (WanBlockWeights& block : weights_.blocks) {
+    for (LinearWeights* linear : {&block.self_q, &block.self_k, &block.self_v, &block.self_o, &block.cross_q,
+                                  &block.cross_k, &block.cross_v, &block.cross_o, &block.ffn_in, &block.ffn_out})
+      move_linear(*linear);
+    for (Tensor* norm : {&block.self_norm_q, &block.self_norm_k, &block.norm3_weight, &block.norm3_bias,
+                         &block.cross_norm_q, &block.cross_norm_k})
+      move(*norm, DType::F32);
+  }
+  device_ = device;
 }
 
 ops::RopeGrid WanDiT::rope_grid() const {
   return {config_.tokens_per_frame(), config_.grid_width(), config_.rope_theta};
 }
 
+FrameConditioning WanDiT::conditioning(const std::vector<double>& frame_timesteps) const {
+  const int64_t frames = int64_t(frame_timesteps.size()), dim = config_.dim;
+  const WanWeights& w = host_conditioning_weights_;
+  // e = MLP(sinusoid(t)) and e0 = Linear(SiLU(e)) per distinct timestep (frames usually share a few).
+  std::map<double, std::pair<Tensor, Tensor>> by_timestep;
+  for (double timestep : frame_timesteps) {
+    if (by_timestep.count(timestep)) continue;
+    const Tensor sinusoid = ops::timestep_embedding(timestep, config_.freq_dim).reshape({1, config_.freq_dim});
+    const Tensor embedded = linear(ops::silu(linear(sinusoid, w.time_embedding_0)), w.time_embedding_2);
+    by_timestep.emplace(timestep, std::make_pair(embedded, linear(ops::silu(embedded), w.time_projection)));
+  }
+  FrameConditioning out;
+  for (int64_t layer = 0; layer < config_.layers; ++layer) {
+    std::array<Tensor, 6> rows;
+    for (int64_t slot = 0; slot < 6; ++slot) {
+      rows[size_t(slot)] = Tensor::empty({frames, dim});
+      const float* base = w.blocks[size_t(layer)].modulation.f32() + slot * dim;
+      for (int64_t f = 0; f < frames; ++f) {
+        const float* e0 = by_timestep.at(frame_timesteps[size_t(f)]).second.f32() + slot * dim;
+        float* row = rows[size_t(slot)].f32() + f * dim;
+        for (int64_t i = 0; i < dim; ++i) row[i] = base[i] + e0[i];
+      }
+    }
+    out.blocks.push_back(std::move(rows));
+  }
+  // The head modulates with e (not e0): shift = head.modulation[0] + e, scale = head.modulation[1] + e.
+  out.head_shift = Tensor::empty({frames, dim});
+  out.head_scale = Tensor::empty({frames, dim});
+  for (int64_t f = 0; f < frames; ++f) {
+    const float* e = by_timestep.at(frame_timesteps[size_t(f)]).first.f32();
+    for (int64_t i = 0; i < dim; ++i) {
+      out.head_shift.f32()[f * dim + i] = w.head_modulation.f32()[i] + e[i];
+      out.head_scale.f32()[f * dim + i] = w.head_modulation.f32()[dim + i] + e[i];
+    }
+  }
+  return out;
+}
+
 CrossAttentionCache WanDiT::build_cross_cache(const Tensor& context) const {
   check_shape(context, {config_.text_len, config_.text_dim}, "text context");
   // text_embedding = Linear -> GELU(tanh) -> Linear, applied to every row, padding included (spec 4).
-  const Tensor text = linear(ops::gelu_tanh(linear(context, weights_.text_embedding_0)), weights_.text_embedding_2);
+  const Tensor input = context.device() == device_ ? context : context.to(device_);
+  const Tensor text = linear(ops::linear(to_activation(input), weights_.text_embedding_0.weight,
+                                         weights_.text_embedding_0.bias, ops::Activation::GeluTanh),
+                             weights_.text_embedding_2);
   CrossAttentionCache cache;
   for (const WanBlockWeights& block : weights_.blocks) {
     cache.keys.push_back(split_heads(ops::rms_norm(linear(text, block.cross_k), block.cross_norm_k, config_.eps),
@@ -119,47 +187,28 @@ Tensor WanDiT::forward(const Tensor& latents, const std::vector<double>& frame_t
                        const CrossAttentionCache& cross, SelfAttention& self_attention) const {
   const ModelConfig& c = config_;
   check_shape(latents, {-1, c.in_channels, c.latent_height, c.latent_width}, "DiT input latents");
+  LF_CHECK(latents.device() == device_, "DiT input on {} but the model is on {}", device_name(latents.device()),
+           device_name(device_));
   const int64_t frames = latents.dim(0), tokens_per_frame = c.tokens_per_frame(), dim = c.dim;
   LF_CHECK(int64_t(frame_timesteps.size()) == frames, "DiT: {} timesteps for {} frames", frame_timesteps.size(),
            frames);
-
-  // Time conditioning per frame: e = MLP(sinusoid(t)), e0 = Linear(SiLU(e)) -> 6 modulation vectors.
-  // Frames usually share a few timesteps, so each distinct t is embedded once.
-  Tensor e = Tensor::empty({frames, dim});
-  Tensor e0 = Tensor::empty({frames, 6, dim});
-  std::map<double, std::pair<Tensor, Tensor>> by_timestep;
-  for (int64_t f = 0; f < frames; ++f) {
-    auto found = by_timestep.find(frame_timesteps[size_t(f)]);
-    if (found == by_timestep.end()) {
-      const Tensor sinusoid = ops::timestep_embedding(frame_timesteps[size_t(f)], c.freq_dim).reshape({1, c.freq_dim});
-      const Tensor embedded =
-          linear(ops::silu(linear(sinusoid, weights_.time_embedding_0)), weights_.time_embedding_2);
-      const Tensor projected = linear(ops::silu(embedded), weights_.time_projection);
-      found = by_timestep.emplace(frame_timesteps[size_t(f)], std::make_pair(embedded, projected)).first;
-    }
-    std::memcpy(e.f32() + f * dim, found->second.first.f32(), size_t(dim) * 4);
-    std::memcpy(e0.f32() + f * 6 * dim, found->second.second.f32(), size_t(6 * dim) * 4);
-  }
-
-  Tensor x = linear(ops::patchify(latents, c.patch[1], c.patch[2]), weights_.patch_embedding);  // [L, dim]
+  const FrameConditioning& cond = conditioning_on_device(frame_timesteps);
   const double eps = c.eps;
+
+  // Residual stream x [L, dim] in f32 on every device.
+  Tensor x = ops::linear(ops::patchify(latents, c.patch[1], c.patch[2]), weights_.patch_embedding.weight,
+                         weights_.patch_embedding.bias, ops::Activation::None, /*f32_out=*/true);
   for (int64_t layer = 0; layer < c.layers; ++layer) {
     const WanBlockWeights& block = weights_.blocks[size_t(layer)];
-    // Modulation table M = block.modulation + e0, slots: shift1, scale1, gate1, shift2, scale2, gate2.
-    Tensor modulation = Tensor::empty({frames, 6, dim});
-    for (int64_t f = 0; f < frames; ++f)
-      for (int64_t i = 0; i < 6 * dim; ++i)
-        modulation.f32()[f * 6 * dim + i] = block.modulation.f32()[i] + e0.f32()[f * 6 * dim + i];
+    const std::array<Tensor, 6>& m = cond.blocks[size_t(layer)];  // shift1, scale1, gate1, shift2, scale2, gate2
 
     // 1. Self-attention with per-frame modulation and gate.
-    const Tensor h = ops::modulate(ops::layer_norm(x, Tensor(), Tensor(), eps), table_slot(modulation, 0),
-                                   table_slot(modulation, 1), tokens_per_frame);
+    const Tensor h = ops::layer_norm_modulate(x, m[0], m[1], tokens_per_frame, eps);
     Tensor q = split_heads(ops::rms_norm(linear(h, block.self_q), block.self_norm_q, eps), c.heads);
     Tensor k = split_heads(ops::rms_norm(linear(h, block.self_k), block.self_norm_k, eps), c.heads);
     const Tensor v = split_heads(linear(h, block.self_v), c.heads);
     const Tensor attended = self_attention.attend(layer, std::move(q), std::move(k), v);
-    ops::gated_add(x, linear(attended.reshape({x.dim(0), dim}), block.self_o), table_slot(modulation, 2),
-                   tokens_per_frame);
+    ops::gated_add(x, linear(attended.reshape({x.dim(0), dim}), block.self_o), m[2], tokens_per_frame);
 
     // 2. Cross-attention to the prompt: affine LayerNorm, no modulation, no gate.
     const Tensor hc = ops::layer_norm(x, block.norm3_weight, block.norm3_bias, eps);
@@ -168,24 +217,33 @@ Tensor WanDiT::forward(const Tensor& latents, const std::vector<double>& frame_t
                                          1.0 / std::sqrt(double(c.head_dim())));
     ops::gated_add(x, linear(crossed.reshape({x.dim(0), dim}), block.cross_o), Tensor(), tokens_per_frame);
 
-    // 3. FFN with the second modulation triple.
-    const Tensor hf = ops::modulate(ops::layer_norm(x, Tensor(), Tensor(), eps), table_slot(modulation, 3),
-                                    table_slot(modulation, 4), tokens_per_frame);
-    ops::gated_add(x, linear(ops::gelu_tanh(linear(hf, block.ffn_in)), block.ffn_out), table_slot(modulation, 5),
-                   tokens_per_frame);
+    // 3. FFN with the second modulation triple; GELU fused into the first GEMM where the device can.
+    const Tensor hf = ops::layer_norm_modulate(x, m[3], m[4], tokens_per_frame, eps);
+    const Tensor hidden = ops::linear(hf, block.ffn_in.weight, block.ffn_in.bias, ops::Activation::GeluTanh);
+    ops::gated_add(x, linear(hidden, block.ffn_out), m[5], tokens_per_frame);
   }
 
-  // Head: its own 2-way modulation from e (not e0), then unpatchify.
-  Tensor shift = Tensor::empty({frames, dim}), scale = Tensor::empty({frames, dim});
-  for (int64_t f = 0; f < frames; ++f)
-    for (int64_t i = 0; i < dim; ++i) {
-      shift.f32()[f * dim + i] = weights_.head_modulation.f32()[i] + e.f32()[f * dim + i];
-      scale.f32()[f * dim + i] = weights_.head_modulation.f32()[dim + i] + e.f32()[f * dim + i];
-    }
-  const Tensor head_in = ops::modulate(ops::layer_norm(x, Tensor(), Tensor(), eps), shift, scale, tokens_per_frame);
-  const Tensor out_tokens = linear(head_in, weights_.head);
+  // Head: its own 2-way modulation from e, an f32 projection, then unpatchify.
+  const Tensor head_in = ops::layer_norm_modulate(x, cond.head_shift, cond.head_scale, tokens_per_frame, eps);
+  const Tensor out_tokens = ops::linear(head_in, weights_.head.weight, weights_.head.bias, ops::Activation::None,
+                                        /*f32_out=*/true);
   return ops::unpatchify(out_tokens, frames, c.out_channels, c.grid_height(), c.grid_width(), c.patch[1],
                          c.patch[2]);
 }
+
+const FrameConditioning& WanDiT::conditioning_on_device(const std::vector<double>& frame_timesteps) const {
+  auto found = device_conditioning_.find(frame_timesteps);
+  if (found != device_conditioning_.end()) return found->second;
+  FrameConditioning cond = conditioning(frame_timesteps);
+  if (device_ != Device::CPU) {
+    for (auto& rows : cond.blocks)
+      for (Tensor& row : rows) row = row.to(device_);
+    cond.head_shift = cond.head_shift.to(device_);
+    cond.head_scale = cond.head_scale.to(device_);
+  }
+  return device_conditioning_.emplace(frame_timesteps, std::move(cond)).first->second;
+}
+
+Tensor WanDiT::to_activation(const Tensor& x) const { return ops::convert(x, ops::activation_dtype(device_)); }
 
 }  // namespace lf

@@ -2,6 +2,8 @@
 // The causal Wan2.1 DiT (any size), written once against ops:: so it runs on the CPU reference and on the GPU.
 // forward() follows spec section 5 in order; how self-attention sees other frames is delegated to a
 // SelfAttention strategy: the KV-cached chunk loop, or a whole-sequence block-causal reference for tests.
+#include <array>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -45,6 +47,14 @@ class CachedSelfAttention final : public SelfAttention {
   CallInfo info_;
 };
 
+// Per-frame time conditioning of one forward: for each block its six modulation rows (shift1, scale1, gate1,
+// shift2, scale2, gate2), each [frames, dim], and the head's shift and scale. Always computed on the host in
+// f32 (a few small GEMVs), then moved to the forward's device.
+struct FrameConditioning {
+  std::vector<std::array<Tensor, 6>> blocks;
+  Tensor head_shift, head_scale;
+};
+
 class WanDiT {
  public:
   WanDiT(ModelConfig config, WanWeights weights);
@@ -52,6 +62,11 @@ class WanDiT {
   const ModelConfig& config() const { return config_; }
   const WanWeights& weights() const { return weights_; }
   ops::RopeGrid rope_grid() const;
+  Device device() const { return device_; }
+  // Moves the weights to `device` (GEMM weights in the device's activation dtype, norms and biases f32). The time
+  // MLP stays on the host as well: conditioning is computed there.
+  void to_device(Device device);
+  FrameConditioning conditioning(const std::vector<double>& frame_timesteps) const;
 
   // context: text-encoder output [text_len, text_dim] (zero rows for padding).
   CrossAttentionCache build_cross_cache(const Tensor& context) const;
@@ -61,8 +76,15 @@ class WanDiT {
                  const CrossAttentionCache& cross, SelfAttention& self_attention) const;
 
  private:
+  const FrameConditioning& conditioning_on_device(const std::vector<double>& frame_timesteps) const;
+  Tensor to_activation(const Tensor& x) const;
+
   ModelConfig config_;
-  WanWeights weights_;
+  WanWeights weights_;  // on device_
+  WanWeights host_conditioning_weights_;  // time MLP, modulation tables: host copies
+  Device device_ = Device::CPU;
+  // Conditioning moved to the device, by timestep vector: a run has only steps + 1 distinct ones.
+  mutable std::map<std::vector<double>, FrameConditioning> device_conditioning_;
 };
 
 // Whole-sequence self-attention with the block-causal visibility of the chunk loop: chunk c's queries see the

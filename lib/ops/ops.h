@@ -1,7 +1,11 @@
 #pragma once
-// The op API the model is written against. Tensors on the CPU run the fp32 reference implementations in
-// ops/cpu/; the CUDA path dispatches into kernels/ (arrives with the CUDA backend) and must match these.
-// Shapes are checked at entry and errors name the op.
+// The op API the model is written against. Tensors on the CPU run the f32 reference implementations in ops/cpu/;
+// tensors on the GPU dispatch into kernels/ through ops/cuda/ and must match the references within the precision
+// tolerances. Shapes are checked at entry and errors name the op.
+//
+// Dtypes: the CPU computes and returns f32 everywhere. On the GPU, "activations" (GEMM inputs and outputs,
+// attention tensors, the KV cache) are bf16 and the residual stream, modulation tables and latents f32;
+// activation_dtype(device) names the former.
 #include <cstdint>
 #include <vector>
 
@@ -9,8 +13,13 @@
 
 namespace lf::ops {
 
-// y[n, o] = sum_i x[n, i] * weight[o, i] + bias[o]   (PyTorch Linear layout; bias may be undefined)
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+DType activation_dtype(Device device);
+
+enum class Activation { None, GeluTanh };
+// y[n, o] = act(sum_i x[n, i] * weight[o, i] + bias[o])   (PyTorch Linear layout; bias may be undefined).
+// f32_out: on the GPU write f32 (the residual stream, the head) instead of the activation dtype.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation = Activation::None,
+              bool f32_out = false);
 
 // LayerNorm over the last axis; weight/bias may be undefined (no affine).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
@@ -23,7 +32,10 @@ Tensor silu(const Tensor& x);
 // Per-frame modulation: out[t] = x[t] * (1 + scale[f(t)]) + shift[f(t)], f(t) = t / tokens_per_frame.
 // x [L, D]; shift, scale [frames, D].
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64_t tokens_per_frame);
-// x[t] += gate[f(t)] * y[t]   (gate [frames, D]; an undefined gate means 1)
+// Fused LayerNorm (no affine) + modulate, the pre-norm of self-attention, FFN and head.
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64_t tokens_per_frame,
+                           double eps);
+// x[t] += gate[f(t)] * y[t]   (x f32; gate [frames, D]; an undefined gate means 1)
 void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_per_frame);
 
 // 3D RoPE on x [L, heads, head_dim], in place. Pair j = (x[2j], x[2j+1]); pairs [0, t_pairs) rotate by the
@@ -35,8 +47,7 @@ struct RopeGrid {
   double theta = 10000.0;
 };
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions);
-// Angular frequencies of each axis for a head_dim: Wan splits the d/2 pairs as (d/2 - 2*(d/12)*... ) = 22/21/21
-// for d = 128; see rope.cpp for the exact rule.
+// Wan's split of the head_dim/2 pairs over (t, h, w): h = w = pairs / 3, t the rest (22/21/21 at d = 128).
 struct RopeSplit {
   int64_t t_pairs, h_pairs, w_pairs;
 };
@@ -55,8 +66,11 @@ Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w);
 Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,
                   int64_t patch_h, int64_t patch_w);
 
-// Elementwise helpers for the model and pipeline.
-Tensor add(const Tensor& a, const Tensor& b);  // same shape
-void add_inplace(Tensor& a, const Tensor& b);
+// A copy in `dtype` (f32 <-> bf16 on the GPU; on the CPU any conversion Tensor::to supports).
+Tensor convert(const Tensor& x, DType dtype);
+// a * x + b * y elementwise (f32, computed in double on the CPU): x0 prediction and re-noising.
+Tensor axpby(double a, const Tensor& x, double b, const Tensor& y);
+// dst rows [dst_row, dst_row + rows) = src rows [src_row, src_row + rows) (axis 0, same row size, any devices).
+void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t rows);
 
 }  // namespace lf::ops

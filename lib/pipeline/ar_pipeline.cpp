@@ -1,9 +1,9 @@
 #include "pipeline/ar_pipeline.h"
 
 #include <chrono>
-#include <cstring>
 
 #include "core/error.h"
+#include "ops/ops.h"
 
 namespace lf {
 
@@ -13,8 +13,9 @@ ArPipeline::ArPipeline(const PipelineConfig& config, const WanDiT& model, Attent
 Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const GenerateCallbacks& callbacks) {
   const ModelConfig& mc = model_.config();
   const int64_t chunk_frames = config_.chunk_frames, chunks = config_.frames / chunk_frames;
+  const Device device = model_.device();
   KvCache cache(config_.kv_cache,
-                {mc.layers, mc.tokens_per_frame(), mc.heads, mc.head_dim(), config_.frames, chunk_frames},
+                {mc.layers, mc.tokens_per_frame(), mc.heads, mc.head_dim(), config_.frames, chunk_frames, device},
                 model_.rope_grid());
   const CrossAttentionCache cross = model_.build_cross_cache(context);
   Tensor latents = Tensor::empty({config_.frames, mc.out_channels, mc.latent_height, mc.latent_width});
@@ -25,7 +26,8 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const auto started = std::chrono::steady_clock::now();
     const int64_t start_frame = chunk * chunk_frames;
-    Tensor x = noise.initial(chunk);
+    // Noise is drawn on the host (the same numbers on every device) and moved to the model's device.
+    Tensor x = noise.initial(chunk).to(device);
     Tensor x0;
     int64_t forwards = 0;
     for (int64_t step = 0; step < steps; ++step) {
@@ -34,20 +36,16 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
       const Tensor velocity = model_.forward(x, std::vector<double>(size_t(chunk_frames), timesteps[size_t(step)]),
                                              cross, self_attention);
       ++forwards;
-      // x0 = x_t - sigma_t * v, in double as the reference does it in fp64.
-      x0 = Tensor::empty(x.shape());
-      const double sigma = sigmas[size_t(step)];
-      for (int64_t i = 0; i < x.numel(); ++i)
-        x0.f32()[i] = float(double(x.f32()[i]) - sigma * double(velocity.f32()[i]));
+      // x0 = x_t - sigma_t * v (the reference does this in fp64; the CPU path computes in double).
+      x0 = ops::axpby(1.0, x, -sigmas[size_t(step)], velocity);
       if (step + 1 < steps) {
         // Re-noise to the next step's level with fresh noise: x = (1 - s') x0 + s' eps.
         const double next_sigma = sigmas[size_t(step + 1)];
-        const Tensor eps = noise.renoise(chunk, step + 1);
-        for (int64_t i = 0; i < x.numel(); ++i)
-          x.f32()[i] = float((1.0 - next_sigma) * double(x0.f32()[i]) + next_sigma * double(eps.f32()[i]));
+        x = ops::axpby(1.0 - next_sigma, x0, next_sigma, noise.renoise(chunk, step + 1).to(device));
       }
     }
-    std::memcpy(latents.slice_rows(start_frame, start_frame + chunk_frames).raw(), x0.raw(), x0.nbytes());
+    const Tensor chunk_latents = x0.to(Device::CPU);
+    ops::copy_rows(latents, start_frame, chunk_latents, 0, chunk_frames);
     // Clean refresh: the same chunk at t = context_noise rewrites its K/V slot; the output is discarded. The last
     // chunk's refresh feeds nothing, so it runs only when asked (refresh_last_chunk).
     if (chunk + 1 < chunks || config_.refresh_last_chunk) {
@@ -58,7 +56,8 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
       ++forwards;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (callbacks.on_chunk) callbacks.on_chunk({chunk, chunks, start_frame, chunk_frames, seconds, forwards}, x0);
+    if (callbacks.on_chunk)
+      callbacks.on_chunk({chunk, chunks, start_frame, chunk_frames, seconds, forwards}, chunk_latents);
   }
   return latents;
 }

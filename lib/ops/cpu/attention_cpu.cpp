@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace lf::ops {
+namespace lf::ops::cpu {
 
 namespace {
 inline float dot(const float* a, const float* b, int64_t n) {
@@ -72,4 +72,4 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
   return out;
 }
 
-}  // namespace lf::ops
+}  // namespace lf::ops::cpu

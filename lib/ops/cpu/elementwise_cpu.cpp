@@ -2,9 +2,9 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace lf::ops {
+namespace lf::ops::cpu {
 
 Tensor gelu_tanh(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
@@ -60,17 +60,13 @@ void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_pe
   }
 }
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = a.clone();
-  add_inplace(out, b);
+Tensor axpby(double a, const Tensor& x, double b, const Tensor& y) {
+  LF_CHECK(x.shape() == y.shape(), "axpby: {} vs {}", shape_str(x.shape()), shape_str(y.shape()));
+  Tensor out = Tensor::empty(x.shape());
+  const float *xs = x.f32(), *ys = y.f32();
+  float* os = out.f32();
+  for (int64_t i = 0; i < x.numel(); ++i) os[i] = float(a * double(xs[i]) + b * double(ys[i]));
   return out;
 }
 
-void add_inplace(Tensor& a, const Tensor& b) {
-  LF_CHECK(a.numel() == b.numel(), "add: {} vs {}", shape_str(a.shape()), shape_str(b.shape()));
-  float* as = a.f32();
-  const float* bs = b.f32();
-  for (int64_t i = 0; i < a.numel(); ++i) as[i] += bs[i];
-}
-
-}  // namespace lf::ops
+}  // namespace lf::ops::cpu

@@ -2,9 +2,9 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace lf::ops {
+namespace lf::ops::cpu {
 
 Tensor timestep_embedding(double timestep, int64_t dim) {
   LF_CHECK(dim % 2 == 0, "timestep_embedding: dim {} is odd", dim);
@@ -63,4 +63,4 @@ Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_
   return out;
 }
 
-}  // namespace lf::ops
+}  // namespace lf::ops::cpu

@@ -4,9 +4,9 @@
 #include <immintrin.h>
 
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace lf::ops {
+namespace lf::ops::cpu {
 
 namespace {
 
@@ -94,4 +94,4 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return y;
 }
 
-}  // namespace lf::ops
+}  // namespace lf::ops::cpu

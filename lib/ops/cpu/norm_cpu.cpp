@@ -2,9 +2,9 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace lf::ops {
+namespace lf::ops::cpu {
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   const int64_t width = x.dim(-1), rows = x.numel() / width;
@@ -57,4 +57,4 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   return y;
 }
 
-}  // namespace lf::ops
+}  // namespace lf::ops::cpu

@@ -4,15 +4,9 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace lf::ops {
-
-RopeSplit rope_split(int64_t head_dim) {
-  const int64_t pairs = head_dim / 2;
-  const int64_t spatial = pairs / 3;
-  return {pairs - 2 * spatial, spatial, spatial};
-}
+namespace lf::ops::cpu {
 
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions) {
   LF_CHECK(x.rank() == 3, "rope_apply: expected [tokens, heads, head_dim], found {}", shape_str(x.shape()));
@@ -53,4 +47,4 @@ void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& fra
   }
 }
 
-}  // namespace lf::ops
+}  // namespace lf::ops::cpu

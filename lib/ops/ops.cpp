@@ -1,0 +1,134 @@
+// Dispatch: a call whose tensors live on the GPU goes to ops::cuda (when the build has it), otherwise to the CPU
+// reference. Mixed devices are an error naming the op: transfers are always explicit.
+#include "ops/ops.h"
+
+#include <initializer_list>
+
+#include "core/error.h"
+#include "ops/cpu/cpu_ops.h"
+#if LF_HAVE_CUDA
+#include "ops/cuda/cuda_ops.h"
+#endif
+
+namespace lf::ops {
+
+namespace {
+// True when the (defined) tensors are on the GPU; fails on a mix of devices.
+bool on_gpu(const char* op, std::initializer_list<const Tensor*> tensors) {
+  int cpu = 0, gpu = 0;
+  for (const Tensor* tensor : tensors) {
+    if (!tensor->defined()) continue;
+    (tensor->is_cuda() ? gpu : cpu) += 1;
+  }
+  LF_CHECK(cpu == 0 || gpu == 0, "{}: tensors on both the CPU and the GPU", op);
+#if !LF_HAVE_CUDA
+  LF_CHECK(gpu == 0, "{}: GPU tensors in a build without CUDA", op);
+#endif
+  return gpu > 0;
+}
+}  // namespace
+
+// LF_IF_GPU(op, gpu_call, tensors...): returns gpu_call when the tensors are on the GPU. Without CUDA the call is
+// not even compiled; GPU tensors then fail in on_gpu.
+#if LF_HAVE_CUDA
+#define LF_IF_GPU(op, gpu_call, ...) \
+  if (on_gpu(op, {__VA_ARGS__})) return gpu_call
+#else
+#define LF_IF_GPU(op, gpu_call, ...) on_gpu(op, {__VA_ARGS__})
+#endif
+
+DType activation_dtype(Device device) { return device == Device::CUDA ? DType::BF16 : DType::F32; }
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation, bool f32_out) {
+  (void)f32_out;  // the CPU computes f32 regardless
+  LF_IF_GPU("linear", cuda::linear(x, weight, bias, activation, f32_out), &x, &weight, &bias);
+  return activation == Activation::GeluTanh ? cpu::gelu_tanh(cpu::linear(x, weight, bias))
+                                                 : cpu::linear(x, weight, bias);
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  LF_IF_GPU("layer_norm", cuda::layer_norm(x, weight, bias, eps), &x, &weight, &bias);
+  return cpu::layer_norm(x, weight, bias, eps);
+}
+
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64_t tokens_per_frame,
+                           double eps) {
+  LF_IF_GPU("layer_norm_modulate", cuda::layer_norm_modulate(x, shift, scale, tokens_per_frame, eps), &x, &shift, &scale);
+  return cpu::modulate(cpu::layer_norm(x, Tensor(), Tensor(), eps), shift, scale, tokens_per_frame);
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  LF_IF_GPU("rms_norm", cuda::rms_norm(x, weight, eps), &x, &weight);
+  return cpu::rms_norm(x, weight, eps);
+}
+
+Tensor gelu_tanh(const Tensor& x) {
+  LF_CHECK(!x.is_cuda(), "gelu_tanh: on the GPU GELU is a GEMM epilogue (linear(..., Activation::GeluTanh))");
+  return cpu::gelu_tanh(x);
+}
+
+Tensor silu(const Tensor& x) {
+  LF_CHECK(!x.is_cuda(), "silu: the time MLP runs on the host");
+  return cpu::silu(x);
+}
+
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64_t tokens_per_frame) {
+  LF_CHECK(!x.is_cuda(), "modulate: use layer_norm_modulate on the GPU");
+  return cpu::modulate(x, shift, scale, tokens_per_frame);
+}
+
+void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_per_frame) {
+  LF_IF_GPU("gated_add", cuda::gated_add(x, y, gate, tokens_per_frame), &x, &y, &gate);
+  cpu::gated_add(x, y, gate, tokens_per_frame);
+}
+
+void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions) {
+  LF_IF_GPU("rope_apply", cuda::rope_apply(x, grid, frame_positions), &x);
+  cpu::rope_apply(x, grid, frame_positions);
+}
+
+RopeSplit rope_split(int64_t head_dim) {
+  const int64_t pairs = head_dim / 2;
+  const int64_t spatial = pairs / 3;
+  return {pairs - 2 * spatial, spatial, spatial};
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  LF_IF_GPU("attention", cuda::attention(q, k, v, scale), &q, &k, &v);
+  return cpu::attention(q, k, v, scale);
+}
+
+Tensor timestep_embedding(double timestep, int64_t dim) { return cpu::timestep_embedding(timestep, dim); }
+
+Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {
+  LF_IF_GPU("patchify", cuda::patchify(latents, patch_h, patch_w), &latents);
+  return cpu::patchify(latents, patch_h, patch_w);
+}
+
+Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,
+                  int64_t patch_h, int64_t patch_w) {
+  LF_IF_GPU("unpatchify", cuda::unpatchify(tokens, frames, channels, grid_h, grid_w, patch_h, patch_w), &tokens);
+  return cpu::unpatchify(tokens, frames, channels, grid_h, grid_w, patch_h, patch_w);
+}
+
+Tensor axpby(double a, const Tensor& x, double b, const Tensor& y) {
+  LF_IF_GPU("axpby", cuda::axpby(a, x, b, y), &x, &y);
+  return cpu::axpby(a, x, b, y);
+}
+
+Tensor convert(const Tensor& x, DType dtype) {
+  if (x.dtype() == dtype) return x;
+  LF_IF_GPU("convert", cuda::convert(x, dtype), &x);
+  return x.to(dtype);
+}
+
+void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t rows) {
+  LF_CHECK(dst.dtype() == src.dtype() && dst.rank() >= 1 && src.rank() >= 1 &&
+               dst.numel() / std::max<int64_t>(dst.dim(0), 1) == src.numel() / std::max<int64_t>(src.dim(0), 1),
+           "copy_rows: {} {} from {} {}", dtype_name(dst.dtype()), shape_str(dst.shape()), dtype_name(src.dtype()),
+           shape_str(src.shape()));
+  Tensor target = dst.slice_rows(dst_row, dst_row + rows);
+  target.copy_from(src.slice_rows(src_row, src_row + rows));
+}
+
+}  // namespace lf::ops

@@ -1,7 +1,14 @@
 #pragma once
 // One function per subcommand; each parses its own flags. Exit codes: 0 ok, 1 runtime error, 2 usage error.
+#include <string>
+
+#include "core/tensor.h"
+
 namespace lf::cmd {
 
+// --device auto|cpu|cuda -> the device to run on (initialises CUDA when chosen); errors name the flag.
+Device select_device(const std::string& requested);
+int bench(int argc, char** argv);
 int generate(int argc, char** argv);
 int inspect(int argc, char** argv);
 int not_yet(const char* name, int argc, char** argv);

@@ -22,6 +22,7 @@
 #include "model/decoder.h"
 #include "model/text_encoder.h"
 #include "model/wan_dit.h"
+#include "ops/ops.h"
 #include "pipeline/ar_pipeline.h"
 
 namespace lf::cmd {
@@ -157,6 +158,20 @@ std::string format_seconds(double seconds) {
 
 }  // namespace
 
+Device select_device(const std::string& requested) {
+  LF_CHECK(requested == "auto" || requested == "cpu" || requested == "cuda", "--device '{}': expected auto, cpu or cuda",
+           requested);
+  if (requested == "cpu") return Device::CPU;
+  const int gpus = ops::cuda_device_count();
+  if (requested == "cuda") {
+    LF_CHECK(LF_HAVE_CUDA, "--device cuda: this build has no CUDA backend (built without nvcc); use --device cpu");
+    LF_CHECK(gpus > 0, "--device cuda: no CUDA GPU found on this machine");
+  }
+  if (gpus == 0) return Device::CPU;
+  ops::initialize_cuda();
+  return Device::CUDA;
+}
+
 int generate(int argc, char** argv) {
   bool help = false;
   GenerateOptions options = parse(argc, argv, &help);
@@ -168,12 +183,7 @@ int generate(int argc, char** argv) {
     fmt::print("{}", to_yaml(run));
     return 0;
   }
-  LF_CHECK(options.device == "auto" || options.device == "cpu" || options.device == "cuda",
-           "--device '{}': expected auto, cpu or cuda", options.device);
-  LF_CHECK(options.device != "cuda" || LF_HAVE_CUDA,
-           "--device cuda: this build has no CUDA backend (built without nvcc); use --device cpu");
-  LF_CHECK(options.device != "cuda", "--device cuda: the CUDA pipeline is not available in this version yet");
-  const std::string device = "cpu";
+  const Device device = select_device(options.device);
 
   // Every output location is checked before any work, so a typo costs nothing and leaves nothing behind.
   const bool write_video = !options.no_video;
@@ -195,7 +205,8 @@ int generate(int argc, char** argv) {
       fmt::print(stderr, "note: {} word(s) not in the model's vocabulary map to <unk>: {}\n", unknown.size(),
                  fmt::join(unknown, ", "));
   }
-  const WanDiT model(model_config, std::move(weights));
+  WanDiT model(model_config, std::move(weights));
+  if (device == Device::CUDA) model.to_device(Device::CUDA);
   auto attention = make_attention_backend(run.attention);
 
   std::unique_ptr<VideoDecoder> decoder;
@@ -223,7 +234,7 @@ int generate(int argc, char** argv) {
     fmt::print(stderr, "lightforce: model {} ({} layers, dim {}), {} latent frames in {} chunks, {} steps, attention {}, {}\n",
                model_config.name, model_config.layers, model_config.dim, run.pipeline.frames,
                run.pipeline.frames / run.pipeline.chunk_frames, run.pipeline.denoising_steps.size(),
-               attention->name(), device);
+               attention->name(), device == Device::CUDA ? ops::cuda_device_name() : "cpu");
 
   nlohmann::json chunk_reports = nlohmann::json::array();
   double generation_seconds = 0;
@@ -275,7 +286,7 @@ int generate(int argc, char** argv) {
         {"commit", kGitCommit},
         {"model", model_config.name},
         {"config_source", run.source},
-        {"device", device},
+        {"device", device == Device::CUDA ? ops::cuda_device_name() : "cpu"},
         {"attention", attention->name()},
         {"seed", run.pipeline.seed},
         {"latent_frames", run.pipeline.frames},

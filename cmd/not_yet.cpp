@@ -10,7 +10,7 @@ namespace lf::cmd {
 
 int not_yet(const char* name, int argc, char** argv) {
   const std::string command = name;
-  const char* milestone = command == "bench" ? "the CUDA backend" : "sparse attention (planners, block-sparse kernels)";
+  const char* milestone = "sparse attention (planners, block-sparse kernels)";
   const bool help = argc > 1 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h"));
   fmt::print(help ? stdout : stderr, "lightforce {}: not available in this version; it arrives with {}.\n", command,
              milestone);

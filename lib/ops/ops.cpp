@@ -39,6 +39,17 @@ bool on_gpu(const char* op, std::initializer_list<const Tensor*> tensors) {
 
 DType activation_dtype(Device device) { return device == Device::CUDA ? DType::BF16 : DType::F32; }
 
+#if !LF_HAVE_CUDA
+int cuda_device_count() { return 0; }
+std::string cuda_device_name() { return "none"; }
+void initialize_cuda() { fail("this build has no CUDA backend (built without nvcc)"); }
+void set_op_profiling(bool) {}
+std::map<std::string, double> op_profile_ms() { return {}; }
+DeviceMemoryStats device_memory_stats() { return {}; }
+void reset_device_peak_memory() {}
+void synchronize_device() {}
+#endif
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation, bool f32_out) {
   (void)f32_out;  // the CPU computes f32 regardless
   LF_IF_GPU("linear", cuda::linear(x, weight, bias, activation, f32_out), &x, &weight, &bias);

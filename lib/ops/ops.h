@@ -7,6 +7,8 @@
 // attention tensors, the KV cache) are bf16 and the residual stream, modulation tables and latents f32;
 // activation_dtype(device) names the former.
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -14,6 +16,24 @@
 namespace lf::ops {
 
 DType activation_dtype(Device device);
+
+// GPU runtime: number of usable GPUs (0 in a CPU-only build), and one-time setup before the first GPU tensor.
+int cuda_device_count();
+std::string cuda_device_name();
+void initialize_cuda();
+
+// Per-op-class GPU time (CUDA events around every GPU op while enabled), e.g. {"attention": ms, "gemm": ms,
+// "other": ms}; and device memory statistics. Empty / zero on the CPU.
+void set_op_profiling(bool enabled);
+std::map<std::string, double> op_profile_ms();
+struct DeviceMemoryStats {
+  int64_t cuda_malloc_calls = 0;
+  size_t peak_bytes = 0;
+  size_t reserved_bytes = 0;
+};
+DeviceMemoryStats device_memory_stats();
+void reset_device_peak_memory();
+void synchronize_device();
 
 enum class Activation { None, GeluTanh };
 // y[n, o] = act(sum_i x[n, i] * weight[o, i] + bias[o])   (PyTorch Linear layout; bias may be undefined).

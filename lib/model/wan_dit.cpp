@@ -45,6 +45,7 @@ Tensor CachedSelfAttention::attend(int64_t layer, Tensor q, Tensor k, const Tens
   call.frames_in_chunk = int64_t(query_positions.size());
   call.tokens_per_frame = rope_.tokens_per_frame;
   call.scale = scale_;
+  const ops::OpClassScope timed_as("self_attention");
   return backend_.run(call);
 }
 
@@ -213,8 +214,12 @@ Tensor WanDiT::forward(const Tensor& latents, const std::vector<double>& frame_t
     // 2. Cross-attention to the prompt: affine LayerNorm, no modulation, no gate.
     const Tensor hc = ops::layer_norm(x, block.norm3_weight, block.norm3_bias, eps);
     const Tensor qc = split_heads(ops::rms_norm(linear(hc, block.cross_q), block.cross_norm_q, eps), c.heads);
-    const Tensor crossed = ops::attention(qc, cross.keys[size_t(layer)], cross.values[size_t(layer)],
-                                         1.0 / std::sqrt(double(c.head_dim())));
+    Tensor crossed;
+    {
+      const ops::OpClassScope timed_as("cross_attention");
+      crossed = ops::attention(qc, cross.keys[size_t(layer)], cross.values[size_t(layer)],
+                               1.0 / std::sqrt(double(c.head_dim())));
+    }
     ops::gated_add(x, linear(crossed.reshape({x.dim(0), dim}), block.cross_o), Tensor(), tokens_per_frame);
 
     // 3. FFN with the second modulation triple; GELU fused into the first GEMM where the device can.

@@ -37,6 +37,14 @@ bool on_gpu(const char* op, std::initializer_list<const Tensor*> tensors) {
 #define LF_IF_GPU(op, gpu_call, ...) on_gpu(op, {__VA_ARGS__})
 #endif
 
+namespace {
+thread_local const char* t_op_class = nullptr;
+}
+
+OpClassScope::OpClassScope(const char* op_class) : previous_(t_op_class) { t_op_class = op_class; }
+OpClassScope::~OpClassScope() { t_op_class = previous_; }
+const char* OpClassScope::current(const char* default_class) { return t_op_class ? t_op_class : default_class; }
+
 DType activation_dtype(Device device) { return device == Device::CUDA ? DType::BF16 : DType::F32; }
 
 #if !LF_HAVE_CUDA

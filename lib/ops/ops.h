@@ -32,6 +32,18 @@ struct DeviceMemoryStats {
   size_t reserved_bytes = 0;
 };
 DeviceMemoryStats device_memory_stats();
+// Inside this scope GPU op time is reported under `op_class` (e.g. "self_attention") instead of the op's own class.
+class OpClassScope {
+ public:
+  explicit OpClassScope(const char* op_class);
+  ~OpClassScope();
+  OpClassScope(const OpClassScope&) = delete;
+  OpClassScope& operator=(const OpClassScope&) = delete;
+  static const char* current(const char* default_class);
+
+ private:
+  const char* previous_;
+};
 void reset_device_peak_memory();
 void synchronize_device();
 

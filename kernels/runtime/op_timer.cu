@@ -1,0 +1,56 @@
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "cuda_check.h"
+#include "runtime/op_timer.h"
+
+namespace lf::gpu {
+
+namespace {
+struct TimedOp {
+  cudaEvent_t begin, end;
+  const char* op_class;
+};
+bool g_enabled = false;
+std::vector<TimedOp> g_pool;
+size_t g_used = 0;
+}  // namespace
+
+void op_timer_enable(bool enabled) {
+  g_enabled = enabled;
+  if (enabled) g_used = 0;
+}
+
+bool op_timer_enabled() { return g_enabled; }
+
+int op_timer_begin() {
+  if (!g_enabled) return -1;
+  if (g_used == g_pool.size()) {
+    TimedOp op{};
+    LF_CUDA_CHECK(cudaEventCreate(&op.begin), "op timer event");
+    LF_CUDA_CHECK(cudaEventCreate(&op.end), "op timer event");
+    g_pool.push_back(op);
+  }
+  LF_CUDA_CHECK(cudaEventRecord(g_pool[g_used].begin, nullptr), "op timer record");
+  return int(g_used++);
+}
+
+void op_timer_end(int slot, const char* op_class) {
+  if (slot < 0) return;
+  g_pool[size_t(slot)].op_class = op_class;
+  LF_CUDA_CHECK(cudaEventRecord(g_pool[size_t(slot)].end, nullptr), "op timer record");
+}
+
+std::map<std::string, double> op_timer_report_ms() {
+  std::map<std::string, double> totals;
+  LF_CUDA_CHECK(cudaDeviceSynchronize(), "op timer report");
+  for (size_t i = 0; i < g_used; ++i) {
+    float ms = 0;
+    LF_CUDA_CHECK(cudaEventElapsedTime(&ms, g_pool[i].begin, g_pool[i].end), "op timer elapsed");
+    totals[g_pool[i].op_class] += ms;
+  }
+  return totals;
+}
+
+}  // namespace lf::gpu

@@ -1,0 +1,16 @@
+#pragma once
+// GPU time per op class: a pair of CUDA events around each op while profiling is on, summed when asked. Events
+// come from a pool that grows once, so profiling adds no allocation in the steady state.
+#include <map>
+#include <string>
+
+namespace lf::gpu {
+
+void op_timer_enable(bool enabled);
+bool op_timer_enabled();
+// Records an op of `op_class` between begin and end on the legacy default stream.
+int op_timer_begin();                           // returns a slot, or -1 when disabled
+void op_timer_end(int slot, const char* op_class);
+std::map<std::string, double> op_timer_report_ms();  // synchronises; totals since the last enable
+
+}  // namespace lf::gpu

@@ -1,0 +1,229 @@
+// GPU side of ops/ops.h: checks dtypes and shapes, allocates outputs through the caching allocator, launches the
+// raw-pointer kernels of kernels/, and times each op by class while profiling is on.
+#include "ops/cuda/cuda_ops.h"
+
+#include <cmath>
+
+#include "attention/flash_attention.h"
+#include "core/error.h"
+#include "device_info.h"
+#include "gemm/gemm.h"
+#include "ops/gpu_ops.h"
+#include "runtime/axpby.h"
+#include "runtime/device_allocator.h"
+#include "runtime/op_timer.h"
+
+namespace lf::ops {
+
+int cuda_device_count() { return gpu::device_count(); }
+std::string cuda_device_name() { return gpu::device_count() > 0 ? gpu::device_name(0) : "none"; }
+void initialize_cuda() { gpu::initialize_device_memory(); }
+void set_op_profiling(bool enabled) { gpu::op_timer_enable(enabled); }
+std::map<std::string, double> op_profile_ms() { return gpu::op_timer_report_ms(); }
+DeviceMemoryStats device_memory_stats() {
+  const gpu::AllocatorStats stats = gpu::allocator_stats();
+  return {stats.cuda_malloc_calls, stats.peak_in_use_bytes, stats.reserved_bytes};
+}
+void reset_device_peak_memory() { gpu::reset_peak_memory(); }
+void synchronize_device() {
+  if (device_allocator() != nullptr) gpu::op_timer_report_ms();  // synchronises
+}
+
+namespace cuda {
+
+namespace {
+
+// Times the enclosing op under its class (or the class of an enclosing OpClassScope).
+class Timed {
+ public:
+  explicit Timed(const char* op_class) : op_class_(OpClassScope::current(op_class)), slot_(gpu::op_timer_begin()) {}
+  ~Timed() { gpu::op_timer_end(slot_, op_class_); }
+
+ private:
+  const char* op_class_;
+  int slot_;
+};
+
+void expect(const Tensor& tensor, DType dtype, const char* op, const char* what) {
+  LF_CHECK(tensor.is_cuda() && tensor.dtype() == dtype, "{}: {} must be a {} GPU tensor, found {} on {}", op, what,
+           dtype_name(dtype), dtype_name(tensor.dtype()), device_name(tensor.device()));
+}
+
+uint16_t* bf16(Tensor& tensor) { return static_cast<uint16_t*>(tensor.raw()); }
+const uint16_t* bf16(const Tensor& tensor) { return static_cast<const uint16_t*>(tensor.raw()); }
+float* f32(Tensor& tensor) { return static_cast<float*>(tensor.raw()); }
+const float* f32(const Tensor& tensor) { return static_cast<const float*>(tensor.raw()); }
+
+gpu::FrameRows frame_table(const Tensor& table, int64_t width, const char* op) {
+  if (!table.defined()) return {};
+  expect(table, DType::F32, op, "per-frame table");
+  LF_CHECK(table.dim(-1) == width, "{}: table {} for width {}", op, shape_str(table.shape()), width);
+  return gpu::frame_rows(f32(table), width);
+}
+
+int64_t width_of(const Tensor& x) { return x.dim(-1); }
+int64_t rows_of(const Tensor& x) { return x.numel() / x.dim(-1); }
+
+}  // namespace
+
+void initialize() { gpu::initialize_device_memory(); }
+
+Tensor convert(const Tensor& x, DType dtype) {
+  const Timed timed("other");
+  Tensor out = Tensor::empty(x.shape(), dtype, Device::CUDA);
+  if (x.dtype() == DType::F32 && dtype == DType::BF16) {
+    gpu::convert_f32_to_bf16(f32(x), x.numel(), bf16(out), nullptr);
+  } else if (x.dtype() == DType::BF16 && dtype == DType::F32) {
+    gpu::convert_bf16_to_f32(bf16(x), x.numel(), f32(out), nullptr);
+  } else {
+    fail("convert: {} -> {} is not supported on the GPU", dtype_name(x.dtype()), dtype_name(dtype));
+  }
+  return out;
+}
+
+Tensor linear(const Tensor& x_in, const Tensor& weight, const Tensor& bias_in, Activation activation, bool f32_out) {
+  const Tensor x = x_in.dtype() == DType::BF16 ? x_in : convert(x_in, DType::BF16);
+  expect(weight, DType::BF16, "linear", "weight");
+  LF_CHECK(weight.rank() == 2 && width_of(x) == weight.dim(1), "linear: input {} does not match weight {}",
+           shape_str(x.shape()), shape_str(weight.shape()));
+  const DType out_dtype = f32_out ? DType::F32 : DType::BF16;
+  // cuBLASLt's bias epilogue takes the bias in the output's type.
+  Tensor bias;
+  if (bias_in.defined()) bias = bias_in.dtype() == out_dtype ? bias_in : convert(bias_in, out_dtype);
+  Shape out_shape = x.shape();
+  out_shape.back() = weight.dim(0);
+  Tensor y = Tensor::empty(out_shape, out_dtype, Device::CUDA);
+  const Timed timed("gemm");
+  gpu::GemmArgs args;
+  args.x = bf16(x);
+  args.weight = bf16(weight);
+  args.bias = bias.defined() ? bias.raw() : nullptr;
+  args.bias_type = f32_out ? gpu::GemmType::F32 : gpu::GemmType::BF16;
+  args.y = y.raw();
+  args.y_type = f32_out ? gpu::GemmType::F32 : gpu::GemmType::BF16;
+  args.m = rows_of(x);
+  args.n = weight.dim(0);
+  args.k = weight.dim(1);
+  args.epilogue = activation == Activation::GeluTanh ? gpu::GemmEpilogue::GeluTanh : gpu::GemmEpilogue::None;
+  args.name = "linear";
+  gpu::gemm_bf16(args);
+  return y;
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  expect(x, DType::F32, "layer_norm", "input");
+  if (weight.defined()) expect(weight, DType::F32, "layer_norm", "weight");
+  if (bias.defined()) expect(bias, DType::F32, "layer_norm", "bias");
+  Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("norm");
+  gpu::layer_norm_affine(f32(x), rows_of(x), width_of(x), weight.defined() ? f32(weight) : nullptr,
+                         bias.defined() ? f32(bias) : nullptr, eps, bf16(out), nullptr);
+  return out;
+}
+
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64_t tokens_per_frame,
+                           double eps) {
+  expect(x, DType::F32, "layer_norm_modulate", "input");
+  const int64_t width = width_of(x), tokens = rows_of(x);
+  check_shape(shift, {(tokens + tokens_per_frame - 1) / tokens_per_frame, width}, "layer_norm_modulate shift");
+  check_shape(scale, shift.shape(), "layer_norm_modulate scale");
+  Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("norm");
+  gpu::layer_norm_modulate(f32(x), tokens, width, frame_table(shift, width, "layer_norm_modulate"),
+                           frame_table(scale, width, "layer_norm_modulate"), tokens_per_frame, eps, bf16(out),
+                           nullptr);
+  return out;
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  expect(x, DType::BF16, "rms_norm", "input");
+  expect(weight, DType::F32, "rms_norm", "weight");
+  LF_CHECK(weight.numel() == width_of(x), "rms_norm: weight {} for width {}", shape_str(weight.shape()), width_of(x));
+  Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("norm");
+  gpu::rms_norm(bf16(x), 0, rows_of(x), width_of(x), f32(weight), eps, bf16(out), 0, nullptr);
+  return out;
+}
+
+void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_per_frame) {
+  expect(x, DType::F32, "gated_add", "residual");
+  LF_CHECK(x.numel() == y.numel(), "gated_add: {} vs {}", shape_str(x.shape()), shape_str(y.shape()));
+  const int64_t width = width_of(x), tokens = rows_of(x);
+  const gpu::FrameRows rows = frame_table(gate, width, "gated_add");
+  const Timed timed("other");
+  if (y.dtype() == DType::BF16) gpu::gated_residual(f32(x), bf16(y), tokens, width, rows, tokens_per_frame, nullptr);
+  else gpu::gated_residual_f32(f32(x), f32(y), tokens, width, rows, tokens_per_frame, nullptr);
+}
+
+void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions) {
+  LF_CHECK(x.rank() == 3, "rope_apply: expected [tokens, heads, head_dim], found {}", shape_str(x.shape()));
+  gpu::RopeLayout layout;
+  layout.heads = x.dim(1);
+  layout.head_dim = x.dim(2);
+  layout.tokens_per_frame = grid.tokens_per_frame;
+  layout.grid_width = grid.grid_width;
+  layout.theta = grid.theta;
+  const Timed timed("norm");
+  if (x.dtype() == DType::BF16)
+    gpu::rope_apply(bf16(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()), nullptr);
+  else
+    gpu::rope_apply_f32(f32(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()),
+                        nullptr);
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  for (const Tensor* t : {&q, &k, &v}) expect(*t, DType::BF16, "attention", "q/k/v");
+  LF_CHECK(q.rank() == 3 && k.shape() == v.shape() && k.rank() == 3 && q.dim(1) == k.dim(1) && q.dim(2) == k.dim(2),
+           "attention: q {} k {} v {}", shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
+  gpu::FlashAttentionParams params;
+  params.q = q.raw();
+  params.k = k.raw();
+  params.v = v.raw();
+  params.out = out.raw();
+  params.q_row_stride = params.out_row_stride = q.dim(1) * q.dim(2);
+  params.k_row_stride = params.v_row_stride = k.dim(1) * k.dim(2);
+  params.lq = int(q.dim(0));
+  params.lk = int(k.dim(0));
+  params.heads = int(q.dim(1));
+  params.head_dim = int(q.dim(2));
+  params.scale = float(scale);
+  const Timed timed("attention");
+  gpu::flash_attention_forward(params);
+  return out;
+}
+
+Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {
+  expect(latents, DType::F32, "patchify", "latents");
+  LF_CHECK(latents.rank() == 4, "patchify: expected [frames, channels, height, width], found {}",
+           shape_str(latents.shape()));
+  const int64_t frames = latents.dim(0), channels = latents.dim(1), height = latents.dim(2), width = latents.dim(3);
+  Tensor tokens = Tensor::empty({frames * (height / patch_h) * (width / patch_w), channels * patch_h * patch_w},
+                                DType::BF16, Device::CUDA);
+  const Timed timed("other");
+  gpu::patchify(f32(latents), frames, channels, height, width, patch_h, patch_w, bf16(tokens), nullptr);
+  return tokens;
+}
+
+Tensor unpatchify(const Tensor& tokens_in, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,
+                  int64_t patch_h, int64_t patch_w) {
+  const Tensor tokens = tokens_in.dtype() == DType::F32 ? tokens_in : convert(tokens_in, DType::F32);
+  check_shape(tokens, {frames * grid_h * grid_w, patch_h * patch_w * channels}, "unpatchify input");
+  Tensor latents = Tensor::empty({frames, channels, grid_h * patch_h, grid_w * patch_w}, DType::F32, Device::CUDA);
+  const Timed timed("other");
+  gpu::unpatchify(f32(tokens), frames, channels, grid_h, grid_w, patch_h, patch_w, f32(latents), nullptr);
+  return latents;
+}
+
+Tensor axpby(double a, const Tensor& x, double b, const Tensor& y) {
+  expect(x, DType::F32, "axpby", "x");
+  expect(y, DType::F32, "axpby", "y");
+  LF_CHECK(x.shape() == y.shape(), "axpby: {} vs {}", shape_str(x.shape()), shape_str(y.shape()));
+  Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  const Timed timed("other");
+  gpu::axpby(a, f32(x), b, f32(y), f32(out), x.numel(), nullptr);
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace lf::ops

@@ -42,7 +42,7 @@ RunResult run(const std::string& args) {
   return result;
 }
 
-std::string read_bytes(const std::string& path) {
+[[maybe_unused]] std::string read_bytes(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   std::stringstream bytes;
   bytes << file.rdbuf();

@@ -1,0 +1,68 @@
+// Host side of the Hopper kernel: TMA descriptors, the build probe, and the instantiations the public API uses.
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
+#include "attention/flash_fwd_hopper.cuh"
+
+namespace lf::gpu::flash {
+
+namespace {
+
+// The driver's tensor-map encoder, fetched through the runtime so that no link against libcuda is needed.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encoder = [] {
+    void* function = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    LF_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault,
+                                                   &found),
+                  "looking up cuTensorMapEncodeTiled");
+    LF_CHECK(found == cudaDriverEntryPointSuccess && function != nullptr,
+             "flash attention (hopper): the driver has no cuTensorMapEncodeTiled (query result {})", int(found));
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
+  }();
+  return encoder;
+}
+
+}  // namespace
+
+CUtensorMap make_head_tensor_map(const void* base, int tokens, int heads, int head_dim, int64_t row_stride,
+                                 int box_rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[3] = {cuuint64_t(head_dim), cuuint64_t(heads), cuuint64_t(tokens)};
+  const cuuint64_t strides_bytes[2] = {cuuint64_t(head_dim) * 2, cuuint64_t(row_stride) * 2};
+  const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)};  // 64 bf16 = the 128-byte swizzle span
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult status = tensor_map_encoder()(
+      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides_bytes, box, element_strides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  LF_CHECK(status == CUDA_SUCCESS,
+           "flash attention (hopper): cuTensorMapEncodeTiled failed ({}) for {} tokens x {} heads x {} dims, row "
+           "stride {} elements, base {}",
+           int(status), tokens, heads, head_dim, row_stride, base);
+  return map;
+}
+
+bool hopper_kernels_built() {
+  using Traits = HopperDefaultTraits<128>;
+  cudaFuncAttributes attributes{};
+  if (cudaFuncGetAttributes(&attributes, flash_fwd_hopper_kernel<Traits, DenseKeyBlocks<Traits::kBlockN>>) !=
+      cudaSuccess) {
+    (void)cudaGetLastError();  // no loadable image for this device: not an error for the caller to trip over
+    return false;
+  }
+  return attributes.sharedSizeBytes < size_t(kHopperStubMarkerBytes);
+}
+
+void run_flash_fwd_hopper_dense(const FlashKernelArgs& args, int head_dim, cudaStream_t stream) {
+  if (head_dim == 128) {
+    using Traits = HopperDefaultTraits<128>;
+    launch_flash_fwd_hopper<Traits>(args, DenseKeyBlocks<Traits::kBlockN>{args.lk}, stream);
+  } else if (head_dim == 64) {
+    using Traits = HopperDefaultTraits<64>;
+    launch_flash_fwd_hopper<Traits>(args, DenseKeyBlocks<Traits::kBlockN>{args.lk}, stream);
+  } else {
+    fail("flash attention (hopper): head_dim {} is not instantiated (64 or 128)", head_dim);
+  }
+}
+
+}  // namespace lf::gpu::flash

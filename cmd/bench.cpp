@@ -129,11 +129,14 @@ int bench(int argc, char** argv) {
     ArPipeline pipeline(run.pipeline, model, *attention);
     auto noise = make_philox_noise(run.pipeline.seed, noise_shape);
     std::vector<double> chunk_seconds;
+    int64_t mallocs_after_first_chunk = 0;
     std::vector<int64_t> visible_frames;
     int64_t forwards_per_chunk = 0;
     GenerateCallbacks callbacks;
     callbacks.on_chunk = [&](const ChunkReport& report, const Tensor&) {
       chunk_seconds.push_back(report.seconds);
+      // Everything the loop needs exists after chunk 0 (the cache is allocated before it): count what comes later.
+      if (report.chunk == 0) mallocs_after_first_chunk = ops::device_memory_stats().cuda_malloc_calls;
       forwards_per_chunk = std::max(forwards_per_chunk, report.forwards);
       visible_frames.push_back(int64_t(visible_frames_for_chunk(run.pipeline.kv_cache, run.pipeline.chunk_frames,
                                                                 report.chunk).size()));
@@ -164,7 +167,8 @@ int bench(int argc, char** argv) {
                           {"op_class_ms", profile},
                           {"peak_gpu_bytes", memory.peak_bytes},
                           {"reserved_gpu_bytes", memory.reserved_bytes},
-                          {"cuda_malloc_calls_in_loop", memory.cuda_malloc_calls - mallocs_before}};
+                          {"cuda_malloc_calls_in_run", memory.cuda_malloc_calls - mallocs_before},
+                          {"cuda_malloc_calls_after_first_chunk", memory.cuda_malloc_calls - mallocs_after_first_chunk}};
     if (profile.count("self_attention")) {
       const double flops = self_attention_flops(run, forwards_per_chunk, visible_frames);
       row["self_attention_tflops"] = flops / (profile.at("self_attention") * 1e-3) / 1e12;
@@ -174,7 +178,10 @@ int bench(int argc, char** argv) {
                            height, width, dit_seconds, double(video_frames) / dit_seconds, total_seconds,
                            double(memory.peak_bytes) / (1u << 30));
   }
+  std::string command = "lightforce bench";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
   nlohmann::json report = {{"device", device == Device::CUDA ? ops::cuda_device_name() : "cpu"},
+                           {"command", command},
                            {"commit", kGitCommit},
                            {"model", base.model.name},
                            {"attention", base.attention.backend},

@@ -3,7 +3,7 @@
 # OpenCV off, yaml-cpp static. Output: build-gpu/ (lightforce, tests/test_gpu_*, kernels/lab_*, the C ABI .so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLF_CUDA=ON -DLF_CUDA_ARCHS="${LF_CUDA_ARCHS:-90}" \
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLF_CUDA=ON -DLF_CUDA_ARCHS="${LF_CUDA_ARCHS:-90a}" \
   -DLF_WITH_FFMPEG=OFF -DLF_WITH_OPENCV=OFF -DLF_STATIC_YAML=ON >/dev/null
 targets=(lightforce)
 for target in $(ninja -C build-gpu -t targets all | grep -oE '^(test_gpu_[a-z_]+|lab_[a-z_]+|lf_kernels_capi):' | tr -d ':' | sort -u); do

@@ -1,4 +1,16 @@
-# Writes every configs/**/*.yaml into a C++ table {relative path, text}, plus the version and commit.
+# Writes every configs/**/*.yaml into a C++ table {relative path, text}, plus the version and the commit
+# ("<sha>-dirty" when the working tree has uncommitted changes, "unknown" outside git).
+execute_process(COMMAND git rev-parse --short=12 HEAD WORKING_DIRECTORY ${SOURCE_DIR}
+                OUTPUT_VARIABLE COMMIT OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE git_failed)
+if(git_failed OR NOT COMMIT)
+  set(COMMIT "unknown")
+else()
+  execute_process(COMMAND git status --porcelain --untracked-files=no WORKING_DIRECTORY ${SOURCE_DIR}
+                  OUTPUT_VARIABLE dirty OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(dirty)
+    set(COMMIT "${COMMIT}-dirty")
+  endif()
+endif()
 file(GLOB_RECURSE files RELATIVE ${ROOT} ${ROOT}/*.yaml)
 list(SORT files)
 set(body "")

@@ -11,6 +11,7 @@
 // Rows are CSR: row r = head * query_blocks + query_block selects key blocks
 // key_indices[row_offsets[r] .. row_offsets[r + 1]), ascending. Scores (optional) keep the planner's pooled
 // score of every selected block, for plan-mask and the heatmaps.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -105,7 +105,7 @@ int bench(int argc, char** argv) {
     validate(run);
     WanDiT model(run.model, host_weights);
     model.to_device(device);
-    auto attention = make_attention_backend(run.attention);
+    auto attention = make_attention_backend(run.attention, &run.pipeline);
     Tensor context = Tensor::empty({run.model.text_len, run.model.text_dim});
     fill_normal(context, {base.model.init_seed, 0xBE7Cu, 0});
     const NoiseShape noise_shape{run.pipeline.frames, run.pipeline.chunk_frames, run.model.out_channels,

@@ -207,7 +207,7 @@ int generate(int argc, char** argv) {
   }
   WanDiT model(model_config, std::move(weights));
   if (device == Device::CUDA) model.to_device(Device::CUDA);
-  auto attention = make_attention_backend(run.attention);
+  auto attention = make_attention_backend(run.attention, &run.pipeline);
 
   std::unique_ptr<VideoDecoder> decoder;
   if (write_video || !options.frames_dir.empty()) decoder = make_decoder(model_config);

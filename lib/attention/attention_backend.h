@@ -1,8 +1,12 @@
 #pragma once
 // An attention backend turns one self-attention call of the chunk loop into its output. The sparse backends
 // (a mask planner x a block-sparse operator) plug in here; `dense` is the exact reference.
+#include <array>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "attention/block_mask.h"
 
 #include "config/config.h"
 #include "core/tensor.h"
@@ -31,7 +35,31 @@ class AttentionBackend {
   virtual Tensor run(const AttentionCall& call) = 0;
 };
 
-// Builds the backend named by config.backend; unknown names are refused (config validation names them).
-std::unique_ptr<AttentionBackend> make_attention_backend(const AttentionConfig& config);
+// One self-attention call's statistics (per head where it says so).
+struct AttentionRecord {
+  int64_t chunk = 0, step = 0, layer = 0;
+  bool is_refresh = false;
+  int64_t frames_visible = 0;
+  double target_sparsity = 0;
+  std::vector<double> head_density;  // selected / visible key blocks
+  std::vector<double> head_recall;   // kept dense softmax mass; empty when not measured
+  double planner_ms = 0, kernel_ms = 0;
+};
+
+// Collects records from a backend; recall is measured on every `recall_row_stride`-th query row (1 = exact),
+// and the masks of chosen (chunk, step, layer) calls are kept for heatmaps.
+struct AttentionStats {
+  bool measure_recall = false;
+  int64_t recall_row_stride = 1;
+  std::vector<std::array<int64_t, 3>> keep_masks_for;  // {chunk, step, layer}
+  std::vector<AttentionRecord> records;
+  std::vector<std::pair<std::array<int64_t, 3>, BlockMask>> kept_masks;
+};
+
+// Builds the backend named by config.backend = planner x operator (unknown names are refused). `pipeline` gives
+// the video length and chunk size that Light Forcing's schedule needs; `stats` (optional) receives records.
+std::unique_ptr<AttentionBackend> make_attention_backend(const AttentionConfig& config,
+                                                         const PipelineConfig* pipeline = nullptr,
+                                                         AttentionStats* stats = nullptr);
 
 }  // namespace lf

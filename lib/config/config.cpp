@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +115,19 @@ AttentionConfig read_attention(const YAML::Node& node) {
   AttentionConfig attention;
   MapReader reader(node, "attention");
   reader.get("backend", attention.backend);
+  reader.get("sparsity", attention.sparsity);
+  reader.get("sparsity_base", attention.sparsity_base);
+  reader.get("cag_window_frames", attention.cag_window_frames);
+  reader.get("keep_frames", attention.keep_frames);
+  reader.get("keep_sink", attention.keep_sink);
+  reader.get("keep_near", attention.keep_near);
+  reader.get("query_block", attention.query_block);
+  reader.get("key_block", attention.key_block);
+  reader.get("top_p", attention.top_p);
+  reader.get("window_frames", attention.window_frames);
+  reader.get("window_blocks", attention.window_blocks);
+  reader.get("radial_window_blocks", attention.radial_window_blocks);
+  reader.get("sparse_first_chunk", attention.sparse_first_chunk);
   reader.finish();
   return attention;
 }
@@ -302,9 +316,28 @@ void validate(const RunConfig& config) {
     LF_CHECK(cache.positions == "absolute", "pipeline.kv_cache.positions 'relative' needs kv_cache.mode 'rolling'");
   }
 
-  LF_CHECK(config.attention.backend == "dense",
-           "config key 'attention.backend': unknown backend '{}' (available: dense; sparse backends arrive with "
-           "the sparse-attention milestone)", config.attention.backend);
+  const AttentionConfig& attention = config.attention;
+  const std::vector<std::string> backends = {"dense", "lightforcing", "block-topk", "block-topp", "sliding-tile",
+                                             "radial"};
+  LF_CHECK(std::find(backends.begin(), backends.end(), attention.backend) != backends.end(),
+           "config key 'attention.backend': unknown backend '{}' (available: dense, lightforcing, block-topk, "
+           "block-topp, sliding-tile, radial)", attention.backend);
+  LF_CHECK(attention.sparsity >= 0 && attention.sparsity < 1, "config key 'attention.sparsity' must be in [0, 1), "
+           "found {}", attention.sparsity);
+  LF_CHECK(attention.sparsity_base >= 0 && attention.sparsity_base < 1,
+           "config key 'attention.sparsity_base' must be in [0, 1), found {}", attention.sparsity_base);
+  LF_CHECK(attention.keep_sink >= 0 && attention.keep_near >= 0 && attention.keep_frames >= 0,
+           "config keys 'attention.keep_*' must be >= 0");
+  LF_CHECK(attention.keep_sink + attention.keep_near <= attention.keep_frames,
+           "attention.keep_sink ({}) + attention.keep_near ({}) > attention.keep_frames ({})", attention.keep_sink,
+           attention.keep_near, attention.keep_frames);
+  LF_CHECK(attention.query_block == 64 || attention.query_block == 128,
+           "config key 'attention.query_block': {} is not supported (64 or 128)", attention.query_block);
+  LF_CHECK(attention.key_block == 64 || attention.key_block == 128,
+           "config key 'attention.key_block': {} is not supported (64 or 128)", attention.key_block);
+  LF_CHECK(attention.top_p > 0 && attention.top_p <= 1, "config key 'attention.top_p' must be in (0, 1]");
+  LF_CHECK(attention.window_frames >= 0 && attention.window_blocks >= 0 && attention.radial_window_blocks >= 1,
+           "config keys 'attention.window_*' must be >= 0 and 'attention.radial_window_blocks' >= 1");
   LF_CHECK(config.output.fps > 0 && config.output.fps <= 240, "config key 'output.fps' must be in 1..240");
   LF_CHECK(config.output.crf >= 0 && config.output.crf <= 51, "config key 'output.crf' must be in 0..51");
 }
@@ -353,8 +386,23 @@ std::string to_yaml(const RunConfig& config) {
   out << YAML::Key << "sink_frames" << YAML::Value << pipeline.kv_cache.sink_frames;
   out << YAML::Key << "positions" << YAML::Value << pipeline.kv_cache.positions;
   out << YAML::EndMap << YAML::EndMap;
+  const AttentionConfig& a = config.attention;
   out << YAML::Key << "attention" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "backend" << YAML::Value << config.attention.backend << YAML::EndMap;
+  out << YAML::Key << "backend" << YAML::Value << a.backend;
+  out << YAML::Key << "sparsity" << YAML::Value << a.sparsity;
+  out << YAML::Key << "sparsity_base" << YAML::Value << a.sparsity_base;
+  out << YAML::Key << "cag_window_frames" << YAML::Value << a.cag_window_frames;
+  out << YAML::Key << "keep_frames" << YAML::Value << a.keep_frames;
+  out << YAML::Key << "keep_sink" << YAML::Value << a.keep_sink;
+  out << YAML::Key << "keep_near" << YAML::Value << a.keep_near;
+  out << YAML::Key << "query_block" << YAML::Value << a.query_block;
+  out << YAML::Key << "key_block" << YAML::Value << a.key_block;
+  out << YAML::Key << "top_p" << YAML::Value << a.top_p;
+  out << YAML::Key << "window_frames" << YAML::Value << a.window_frames;
+  out << YAML::Key << "window_blocks" << YAML::Value << a.window_blocks;
+  out << YAML::Key << "radial_window_blocks" << YAML::Value << a.radial_window_blocks;
+  out << YAML::Key << "sparse_first_chunk" << YAML::Value << a.sparse_first_chunk;
+  out << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "fps" << YAML::Value << config.output.fps;
   out << YAML::Key << "crf" << YAML::Value << config.output.crf << YAML::EndMap;

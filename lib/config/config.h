@@ -61,8 +61,22 @@ struct PipelineConfig {
   KvCacheConfig kv_cache;
 };
 
+// Attention backend = mask planner x sparse operator (docs/sparse-attention.md).
 struct AttentionConfig {
-  std::string backend = "dense";
+  std::string backend = "dense";  // dense | lightforcing | block-topk | block-topp | sliding-tile | radial
+  double sparsity = 0.88;         // lightforcing: s_target of CAG; block-topk: the fixed sparsity
+  double sparsity_base = 0.98;    // lightforcing: s_base of CAG
+  int64_t cag_window_frames = 21; // kv cap inside the CAG formula (the released inference.py default); -1: none
+  int64_t keep_frames = 6;        // lightforcing HSA: frames kept per query block (sink + near + selected)
+  int64_t keep_sink = 1;
+  int64_t keep_near = 2;
+  int64_t query_block = 64;       // 64 or 128 tokens
+  int64_t key_block = 64;         // 64 or 128 tokens; key blocks never straddle frames (ragged last block)
+  double top_p = 0.9;             // block-topp: softmax mass of pooled scores to keep
+  int64_t window_frames = 1;      // sliding-tile: |frame distance| <= window_frames
+  int64_t window_blocks = 4;      // sliding-tile: |in-frame block distance| <= window_blocks
+  int64_t radial_window_blocks = 8;  // radial: in-frame block window of the nearest band; halves per band
+  bool sparse_first_chunk = false;   // apply the planner to chunk 0 too (lightforcing keeps it dense)
 };
 
 struct OutputConfig {

@@ -1,0 +1,84 @@
+// The attention backend: a mask planner x an operator, with statistics. `dense` skips planning and runs the dense
+// kernel (the exact reference); every other backend plans a BlockMask and runs the block-sparse operator.
+#include <chrono>
+
+#include "attention/attention_backend.h"
+#include "attention/planners.h"
+#include "attention/sparse_operator.h"
+#include "core/error.h"
+#include "ops/ops.h"
+
+namespace lf {
+
+namespace {
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+}
+
+class PlannedBackend final : public AttentionBackend {
+ public:
+  PlannedBackend(const AttentionConfig& config, std::unique_ptr<MaskPlanner> planner, AttentionStats* stats)
+      : config_(config), planner_(std::move(planner)), stats_(stats) {}
+
+  std::string name() const override { return planner_->name(); }
+
+  Tensor run(const AttentionCall& call) override {
+    const bool dense = config_.backend == "dense";
+    AttentionRecord record;
+    record.chunk = call.chunk;
+    record.step = call.step;
+    record.layer = call.layer;
+    record.is_refresh = call.is_refresh;
+    record.frames_visible = call.frames_visible;
+    record.target_sparsity = planner_->target_sparsity(call.chunk);
+    auto started = std::chrono::steady_clock::now();
+    BlockMask mask;
+    if (!dense || stats_) mask = planner_->plan(call);
+    record.planner_ms = elapsed_ms(started);
+    started = std::chrono::steady_clock::now();
+    Tensor out;
+    if (dense) {
+      out = ops::attention(*call.q, *call.k, *call.v, call.scale);
+    } else {
+      LF_CHECK(!call.q->is_cuda(), "attention backend '{}': the GPU block-sparse path is not wired in this version; "
+               "run sparse backends with --device cpu", planner_->name());
+      out = block_sparse_attention(*call.q, *call.k, *call.v, mask, call.scale);
+    }
+    if (stats_) {
+      ops::synchronize_device();
+      record.kernel_ms = elapsed_ms(started);
+      const int64_t rows = mask.geometry.query_blocks(), key_blocks = mask.geometry.key_blocks();
+      for (int64_t h = 0; h < mask.heads; ++h) {
+        int64_t selected = 0;
+        for (int64_t qb = 0; qb < rows; ++qb) selected += mask.row_size(h * rows + qb);
+        record.head_density.push_back(double(selected) / double(rows * key_blocks));
+      }
+      if (stats_->measure_recall)
+        record.head_recall = dense ? std::vector<double>(size_t(mask.heads), 1.0)
+                                   : attention_recall(*call.q, *call.k, mask, call.scale, stats_->recall_row_stride);
+      for (const auto& wanted : stats_->keep_masks_for)
+        if (wanted[0] == call.chunk && wanted[1] == call.step && wanted[2] == call.layer)
+          stats_->kept_masks.emplace_back(wanted, mask);
+      stats_->records.push_back(std::move(record));
+    }
+    return out;
+  }
+
+ private:
+  AttentionConfig config_;
+  std::unique_ptr<MaskPlanner> planner_;
+  AttentionStats* stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<AttentionBackend> make_attention_backend(const AttentionConfig& config,
+                                                         const PipelineConfig* pipeline, AttentionStats* stats) {
+  LF_CHECK(pipeline != nullptr || config.backend != "lightforcing",
+           "attention backend 'lightforcing' needs the video length and chunk size (its CAG schedule)");
+  const int64_t frames = pipeline ? pipeline->frames : 0, chunk_frames = pipeline ? pipeline->chunk_frames : 1;
+  return std::make_unique<PlannedBackend>(config, make_planner(config, frames, chunk_frames), stats);
+}
+
+}  // namespace lf

@@ -9,8 +9,9 @@ namespace lf::cmd {
 // --device auto|cpu|cuda -> the device to run on (initialises CUDA when chosen); errors name the flag.
 Device select_device(const std::string& requested);
 int bench(int argc, char** argv);
+int profile_sparsity(int argc, char** argv);
+int compare_dense(int argc, char** argv);
 int generate(int argc, char** argv);
 int inspect(int argc, char** argv);
-int not_yet(const char* name, int argc, char** argv);
 
 }  // namespace lf::cmd

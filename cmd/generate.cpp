@@ -24,49 +24,22 @@
 #include "model/wan_dit.h"
 #include "ops/ops.h"
 #include "pipeline/ar_pipeline.h"
+#include "run_setup.h"
 
 namespace lf::cmd {
 
 namespace {
 
-struct GenerateOptions {
-  ConfigSources config;
-  std::string prompt;
-  std::string text_embeddings;
-  std::string weights;
-  std::string weights_root = "auto";
-  std::string output;
-  std::string frames_dir;
-  std::string save_latents;
-  std::string noise;
-  std::string save_noise;
-  std::string device = "auto";
-  bool no_video = false;
-  bool quiet = false;
-  bool json = false;
-  bool print_config = false;
+struct OutputOptions {
+  std::string output, frames_dir, save_latents, noise, save_noise;
+  bool no_video = false, quiet = false, json = false, print_config = false;
 };
 
 cxxopts::Options generate_flags() {
   cxxopts::Options flags("lightforce generate", "Generate a video chunk by chunk (Self-Forcing AR pipeline).");
-  flags.add_options("input")
-      ("p,prompt", "text prompt (models with a built-in text encoder)", cxxopts::value<std::string>())
-      ("text-embeddings", "precomputed text embeddings, safetensors [L, text_dim]", cxxopts::value<std::string>())
-      ("seed", "noise seed (sets pipeline.seed)", cxxopts::value<uint64_t>())
-      ("frames", "latent frames to generate, a multiple of the chunk size (sets pipeline.frames)",
-       cxxopts::value<int64_t>())
-      ("noise", "read every random draw from this safetensors file (noise_initial, renoise_c{c}_s{s})",
-       cxxopts::value<std::string>());
-  flags.add_options("model")
-      ("m,model", "model config: built-in name (tiny, wan2.1-t2v-1.3b) or a YAML file",
-       cxxopts::value<std::string>()->default_value("tiny"))
-      ("w,weights", "checkpoint (.safetensors, .pt, .pth); overrides model.weights", cxxopts::value<std::string>())
-      ("weights-root", "which generator of a training checkpoint: auto, generator_ema, generator",
-       cxxopts::value<std::string>()->default_value("auto"))
-      ("attention", "attention preset: built-in name (dense) or a YAML file", cxxopts::value<std::string>())
-      ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
-       cxxopts::value<std::vector<std::string>>())
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+  add_run_flags(flags);
+  flags.add_options("input")("noise", "read every random draw from this safetensors file (noise_initial, "
+                             "renoise_c{c}_s{s})", cxxopts::value<std::string>());
   flags.add_options("output")
       ("o,output", "MP4 path (H.264); default lightforce.mp4 unless --no-video", cxxopts::value<std::string>())
       ("no-video", "do not write an MP4 (use with --save-latents or --frames-dir)")
@@ -83,108 +56,34 @@ cxxopts::Options generate_flags() {
   return flags;
 }
 
-GenerateOptions parse(int argc, char** argv, bool* help) {
+}  // namespace
+
+int generate(int argc, char** argv) {
   cxxopts::Options flags = generate_flags();
-  cxxopts::ParseResult result;
-  try {
-    result = flags.parse(argc, argv);
-  } catch (const cxxopts::exceptions::incorrect_argument_type& error) {
-    // cxxopts names the value, not the flag: find the flag that carried it.
-    const std::string message = error.what();
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      const size_t equals = arg.find('=');
-      const std::string value = equals != std::string::npos ? arg.substr(equals + 1) : (i + 1 < argc ? argv[i + 1] : "");
-      if (arg.rfind("--", 0) == 0 && !value.empty() && message.find(value) != std::string::npos)
-        fail("{}: cannot parse '{}'", arg.substr(0, equals), value);
-    }
-    throw;
-  }
-  *help = result.count("help");
-  if (*help) {
+  const auto result = parse_flags(flags, argc, argv);
+  if (result.count("help")) {
     fmt::print("{}", flags.help());
-    return {};
+    return 0;
   }
-  if (!result.unmatched().empty()) fail("unexpected argument '{}'", result.unmatched().front());
-  GenerateOptions options;
-  options.config.model = result["model"].as<std::string>();
-  if (result.count("attention")) options.config.attention = result["attention"].as<std::string>();
-  if (result.count("set")) options.config.overrides = result["set"].as<std::vector<std::string>>();
-  // Flags that are config values become overrides, so the config is the one source of truth.
-  if (result.count("seed")) options.config.overrides.push_back(fmt::format("pipeline.seed={}", result["seed"].as<uint64_t>()));
-  if (result.count("frames"))
-    options.config.overrides.push_back(fmt::format("pipeline.frames={}", result["frames"].as<int64_t>()));
-  if (result.count("fps")) options.config.overrides.push_back(fmt::format("output.fps={}", result["fps"].as<int>()));
+  RunFlags run_flags = read_run_flags(result);
+  if (result.count("fps")) run_flags.config.overrides.push_back(fmt::format("output.fps={}", result["fps"].as<int>()));
+  OutputOptions options;
   auto text = [&](const char* name) { return result.count(name) ? result[name].as<std::string>() : std::string(); };
-  options.prompt = text("prompt");
-  options.text_embeddings = text("text-embeddings");
-  options.weights = text("weights");
-  options.weights_root = result["weights-root"].as<std::string>();
   options.output = text("output");
   options.frames_dir = text("frames-dir");
   options.save_latents = text("save-latents");
   options.noise = text("noise");
   options.save_noise = text("save-noise");
-  options.device = result["device"].as<std::string>();
   options.no_video = result.count("no-video");
   options.quiet = result.count("quiet");
   options.json = result.count("json");
   options.print_config = result.count("print-config");
-  return options;
-}
-
-WanWeights load_model_weights(const ModelConfig& model, const GenerateOptions& options) {
-  const std::string source = options.weights.empty() ? model.weights : options.weights;
-  if (source == "random") return random_weights(model);
-  LF_CHECK(!source.empty(), "model '{}' has no weights: pass --weights CHECKPOINT", model.name);
-  const auto checkpoint = Checkpoint::open(source);
-  return load_weights(model, *checkpoint, options.weights_root);
-}
-
-Tensor text_context(const ModelConfig& model, const WanWeights& weights, const GenerateOptions& options) {
-  LF_CHECK(options.prompt.empty() || options.text_embeddings.empty(), "give --prompt or --text-embeddings, not both");
-  if (!options.text_embeddings.empty()) return load_text_embeddings(options.text_embeddings, model);
-  LF_CHECK(!options.prompt.empty(), "no prompt: pass --prompt TEXT (or --text-embeddings FILE)");
-  LF_CHECK(model.text_encoder == "word-table",
-           "model '{}' uses text encoder '{}', which this version does not run: pass --text-embeddings with the "
-           "encoder's output [L, {}]", model.name, model.text_encoder, model.text_dim);
-  const WordTableEncoder encoder(weights.word_table, weights.word_positions, weights.vocabulary, model.text_len);
-  return encoder.encode(options.prompt);
-}
-
-std::string format_seconds(double seconds) {
-  return seconds < 100 ? fmt::format("{:.2f} s", seconds) : fmt::format("{:.0f} s", seconds);
-}
-
-}  // namespace
-
-Device select_device(const std::string& requested) {
-  LF_CHECK(requested == "auto" || requested == "cpu" || requested == "cuda", "--device '{}': expected auto, cpu or cuda",
-           requested);
-  if (requested == "cpu") return Device::CPU;
-  const int gpus = ops::cuda_device_count();
-  if (requested == "cuda") {
-    LF_CHECK(LF_HAVE_CUDA, "--device cuda: this build has no CUDA backend (built without nvcc); use --device cpu");
-    LF_CHECK(gpus > 0, "--device cuda: no CUDA GPU found on this machine");
-  }
-  if (gpus == 0) return Device::CPU;
-  ops::initialize_cuda();
-  return Device::CUDA;
-}
-
-int generate(int argc, char** argv) {
-  bool help = false;
-  GenerateOptions options = parse(argc, argv, &help);
-  if (help) return 0;
   const auto started = std::chrono::steady_clock::now();
 
-  RunConfig run = load_run_config(options.config);
   if (options.print_config) {
-    fmt::print("{}", to_yaml(run));
+    fmt::print("{}", to_yaml(load_run_config(run_flags.config)));
     return 0;
   }
-  const Device device = select_device(options.device);
-
   // Every output location is checked before any work, so a typo costs nothing and leaves nothing behind.
   const bool write_video = !options.no_video;
   if (write_video && options.output.empty()) options.output = "lightforce.mp4";
@@ -194,19 +93,12 @@ int generate(int argc, char** argv) {
   LF_CHECK(write_video || !options.frames_dir.empty() || !options.save_latents.empty(),
            "--no-video without --frames-dir or --save-latents would write nothing");
 
+  PreparedModel prepared = prepare_model(run_flags, options.quiet);
+  const RunConfig& run = prepared.run;
   const ModelConfig& model_config = run.model;
-  WanWeights weights = load_model_weights(model_config, options);
-  const Tensor context = text_context(model_config, weights, options);
-  if (!options.prompt.empty() && model_config.text_encoder == "word-table" && !options.quiet) {
-    const WordTableEncoder encoder(weights.word_table, weights.word_positions, weights.vocabulary,
-                                   model_config.text_len);
-    const auto unknown = encoder.unknown_words(options.prompt);
-    if (!unknown.empty())
-      fmt::print(stderr, "note: {} word(s) not in the model's vocabulary map to <unk>: {}\n", unknown.size(),
-                 fmt::join(unknown, ", "));
-  }
-  WanDiT model(model_config, std::move(weights));
-  if (device == Device::CUDA) model.to_device(Device::CUDA);
+  const Device device = prepared.device;
+  const WanDiT& model = *prepared.model;
+  const Tensor& context = prepared.context;
   auto attention = make_attention_backend(run.attention, &run.pipeline);
 
   std::unique_ptr<VideoDecoder> decoder;
@@ -219,8 +111,7 @@ int generate(int argc, char** argv) {
   if (!options.frames_dir.empty())
     frame_writer.emplace(options.frames_dir, LF_WITH_OPENCV ? FrameFormat::PNG : FrameFormat::PPM);
 
-  const NoiseShape noise_shape{run.pipeline.frames, run.pipeline.chunk_frames, model_config.out_channels,
-                               model_config.latent_height, model_config.latent_width};
+  const NoiseShape noise_shape = noise_shape_of(run);
   std::unique_ptr<NoiseSource> noise = options.noise.empty() ? make_philox_noise(run.pipeline.seed, noise_shape)
                                                              : make_file_noise(options.noise, noise_shape);
   RecordingNoise* recorder = nullptr;

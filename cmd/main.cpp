@@ -18,8 +18,8 @@ usage: lightforce <command> [options]      (lightforce <command> --help for its 
 commands:
   generate          generate a video chunk by chunk with a KV cache (MP4, PNG frames, latents, noise)
   inspect           list a checkpoint's tensors, dtypes, shapes and detected layout without loading data
-  profile-sparsity  per-chunk attention statistics and mask heatmaps (arrives with sparse attention)
-  compare-dense     a sparse backend against dense: PSNR/SSIM/flicker/speedup (arrives with sparse attention)
+  profile-sparsity  per-chunk attention statistics (density, recall, timings) and mask heatmaps
+  compare-dense     a sparse backend against dense with the same seed: PSNR/SSIM/flicker/warping, speedup
   bench             time the chunk loop of a model with random weights (default: Wan 1.3B on the GPU)
 
 The default model is embedded (configs/models/tiny.yaml): `lightforce generate --prompt "a red circle moves right"`
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
     if (command == "generate") return lf::cmd::generate(argc - 1, argv + 1);
     if (command == "inspect") return lf::cmd::inspect(argc - 1, argv + 1);
     if (command == "bench") return lf::cmd::bench(argc - 1, argv + 1);
-    if (command == "profile-sparsity" || command == "compare-dense")
-      return lf::cmd::not_yet(argv[1], argc - 1, argv + 1);
+    if (command == "profile-sparsity") return lf::cmd::profile_sparsity(argc - 1, argv + 1);
+    if (command == "compare-dense") return lf::cmd::compare_dense(argc - 1, argv + 1);
   } catch (const cxxopts::exceptions::exception& error) {
     fmt::print(stderr, "lightforce {}: {} (see lightforce {} --help)\n", command, error.what(), command);
     return 2;

@@ -65,6 +65,7 @@ bool has_temp_leftovers(const std::string& final_path) {
 
 // A small, fast generation: 6 latent frames (2 chunks) of the default model.
 const std::string kQuick = "generate --quiet --prompt 'a red circle moves right' --frames 6 ";
+const std::string kQuickArgs = "--quiet --prompt 'a red circle moves right' ";
 
 }  // namespace
 
@@ -75,9 +76,6 @@ TEST_CASE("help and version") {
     CAPTURE(command);
     CHECK(run(std::string(command) + " --help").exit_code == 0);
   }
-  const RunResult later = run("profile-sparsity");
-  CHECK(later.exit_code != 0);
-  CHECK(later.err.find("arrives with sparse attention") != std::string::npos);
   CHECK(run("frobnicate").exit_code == 2);
 }
 
@@ -184,4 +182,29 @@ TEST_CASE("inspect reads headers and detects the layout") {
   const RunResult missing = run("inspect /nonexistent.pt");
   CHECK(missing.exit_code == 1);
   CHECK(missing.err.find("/nonexistent.pt") != std::string::npos);
+}
+
+TEST_CASE("profile-sparsity and compare-dense produce their reports end to end") {
+  const std::string profile = fresh("cli_profile"), compare = fresh("cli_compare");
+  const RunResult p = run("profile-sparsity " + kQuickArgs + "--frames 9 --attention lightforcing-short --recall-row-stride 4 --json --out-dir " +
+                          profile);
+  REQUIRE(p.exit_code == 0);
+  for (const char* file : {"sparsity.json", "sparsity.csv", "summary.md"}) CHECK(fs::exists(profile + "/" + file));
+  CHECK(p.out.find("\"target_sparsity\"") != std::string::npos);
+  CHECK(p.out.find("\"recall\"") != std::string::npos);
+#if LF_WITH_OPENCV
+  CHECK(fs::exists(profile + "/mask_c2_s0_l0_h0.png"));
+#endif
+  const RunResult c = run("compare-dense " + kQuickArgs + "--frames 6 --attention block-topk --json --out-dir " + compare);
+  REQUIRE(c.exit_code == 0);
+  CHECK(c.out.find("\"speedup\"") != std::string::npos);
+  CHECK(c.out.find("\"ssim\"") != std::string::npos);
+  CHECK(fs::exists(compare + "/compare-dense.json"));
+  CHECK(fs::exists(compare + "/compare-dense.md"));
+#if LF_WITH_FFMPEG
+  CHECK(lf::probe_video(compare + "/side_by_side.mp4").frames == 6);
+#endif
+  const RunResult bad = run("compare-dense " + kQuickArgs + "--attention dense --out-dir " + compare);
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("choose a sparse backend") != std::string::npos);
 }

@@ -1,0 +1,138 @@
+// lightforce compare-dense: the chosen backend against dense with the same config, seed and noise: both MP4s, a
+// side-by-side MP4, and a report (per-chunk PSNR / SSIM / latent rel-L2, flicker, warping error, speedups).
+#include <cxxopts.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+
+#include "attention/attention_backend.h"
+#include "commands.h"
+#include "core/embedded.h"
+#include "core/error.h"
+#include "eval/metrics.h"
+#include "eval/report.h"
+#include "io/atomic_file.h"
+#include "io/frame.h"
+#include "io/video_writer.h"
+#include "model/decoder.h"
+#include "pipeline/ar_pipeline.h"
+#include "run_setup.h"
+
+namespace lf::cmd {
+
+namespace {
+
+struct RunResult {
+  std::vector<Frame> frames;
+  Tensor latents;
+  double seconds = 0;            // generation (all chunks)
+  double attention_seconds = 0;  // planner + kernel, from the statistics
+  std::vector<int64_t> frames_per_chunk;
+};
+
+RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& attention, bool quiet, const char* label) {
+  const RunConfig& run = prepared.run;
+  AttentionStats stats;
+  auto backend = make_attention_backend(attention, &run.pipeline, &stats);
+  auto decoder = make_decoder(run.model);
+  ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
+  auto noise = make_philox_noise(run.pipeline.seed, noise_shape_of(run));
+  RunResult result;
+  GenerateCallbacks callbacks;
+  callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
+    result.seconds += report.seconds;
+    const auto images = decoder->decode_chunk(latents);
+    for (const Tensor& image : images)
+      result.frames.push_back(frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
+                                             int(image.dim(2))));
+    result.frames_per_chunk.push_back(int64_t(images.size()));
+    if (!quiet) fmt::print(stderr, "  {} chunk {}/{}  {}\n", label, report.chunk + 1, report.chunks,
+                           format_seconds(report.seconds));
+  };
+  result.latents = pipeline.generate(prepared.context, *noise, callbacks);
+  for (const AttentionRecord& record : stats.records)
+    result.attention_seconds += (record.planner_ms + record.kernel_ms) * 1e-3;
+  return result;
+}
+
+void write_video(const std::string& path, const std::vector<Frame>& frames, int fps, int crf) {
+  VideoWriter video(VideoWriter::Options{path, frames.front().width, frames.front().height, fps, crf, "medium"});
+  for (const Frame& frame : frames) video.write(frame);
+  video.finish();
+}
+
+}  // namespace
+
+int compare_dense(int argc, char** argv) {
+  cxxopts::Options flags("lightforce compare-dense",
+                         "Run dense and a sparse backend with the same seed and noise; compare videos and speed.");
+  add_run_flags(flags);
+  flags.add_options("report")
+      ("out-dir", "directory for the videos and the report", cxxopts::value<std::string>()->default_value("compare-dense"))
+      ("no-videos", "skip the MP4s (metrics only)")
+      ("json", "print the report JSON on stdout")
+      ("q,quiet", "no progress")
+      ("h,help", "show this help");
+  const auto result = parse_flags(flags, argc, argv);
+  if (result.count("help")) {
+    fmt::print("{}", flags.help());
+    return 0;
+  }
+  const RunFlags run_flags = read_run_flags(result);
+  LF_CHECK(!run_flags.config.attention.empty(), "compare-dense needs --attention (the backend to compare with dense)");
+  const bool quiet = result.count("quiet"), videos = !result.count("no-videos") && LF_WITH_FFMPEG;
+  const std::string out_dir = result["out-dir"].as<std::string>();
+  std::filesystem::create_directories(out_dir);
+  check_output_writable(out_dir + "/compare-dense.json", "--out-dir");
+  const PreparedModel prepared = prepare_model(run_flags, quiet);
+  const RunConfig& run = prepared.run;
+  LF_CHECK(run.attention.backend != "dense", "compare-dense: --attention is dense already; choose a sparse backend");
+
+  AttentionConfig dense = run.attention;
+  dense.backend = "dense";
+  const RunResult dense_run = run_backend(prepared, dense, quiet, "dense ");
+  const RunResult sparse_run = run_backend(prepared, run.attention, quiet, run.attention.backend.c_str());
+
+  eval::ChunkLayout layout;
+  layout.video_frames = dense_run.frames_per_chunk;
+  layout.latent_frames.assign(dense_run.frames_per_chunk.size(), run.pipeline.chunk_frames);
+  eval::CompareDenseReport report;
+  report.chunks = eval::per_chunk_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents,
+                                          layout);
+  report.total = eval::overall_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents);
+  auto summarise = [&](const RunResult& r, const std::string& name) {
+    eval::RunSummary summary;
+    summary.backend = name;
+    summary.seconds = r.seconds;
+    summary.attention_seconds = r.attention_seconds;
+    summary.temporal_flicker = eval::temporal_flicker(r.frames);
+    summary.mean_abs_frame_difference = eval::mean_abs_frame_difference(r.frames);
+    if (eval::have_opencv()) summary.warping_error = eval::warping_error(r.frames);
+    return summary;
+  };
+  report.dense = summarise(dense_run, "dense");
+  report.sparse = summarise(sparse_run, run.attention.backend);
+  report.extra = {{"commit", kGitCommit},       {"model", run.model.name},
+                  {"device", device_name(prepared.device)}, {"seed", run.pipeline.seed},
+                  {"latent_frames", run.pipeline.frames},  {"attention_config", to_yaml(run)}};
+  std::vector<std::string> written = eval::write_compare_dense_report(report, out_dir);
+  if (videos) {
+    write_video(out_dir + "/dense.mp4", dense_run.frames, run.output.fps, run.output.crf);
+    write_video(out_dir + "/sparse.mp4", sparse_run.frames, run.output.fps, run.output.crf);
+    write_video(out_dir + "/side_by_side.mp4", eval::side_by_side(dense_run.frames, sparse_run.frames),
+                run.output.fps, run.output.crf);
+    for (const char* name : {"dense.mp4", "sparse.mp4", "side_by_side.mp4"}) written.push_back(out_dir + "/" + name);
+  }
+  const auto speedup = eval::speedup(report);
+  if (!quiet)
+    fmt::print(stderr, "{} vs dense: PSNR {:.2f} dB, SSIM {:.4f}, latent rel-L2 {:.4f}, speedup {}\nwrote {}\n",
+               run.attention.backend, report.total.psnr, report.total.ssim, report.total.latent_rel_l2,
+               speedup ? fmt::format("{:.2f}x", *speedup) : "n/a", fmt::join(written, ", "));
+  if (result.count("json")) fmt::print("{}\n", eval::compare_dense_json(report).dump(2));
+  return 0;
+}
+
+}  // namespace lf::cmd

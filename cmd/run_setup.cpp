@@ -1,0 +1,130 @@
+#include "run_setup.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "commands.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "model/text_encoder.h"
+#include "ops/ops.h"
+
+namespace lf::cmd {
+
+namespace {
+
+WanWeights load_model_weights(const ModelConfig& model, const RunFlags& flags) {
+  const std::string source = flags.weights.empty() ? model.weights : flags.weights;
+  if (source == "random") return random_weights(model);
+  LF_CHECK(!source.empty(), "model '{}' has no weights: pass --weights CHECKPOINT", model.name);
+  const auto checkpoint = Checkpoint::open(source);
+  return load_weights(model, *checkpoint, flags.weights_root);
+}
+
+Tensor text_context(const ModelConfig& model, const WanWeights& weights, const RunFlags& flags, bool quiet) {
+  LF_CHECK(flags.prompt.empty() || flags.text_embeddings.empty(), "give --prompt or --text-embeddings, not both");
+  if (!flags.text_embeddings.empty()) return load_text_embeddings(flags.text_embeddings, model);
+  LF_CHECK(!flags.prompt.empty(), "no prompt: pass --prompt TEXT (or --text-embeddings FILE)");
+  LF_CHECK(model.text_encoder == "word-table",
+           "model '{}' uses text encoder '{}', which this version does not run: pass --text-embeddings with the "
+           "encoder's output [L, {}]", model.name, model.text_encoder, model.text_dim);
+  const WordTableEncoder encoder(weights.word_table, weights.word_positions, weights.vocabulary, model.text_len);
+  const auto unknown = encoder.unknown_words(flags.prompt);
+  if (!unknown.empty() && !quiet)
+    fmt::print(stderr, "note: {} word(s) not in the model's vocabulary map to <unk>: {}\n", unknown.size(),
+               fmt::join(unknown, ", "));
+  return encoder.encode(flags.prompt);
+}
+
+}  // namespace
+
+void add_run_flags(cxxopts::Options& flags) {
+  flags.add_options("input")
+      ("p,prompt", "text prompt (models with a built-in text encoder)", cxxopts::value<std::string>())
+      ("text-embeddings", "precomputed text embeddings, safetensors [L, text_dim]", cxxopts::value<std::string>())
+      ("seed", "noise seed (sets pipeline.seed)", cxxopts::value<uint64_t>())
+      ("frames", "latent frames to generate, a multiple of the chunk size (sets pipeline.frames)",
+       cxxopts::value<int64_t>());
+  flags.add_options("model")
+      ("m,model", "model config: built-in name (tiny, wan2.1-t2v-1.3b) or a YAML file",
+       cxxopts::value<std::string>()->default_value("tiny"))
+      ("w,weights", "checkpoint (.safetensors, .pt, .pth); overrides model.weights", cxxopts::value<std::string>())
+      ("weights-root", "which generator of a training checkpoint: auto, generator_ema, generator",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("attention", "attention preset (dense, lightforcing-short, lightforcing-long, lightforcing-hopper, "
+       "block-topk, block-topp, sliding-tile, radial) or a YAML file", cxxopts::value<std::string>())
+      ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+}
+
+cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv) {
+  try {
+    return flags.parse(argc, argv);
+  } catch (const cxxopts::exceptions::incorrect_argument_type& error) {
+    const std::string message = error.what();
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      const size_t equals = arg.find('=');
+      const std::string value = equals != std::string::npos ? arg.substr(equals + 1) : (i + 1 < argc ? argv[i + 1] : "");
+      if (arg.rfind("--", 0) == 0 && !value.empty() && message.find(value) != std::string::npos)
+        fail("{}: cannot parse '{}'", arg.substr(0, equals), value);
+    }
+    throw;
+  }
+}
+
+RunFlags read_run_flags(const cxxopts::ParseResult& result) {
+  if (!result.unmatched().empty()) fail("unexpected argument '{}'", result.unmatched().front());
+  RunFlags flags;
+  flags.config.model = result["model"].as<std::string>();
+  if (result.count("attention")) flags.config.attention = result["attention"].as<std::string>();
+  if (result.count("set")) flags.config.overrides = result["set"].as<std::vector<std::string>>();
+  // Flags that are config values become overrides, so the config is the one source of truth.
+  if (result.count("seed")) flags.config.overrides.push_back(fmt::format("pipeline.seed={}", result["seed"].as<uint64_t>()));
+  if (result.count("frames"))
+    flags.config.overrides.push_back(fmt::format("pipeline.frames={}", result["frames"].as<int64_t>()));
+  auto text = [&](const char* name) { return result.count(name) ? result[name].as<std::string>() : std::string(); };
+  flags.prompt = text("prompt");
+  flags.text_embeddings = text("text-embeddings");
+  flags.weights = text("weights");
+  flags.weights_root = result["weights-root"].as<std::string>();
+  flags.device = result["device"].as<std::string>();
+  return flags;
+}
+
+PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
+  PreparedModel prepared;
+  prepared.run = load_run_config(flags.config);
+  prepared.device = select_device(flags.device);
+  WanWeights weights = load_model_weights(prepared.run.model, flags);
+  prepared.context = text_context(prepared.run.model, weights, flags, quiet);
+  prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights));
+  prepared.model->to_device(prepared.device);
+  return prepared;
+}
+
+NoiseShape noise_shape_of(const RunConfig& run) {
+  return {run.pipeline.frames, run.pipeline.chunk_frames, run.model.out_channels, run.model.latent_height,
+          run.model.latent_width};
+}
+
+std::string format_seconds(double seconds) {
+  return seconds < 100 ? fmt::format("{:.2f} s", seconds) : fmt::format("{:.0f} s", seconds);
+}
+
+Device select_device(const std::string& requested) {
+  LF_CHECK(requested == "auto" || requested == "cpu" || requested == "cuda", "--device '{}': expected auto, cpu or cuda",
+           requested);
+  if (requested == "cpu") return Device::CPU;
+  const int gpus = ops::cuda_device_count();
+  if (requested == "cuda") {
+    LF_CHECK(LF_HAVE_CUDA, "--device cuda: this build has no CUDA backend (built without nvcc); use --device cpu");
+    LF_CHECK(gpus > 0, "--device cuda: no CUDA GPU found on this machine");
+  }
+  if (gpus == 0) return Device::CPU;
+  ops::initialize_cuda();
+  return Device::CUDA;
+}
+
+}  // namespace lf::cmd

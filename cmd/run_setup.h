@@ -1,0 +1,38 @@
+#pragma once
+// What generate, profile-sparsity and compare-dense share: the model/input flags, and turning them into a loaded
+// model on its device with its text context.
+#include <cxxopts.hpp>
+
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "core/tensor.h"
+#include "model/wan_dit.h"
+#include "pipeline/noise_source.h"
+
+namespace lf::cmd {
+
+struct RunFlags {
+  ConfigSources config;
+  std::string prompt, text_embeddings, weights, weights_root = "auto", device = "auto";
+};
+
+// Adds --prompt, --text-embeddings, --seed, --frames, --model, --weights, --weights-root, --attention, --set,
+// --device to `flags`.
+void add_run_flags(cxxopts::Options& flags);
+// Parses argv, naming the flag whose value does not parse (cxxopts names only the value).
+cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv);
+RunFlags read_run_flags(const cxxopts::ParseResult& result);
+
+struct PreparedModel {
+  RunConfig run;
+  Device device = Device::CPU;
+  std::unique_ptr<WanDiT> model;
+  Tensor context;  // [text_len, text_dim], f32 host
+};
+PreparedModel prepare_model(const RunFlags& flags, bool quiet);
+NoiseShape noise_shape_of(const RunConfig& run);
+std::string format_seconds(double seconds);
+
+}  // namespace lf::cmd

@@ -1,0 +1,389 @@
+#include "eval/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <system_error>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+#if LF_WITH_OPENCV
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#endif
+
+namespace lf::eval {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// JSON has no infinity or NaN (nlohmann would write null anyway, silently); making it explicit keeps the rule in
+// one place and lets optional values share it.
+json number(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
+json number(const std::optional<double>& value) { return value ? number(*value) : json(nullptr); }
+json seconds_value(double seconds) { return seconds > 0 ? number(seconds) : json(nullptr); }
+
+std::optional<double> ratio(double dense, double sparse) {
+  if (!(dense > 0) || !(sparse > 0) || !std::isfinite(dense) || !std::isfinite(sparse)) return std::nullopt;
+  return dense / sparse;
+}
+
+json run_json(const RunSummary& run) {
+  return {{"backend", run.backend},
+          {"seconds", seconds_value(run.seconds)},
+          {"attention_seconds", seconds_value(run.attention_seconds)},
+          {"temporal_flicker", number(run.temporal_flicker)},
+          {"mean_abs_frame_difference", number(run.mean_abs_frame_difference)},
+          {"warping_error", number(run.warping_error)}};
+}
+
+json chunk_json(const ChunkMetrics& metrics) {
+  return {{"chunk", metrics.chunk},
+          {"frames", metrics.frames},
+          {"identical_frames", metrics.identical_frames},
+          {"psnr", number(capped_psnr(metrics.psnr))},
+          {"ssim", number(metrics.ssim)},
+          {"latent_rel_l2", number(metrics.latent_rel_l2)}};
+}
+
+std::string fixed(double value, int decimals) {
+  return std::isfinite(value) ? fmt::format("{:.{}f}", value, decimals) : std::string("n/a");
+}
+std::string fixed(const std::optional<double>& value, int decimals) {
+  return value ? fixed(*value, decimals) : std::string("n/a");
+}
+std::string seconds_text(double seconds) { return seconds > 0 ? fixed(seconds, 3) : std::string("n/a"); }
+std::string scientific(double value) {
+  return std::isfinite(value) ? fmt::format("{:.3e}", value) : std::string("n/a");
+}
+
+std::string psnr_cell(const ChunkMetrics& metrics) {
+  std::string text = fixed(capped_psnr(metrics.psnr), 2);
+  if (metrics.identical_frames > 0) text += fmt::format(" ({}/{} identical)", metrics.identical_frames, metrics.frames);
+  return text;
+}
+
+std::string chunk_row(const std::string& label, const ChunkMetrics& metrics) {
+  return fmt::format("| {} | {} | {} | {} | {} |\n", label, metrics.frames, psnr_cell(metrics), fixed(metrics.ssim, 4),
+                     scientific(metrics.latent_rel_l2));
+}
+
+#if LF_WITH_OPENCV
+
+// Tick spacing of 1, 2 or 5 times a power of ten giving about `target` intervals over `range`.
+double nice_step(double range, int target) {
+  const double raw = range / target;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+  const double scaled = raw / magnitude;
+  const double nice = scaled <= 1 ? 1 : scaled <= 2 ? 2 : scaled <= 5 ? 5 : 10;
+  return nice * magnitude;
+}
+
+// Multiples of `step` inside [low, high], computed from an integer index so rounding does not accumulate, and with
+// a tiny value snapped to 0 so no axis is labelled "-0".
+std::vector<double> tick_values(double low, double high, double step) {
+  std::vector<double> ticks;
+  const double first = std::ceil(low / step - 1e-9);
+  for (int i = 0;; ++i) {
+    double tick = (first + i) * step;
+    if (tick > high + step * 1e-9) break;
+    if (std::abs(tick) < step * 1e-6) tick = 0;
+    ticks.push_back(tick);
+  }
+  return ticks;
+}
+
+int step_decimals(double step) { return std::max(0, int(-std::floor(std::log10(step) + 1e-9))); }
+
+// [low, high] holding every finite value with some headroom; a flat series gets a band around its value.
+std::pair<double, double> value_range(const std::vector<double>& values) {
+  double low = INFINITY, high = -INFINITY;
+  for (double value : values) {
+    if (!std::isfinite(value)) continue;
+    low = std::min(low, value);
+    high = std::max(high, value);
+  }
+  if (!std::isfinite(low)) return {0.0, 1.0};
+  if (high - low < 1e-12) {
+    const double pad = std::max(std::abs(low) * 0.05, 1e-3);
+    return {low - pad, high + pad};
+  }
+  const double pad = (high - low) * 0.08;
+  return {low - pad, high + pad};
+}
+
+void put_text_centered(cv::Mat& canvas, const std::string& text, cv::Point center, double scale, int thickness) {
+  int baseline = 0;
+  const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, scale, thickness, &baseline);
+  cv::putText(canvas, text, {center.x - size.width / 2, center.y + size.height / 2}, cv::FONT_HERSHEY_SIMPLEX, scale,
+              cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
+}
+
+#endif
+
+}  // namespace
+
+std::optional<double> speedup(const CompareDenseReport& report) {
+  return ratio(report.dense.seconds, report.sparse.seconds);
+}
+
+std::optional<double> attention_speedup(const CompareDenseReport& report) {
+  return ratio(report.dense.attention_seconds, report.sparse.attention_seconds);
+}
+
+json compare_dense_json(const CompareDenseReport& report) {
+  json chunks = json::array();
+  for (const ChunkMetrics& metrics : report.chunks) chunks.push_back(chunk_json(metrics));
+  json variants = json::object();
+  for (const auto& [name, text] : metric_variants()) variants[name] = text;
+  json out = {{"sparse", run_json(report.sparse)},
+              {"dense", run_json(report.dense)},
+              {"speedup", number(speedup(report))},
+              {"attention_speedup", number(attention_speedup(report))},
+              {"chunks", chunks},
+              {"total", chunk_json(report.total)},
+              {"psnr_cap_db", kPsnrCapDb},
+              {"metric_variants", variants}};
+  LF_CHECK(report.extra.is_object(), "compare-dense report: extra fields must be a JSON object, got {}",
+           report.extra.type_name());
+  for (const auto& [key, value] : report.extra.items()) {
+    LF_CHECK(!out.contains(key), "compare-dense report: extra field '{}' collides with a report field", key);
+    out[key] = value;
+  }
+  return out;
+}
+
+std::string compare_dense_markdown(const CompareDenseReport& report, const std::vector<std::string>& plot_files) {
+  const RunSummary& s = report.sparse;
+  const RunSummary& d = report.dense;
+  std::string md = fmt::format("# compare-dense: {} vs {}\n\n", s.backend, d.backend);
+  md += fmt::format("| | sparse ({}) | dense ({}) |\n|---|---|---|\n", s.backend, d.backend);
+  md += fmt::format("| end-to-end seconds | {} | {} |\n", seconds_text(s.seconds), seconds_text(d.seconds));
+  md += fmt::format("| attention seconds | {} | {} |\n", seconds_text(s.attention_seconds),
+                    seconds_text(d.attention_seconds));
+  md += fmt::format("| temporal flicker (1 = static) | {} | {} |\n", fixed(s.temporal_flicker, 5),
+                    fixed(d.temporal_flicker, 5));
+  md += fmt::format("| mean abs frame difference (0..255) | {} | {} |\n", fixed(s.mean_abs_frame_difference, 3),
+                    fixed(d.mean_abs_frame_difference, 3));
+  md += fmt::format("| warping error | {} | {} |\n\n", fixed(s.warping_error, 5), fixed(d.warping_error, 5));
+  const std::optional<double> e2e = speedup(report), attention = attention_speedup(report);
+  md += fmt::format("Speedup (dense / sparse seconds): end-to-end **{}**, attention **{}**.\n\n",
+                    e2e ? fixed(*e2e, 3) + "x" : "n/a", attention ? fixed(*attention, 3) + "x" : "n/a");
+
+  md += "## Fidelity to the dense run, per chunk\n\n";
+  md += "| chunk | frames | PSNR (dB) | SSIM | latent rel-L2 |\n|---|---|---|---|---|\n";
+  for (const ChunkMetrics& metrics : report.chunks) md += chunk_row(std::to_string(metrics.chunk), metrics);
+  md += chunk_row("**total**", report.total);
+  md += fmt::format("\nPSNR is capped at {:.0f} dB per frame (identical frames count as {:.0f}).\n\n", kPsnrCapDb,
+                    kPsnrCapDb);
+
+  md += "## Plots\n\n";
+  if (plot_files.empty()) {
+    md += have_opencv() ? "_No plots were written._\n\n"
+                        : "_Plots skipped: this build has no OpenCV (LF_WITH_OPENCV=OFF)._\n\n";
+  } else {
+    for (const std::string& file : plot_files) md += fmt::format("![{}]({})\n\n", file, file);
+  }
+
+  if (report.extra.is_object() && !report.extra.empty()) {
+    md += "## Run\n\n";
+    for (const auto& [key, value] : report.extra.items()) {
+      md += fmt::format("- {}: `{}`\n", key, value.is_string() ? value.get<std::string>() : value.dump());
+    }
+    md += "\n";
+  }
+
+  md += "## Metric definitions\n\n";
+  for (const auto& [name, text] : metric_variants()) md += fmt::format("- **{}**: {}\n", name, text);
+  return md;
+}
+
+LinePlot psnr_plot(const CompareDenseReport& report) {
+  LinePlot plot;
+  plot.title = fmt::format("PSNR per chunk: {} vs {}", report.sparse.backend, report.dense.backend);
+  plot.x_label = "chunk";
+  plot.y_label = "PSNR (dB)";
+  PlotSeries series;
+  series.name = "PSNR";
+  for (const ChunkMetrics& metrics : report.chunks) {
+    plot.x.push_back(double(metrics.chunk));
+    series.values.push_back(capped_psnr(metrics.psnr));
+  }
+  plot.series.push_back(std::move(series));
+  return plot;
+}
+
+LinePlot ssim_plot(const CompareDenseReport& report) {
+  LinePlot plot;
+  plot.title = fmt::format("SSIM per chunk: {} vs {}", report.sparse.backend, report.dense.backend);
+  plot.x_label = "chunk";
+  plot.y_label = "SSIM";
+  PlotSeries series;
+  series.name = "SSIM";
+  for (const ChunkMetrics& metrics : report.chunks) {
+    plot.x.push_back(double(metrics.chunk));
+    series.values.push_back(metrics.ssim);
+  }
+  plot.series.push_back(std::move(series));
+  return plot;
+}
+
+#if LF_WITH_OPENCV
+
+std::string line_plot_png(const LinePlot& plot) {
+  LF_CHECK(plot.width >= 200 && plot.height >= 150, "line plot '{}': canvas {}x{} is too small (min 200x150)",
+           plot.title, plot.width, plot.height);
+  LF_CHECK(!plot.x.empty(), "line plot '{}': no x values", plot.title);
+  for (const PlotSeries& series : plot.series) {
+    LF_CHECK(series.values.size() == plot.x.size(), "line plot '{}': series '{}' has {} values for {} x values",
+             plot.title, series.name, series.values.size(), plot.x.size());
+  }
+  cv::Mat canvas(plot.height, plot.width, CV_8UC3, cv::Scalar(255, 255, 255));
+  const int left = 80, right = 20, top = 50, bottom = 60;
+  const cv::Rect area(left, top, plot.width - left - right, plot.height - top - bottom);
+
+  std::vector<double> all_values;
+  for (const PlotSeries& series : plot.series)
+    all_values.insert(all_values.end(), series.values.begin(), series.values.end());
+  const auto [y_low, y_high] = value_range(all_values);
+  auto [x_low, x_high] = value_range(plot.x);
+  if (plot.x.size() == 1 || x_high - x_low < 1e-12) {
+    x_low = plot.x[0] - 0.5;
+    x_high = plot.x[0] + 0.5;
+  }
+  auto to_pixel = [&](double x, double y) {
+    return cv::Point(area.x + int(std::lround((x - x_low) / (x_high - x_low) * area.width)),
+                     area.y + area.height - int(std::lround((y - y_low) / (y_high - y_low) * area.height)));
+  };
+
+  const cv::Scalar grid(225, 225, 225), black(0, 0, 0);
+  const double font = 0.45;
+  // y ticks and horizontal grid lines.
+  const double y_step = nice_step(y_high - y_low, 5);
+  const int y_decimals = step_decimals(y_step);
+  for (double tick : tick_values(y_low, y_high, y_step)) {
+    const cv::Point at = to_pixel(x_low, tick);
+    cv::line(canvas, at, {area.x + area.width, at.y}, grid, 1);
+    const std::string label = fmt::format("{:.{}f}", tick, y_decimals);
+    int baseline = 0;
+    const cv::Size size = cv::getTextSize(label, cv::FONT_HERSHEY_SIMPLEX, font, 1, &baseline);
+    cv::putText(canvas, label, {area.x - 8 - size.width, at.y + size.height / 2}, cv::FONT_HERSHEY_SIMPLEX, font, black,
+                1, cv::LINE_AA);
+  }
+  // x ticks: whole steps when the x values are integers (chunk indices).
+  bool integral = true;
+  for (double x : plot.x) integral = integral && x == std::floor(x);
+  double x_step = nice_step(x_high - x_low, 10);
+  if (integral) x_step = std::max(1.0, std::round(x_step));
+  const int x_decimals = integral ? 0 : step_decimals(x_step);
+  for (double tick : tick_values(x_low, x_high, x_step)) {
+    const cv::Point at = to_pixel(tick, y_low);
+    cv::line(canvas, at, {at.x, at.y + 5}, black, 1);
+    put_text_centered(canvas, fmt::format("{:.{}f}", tick, x_decimals), {at.x, at.y + 16}, font, 1);
+  }
+  cv::rectangle(canvas, area, black, 1);
+
+  const cv::Scalar palette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44}, {40, 39, 214}};  // BGR
+  for (size_t s = 0; s < plot.series.size(); ++s) {
+    const cv::Scalar color = palette[s % 4];
+    const std::vector<double>& values = plot.series[s].values;
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) continue;
+      const cv::Point point = to_pixel(plot.x[i], values[i]);
+      if (i > 0 && std::isfinite(values[i - 1])) {
+        cv::line(canvas, to_pixel(plot.x[i - 1], values[i - 1]), point, color, 2, cv::LINE_AA);
+      }
+      cv::circle(canvas, point, 3, color, cv::FILLED, cv::LINE_AA);
+    }
+    // Legend, top right inside the plot area, one line per series.
+    const cv::Point entry(area.x + area.width - 150, area.y + 18 + int(s) * 18);
+    cv::line(canvas, entry, {entry.x + 20, entry.y}, color, 2, cv::LINE_AA);
+    cv::putText(canvas, plot.series[s].name, {entry.x + 26, entry.y + 5}, cv::FONT_HERSHEY_SIMPLEX, font, black, 1,
+                cv::LINE_AA);
+  }
+
+  put_text_centered(canvas, plot.title, {plot.width / 2, top / 2}, 0.6, 1);
+  put_text_centered(canvas, plot.x_label, {area.x + area.width / 2, plot.height - 18}, 0.5, 1);
+  // OpenCV cannot rotate text, so the y label sits above the axis.
+  cv::putText(canvas, plot.y_label, {8, top - 10}, cv::FONT_HERSHEY_SIMPLEX, 0.5, black, 1, cv::LINE_AA);
+
+  std::vector<uchar> bytes;
+  LF_CHECK(cv::imencode(".png", canvas, bytes), "line plot '{}': cannot encode PNG", plot.title);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+#else
+
+std::string line_plot_png(const LinePlot& plot) {
+  fail("line plot '{}': this build has no OpenCV (LF_WITH_OPENCV=OFF); cannot draw PNG plots", plot.title);
+}
+
+#endif
+
+std::vector<std::string> write_compare_dense_report(const CompareDenseReport& report, const std::string& directory,
+                                                    const std::string& stem) {
+  LF_CHECK(!directory.empty(), "compare-dense report: empty output directory");
+  LF_CHECK(!stem.empty(), "compare-dense report: empty file stem");
+  std::error_code error;
+  if (!fs::is_directory(directory, error)) {
+    LF_CHECK(!fs::exists(directory, error), "compare-dense report: '{}' exists but is not a directory", directory);
+    fs::create_directories(directory, error);
+    LF_CHECK(!error, "compare-dense report: cannot create directory '{}': {}", directory, error.message());
+  }
+  const fs::path dir(directory);
+  // Everything is encoded before anything is written, so a failure leaves no partial report behind.
+  const std::string json_text = compare_dense_json(report).dump(2) + "\n";
+  std::vector<std::pair<std::string, std::string>> plots;  // file name, PNG bytes
+  if (have_opencv() && !report.chunks.empty()) {
+    plots.emplace_back(stem + "-psnr.png", line_plot_png(psnr_plot(report)));
+    plots.emplace_back(stem + "-ssim.png", line_plot_png(ssim_plot(report)));
+  }
+  std::vector<std::string> plot_names;
+  for (const auto& plot : plots) plot_names.push_back(plot.first);
+  const std::string markdown = compare_dense_markdown(report, plot_names);
+
+  std::vector<std::string> written = {(dir / (stem + ".json")).string(), (dir / (stem + ".md")).string()};
+  write_file_atomic(written[0], json_text);
+  write_file_atomic(written[1], markdown);
+  for (const auto& [name, bytes] : plots) {
+    written.push_back((dir / name).string());
+    write_file_atomic(written.back(), bytes);
+  }
+  return written;
+}
+
+Frame side_by_side(const Frame& left, const Frame& right, int gap) {
+  check_frame(left, "side_by_side (left)");
+  check_frame(right, "side_by_side (right)");
+  LF_CHECK(gap >= 0, "side_by_side: negative gap {}", gap);
+  Frame out;
+  out.width = left.width + gap + right.width;
+  out.height = std::max(left.height, right.height);
+  out.rgb.assign(size_t(out.width) * size_t(out.height) * 3, 255);
+  auto paste = [&out](const Frame& frame, int x0) {
+    const int y0 = (out.height - frame.height) / 2;
+    const size_t row_bytes = size_t(frame.width) * 3;
+    for (int y = 0; y < frame.height; ++y) {
+      std::copy_n(frame.rgb.begin() + ptrdiff_t(size_t(y) * row_bytes), row_bytes,
+                  out.rgb.begin() + ptrdiff_t((size_t(y0 + y) * size_t(out.width) + size_t(x0)) * 3));
+    }
+  };
+  paste(left, 0);
+  paste(right, left.width + gap);
+  return out;
+}
+
+std::vector<Frame> side_by_side(const std::vector<Frame>& left, const std::vector<Frame>& right, int gap) {
+  LF_CHECK(left.size() == right.size(), "side_by_side: left video has {} frames, right video {}", left.size(),
+           right.size());
+  std::vector<Frame> out;
+  out.reserve(left.size());
+  for (size_t i = 0; i < left.size(); ++i) out.push_back(side_by_side(left[i], right[i], gap));
+  return out;
+}
+
+}  // namespace lf::eval

@@ -1,0 +1,83 @@
+#pragma once
+// Report builders for `lightforce compare-dense`: JSON (machine-readable, for regression checks), Markdown (for
+// people), PNG line plots (OpenCV builds only) and side-by-side frames. Non-finite numbers never reach JSON: they
+// are written as null (see docs/metrics.md).
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/metrics.h"
+#include "io/frame.h"
+
+namespace lf::eval {
+
+// One compared run (sparse or dense).
+struct RunSummary {
+  std::string backend;           // attention backend, e.g. "light-forcing" or "dense"
+  double seconds = 0;            // end-to-end wall time of generation; <= 0 when unknown
+  double attention_seconds = 0;  // time inside attention; <= 0 when unknown
+  double temporal_flicker = 0;   // temporal_flicker() of this run's video
+  double mean_abs_frame_difference = 0;
+  std::optional<double> warping_error;  // absent when not measured (e.g. a build without OpenCV)
+};
+
+struct CompareDenseReport {
+  RunSummary sparse;
+  RunSummary dense;
+  std::vector<ChunkMetrics> chunks;  // per_chunk_metrics()
+  ChunkMetrics total;                // overall_metrics()
+  // Anything else the caller wants recorded (seed, prompt, config, commit, paths): merged into the top level of the
+  // JSON object and listed in the Markdown; a key that collides with a report field is an error.
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+// dense / sparse of the matching seconds; nullopt when either is unknown (<= 0) or not finite.
+std::optional<double> speedup(const CompareDenseReport& report);
+std::optional<double> attention_speedup(const CompareDenseReport& report);
+
+// {"sparse": {...}, "dense": {...}, "speedup", "attention_speedup", "chunks": [{chunk, frames, identical_frames,
+// psnr, ssim, latent_rel_l2}], "total": {...}, "metric_variants": {...}, "psnr_cap_db", ...extra}. PSNR values
+// are already capped (kPsnrCapDb); any other non-finite number (unknown speedup, missing latents) is null.
+nlohmann::json compare_dense_json(const CompareDenseReport& report);
+
+// Markdown summary: runs and speedups, per-chunk table with a total row, temporal metrics of both videos, the
+// metric variants, and either the plot images (file names relative to the Markdown file) or, when `plot_files` is
+// empty, a note that plots were skipped and why.
+std::string compare_dense_markdown(const CompareDenseReport& report, const std::vector<std::string>& plot_files);
+
+// A line plot: one or more series over shared x values, drawn on a white canvas with axes, ticks and labels.
+struct PlotSeries {
+  std::string name;
+  std::vector<double> values;  // one per x; non-finite values break the line
+};
+struct LinePlot {
+  std::string title;
+  std::string x_label;
+  std::string y_label;
+  std::vector<double> x;
+  std::vector<PlotSeries> series;
+  int width = 800;
+  int height = 480;
+};
+
+// PNG bytes of the plot (needs OpenCV: otherwise throws lf::Error).
+std::string line_plot_png(const LinePlot& plot);
+
+// The per-chunk PSNR and SSIM plots of a report.
+LinePlot psnr_plot(const CompareDenseReport& report);
+LinePlot ssim_plot(const CompareDenseReport& report);
+
+// Writes <directory>/<stem>.json, <stem>.md and, in OpenCV builds, <stem>-psnr.png and <stem>-ssim.png, each
+// through write_file_atomic. Returns the paths written (JSON, Markdown, then plots).
+std::vector<std::string> write_compare_dense_report(const CompareDenseReport& report, const std::string& directory,
+                                                    const std::string& stem = "compare-dense");
+
+// `left` and `right` next to each other with `gap` white columns between them; a shorter frame is centred
+// vertically on white. Result: (left.width + gap + right.width) x max(heights).
+Frame side_by_side(const Frame& left, const Frame& right, int gap = 8);
+
+// side_by_side() of every frame pair; the videos must have the same number of frames.
+std::vector<Frame> side_by_side(const std::vector<Frame>& left, const std::vector<Frame>& right, int gap = 8);
+
+}  // namespace lf::eval

@@ -43,26 +43,30 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
     for (int64_t qb = 0; qb < g.query_blocks(); ++qb) {
       const auto ranges = key_ranges(mask, h * g.query_blocks() + qb);
       if (ranges.empty()) continue;
-      std::vector<double> scores, acc(static_cast<size_t>(dim));
+      std::vector<float> scores, acc(static_cast<size_t>(dim));
       for (int64_t t = qb * g.query_block; t < qb * g.query_block + g.query_block_length(qb); ++t) {
         scores.clear();
         const float* query = qs + t * stride + h * dim;
-        double max_score = -INFINITY;
+        float max_score = -INFINITY;
         for (const auto& [first, length] : ranges)
           for (int64_t j = first; j < first + length; ++j) {
-            double s = 0;
-            for (int64_t d = 0; d < dim; ++d) s += double(query[d]) * ks[j * stride + h * dim + d];
-            scores.push_back(s * scale);
+            const float* key = ks + j * stride + h * dim;
+            float dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t d = 0; d < dim; ++d) dot += query[d] * key[d];
+            scores.push_back(dot * float(scale));
             max_score = std::max(max_score, scores.back());
           }
-        std::fill(acc.begin(), acc.end(), 0.0);
+        std::fill(acc.begin(), acc.end(), 0.0f);
         double total = 0;
         size_t index = 0;
         for (const auto& [first, length] : ranges)
           for (int64_t j = first; j < first + length; ++j, ++index) {
-            const double p = std::exp(scores[index] - max_score);
+            const float p = std::exp(scores[index] - max_score);
             total += p;
-            for (int64_t d = 0; d < dim; ++d) acc[size_t(d)] += p * vs[j * stride + h * dim + d];
+            const float* value = vs + j * stride + h * dim;
+#pragma omp simd
+            for (int64_t d = 0; d < dim; ++d) acc[size_t(d)] += p * value[d];
           }
         for (int64_t d = 0; d < dim; ++d) os[t * stride + h * dim + d] = float(acc[size_t(d)] / total);
       }

@@ -11,6 +11,7 @@ Device select_device(const std::string& requested);
 int bench(int argc, char** argv);
 int profile_sparsity(int argc, char** argv);
 int compare_dense(int argc, char** argv);
+int plan_mask(int argc, char** argv);
 int generate(int argc, char** argv);
 int inspect(int argc, char** argv);
 

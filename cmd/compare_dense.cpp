@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <sstream>
 
 #include "attention/attention_backend.h"
 #include "commands.h"
@@ -58,6 +59,86 @@ RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& atte
   return result;
 }
 
+double mean_density(const std::vector<AttentionRecord>& records) {
+  double sum = 0;
+  int64_t count = 0;
+  for (const AttentionRecord& record : records)
+    for (double density : record.head_density) sum += density, ++count;
+  return count ? sum / double(count) : 1.0;
+}
+
+// Every combination of the swept attention values against one shared dense run: one CSV row per point.
+int sweep(const PreparedModel& prepared, const RunFlags& run_flags, const std::vector<std::string>& axes,
+          const RunResult& dense_run, const std::string& out_dir, bool quiet) {
+  // cxxopts splits vector values at commas: glue "attention.k=1", "2" back into "attention.k=1,2".
+  std::vector<std::string> joined;
+  for (const std::string& part : axes) {
+    if (part.find('=') == std::string::npos && !joined.empty()) joined.back() += "," + part;
+    else joined.push_back(part);
+  }
+  std::vector<std::pair<std::string, std::vector<std::string>>> grid;
+  for (const std::string& axis : joined) {
+    const size_t equals = axis.find('=');
+    LF_CHECK(equals != std::string::npos && axis.rfind("attention.", 0) == 0,
+             "--sweep '{}': expected attention.KEY=v1,v2,...", axis);
+    std::vector<std::string> values;
+    std::stringstream stream(axis.substr(equals + 1));
+    for (std::string value; std::getline(stream, value, ',');) values.push_back(value);
+    LF_CHECK(!values.empty(), "--sweep '{}': no values", axis);
+    grid.emplace_back(axis.substr(0, equals), values);
+  }
+  // Validate every point before running any.
+  std::vector<std::vector<std::string>> points{{}};
+  for (const auto& [key, values] : grid) {
+    std::vector<std::vector<std::string>> next;
+    for (const auto& point : points)
+      for (const auto& value : values) {
+        next.push_back(point);
+        next.back().push_back(key + "=" + value);
+      }
+    points = next;
+  }
+  std::vector<AttentionConfig> configs;
+  for (const auto& point : points) {
+    ConfigSources sources = run_flags.config;
+    sources.overrides.insert(sources.overrides.end(), point.begin(), point.end());
+    configs.push_back(load_run_config(sources).attention);
+  }
+  std::string csv;
+  for (const auto& [key, values] : grid) csv += key + ",";
+  csv += "backend,density,psnr,ssim,latent_rel_l2,seconds,dense_seconds,speedup\n";
+  const RunConfig& run = prepared.run;
+  for (size_t i = 0; i < points.size(); ++i) {
+    AttentionStats stats;
+    RunResult sparse_run;
+    {
+      auto backend = make_attention_backend(configs[i], &run.pipeline, &stats);
+      auto decoder = make_decoder(run.model);
+      ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
+      auto noise = make_philox_noise(run.pipeline.seed, noise_shape_of(run));
+      GenerateCallbacks callbacks;
+      callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
+        sparse_run.seconds += report.seconds;
+        for (const Tensor& image : decoder->decode_chunk(latents))
+          sparse_run.frames.push_back(frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
+                                                     int(image.dim(2))));
+      };
+      sparse_run.latents = pipeline.generate(prepared.context, *noise, callbacks);
+    }
+    const eval::ChunkMetrics total =
+        eval::overall_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents);
+    for (const auto& assignment : points[i]) csv += assignment.substr(assignment.find('=') + 1) + ",";
+    csv += fmt::format("{},{:.6f},{:.4f},{:.6f},{:.6f},{:.4f},{:.4f},{:.4f}\n", configs[i].backend,
+                       mean_density(stats.records), total.psnr, total.ssim, total.latent_rel_l2, sparse_run.seconds,
+                       dense_run.seconds, dense_run.seconds / sparse_run.seconds);
+    if (!quiet) fmt::print(stderr, "  sweep {}/{}: {} -> PSNR {:.2f} dB, SSIM {:.4f}\n", i + 1, points.size(),
+                           fmt::join(points[i], " "), total.psnr, total.ssim);
+  }
+  write_file_atomic(out_dir + "/sweep.csv", csv);
+  if (!quiet) fmt::print(stderr, "wrote {}/sweep.csv ({} points)\n", out_dir, points.size());
+  return 0;
+}
+
 void write_video(const std::string& path, const std::vector<Frame>& frames, int fps, int crf) {
   VideoWriter video(VideoWriter::Options{path, frames.front().width, frames.front().height, fps, crf, "medium"});
   for (const Frame& frame : frames) video.write(frame);
@@ -73,6 +154,8 @@ int compare_dense(int argc, char** argv) {
   flags.add_options("report")
       ("out-dir", "directory for the videos and the report", cxxopts::value<std::string>()->default_value("compare-dense"))
       ("no-videos", "skip the MP4s (metrics only)")
+      ("sweep", "sweep mode: attention.KEY=v1,v2,... (repeatable; the grid of all combinations) -> sweep.csv",
+       cxxopts::value<std::vector<std::string>>())
       ("json", "print the report JSON on stdout")
       ("q,quiet", "no progress")
       ("h,help", "show this help");
@@ -94,6 +177,8 @@ int compare_dense(int argc, char** argv) {
   AttentionConfig dense = run.attention;
   dense.backend = "dense";
   const RunResult dense_run = run_backend(prepared, dense, quiet, "dense ");
+  if (result.count("sweep"))
+    return sweep(prepared, run_flags, result["sweep"].as<std::vector<std::string>>(), dense_run, out_dir, quiet);
   const RunResult sparse_run = run_backend(prepared, run.attention, quiet, run.attention.backend.c_str());
 
   eval::ChunkLayout layout;

@@ -20,6 +20,7 @@ commands:
   inspect           list a checkpoint's tensors, dtypes, shapes and detected layout without loading data
   profile-sparsity  per-chunk attention statistics (density, recall, timings) and mask heatmaps
   compare-dense     a sparse backend against dense with the same seed: PSNR/SSIM/flicker/warping, speedup
+  plan-mask         run a mask planner on q/k files and write the block mask (safetensors + JSON)
   bench             time the chunk loop of a model with random weights (default: Wan 1.3B on the GPU)
 
 The default model is embedded (configs/models/tiny.yaml): `lightforce generate --prompt "a red circle moves right"`
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     if (command == "bench") return lf::cmd::bench(argc - 1, argv + 1);
     if (command == "profile-sparsity") return lf::cmd::profile_sparsity(argc - 1, argv + 1);
     if (command == "compare-dense") return lf::cmd::compare_dense(argc - 1, argv + 1);
+    if (command == "plan-mask") return lf::cmd::plan_mask(argc - 1, argv + 1);
   } catch (const cxxopts::exceptions::exception& error) {
     fmt::print(stderr, "lightforce {}: {} (see lightforce {} --help)\n", command, error.what(), command);
     return 2;

@@ -124,6 +124,10 @@ bool flash_attention_select(const FlashAttentionParams& params, FlashVariant req
   return variant_supported(FlashVariant::MmaSync, major, minor, why);  // for its reason
 }
 
+FlashVariant flash_variant_from_environment(FlashVariant requested) {
+  return requested == FlashVariant::Auto ? variant_from_environment() : requested;
+}
+
 bool flash_attention_supported(const FlashAttentionParams& params, FlashVariant variant, std::string* why) {
   return flash_attention_select(params, variant, nullptr, why);
 }

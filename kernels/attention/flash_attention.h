@@ -40,6 +40,10 @@ const char* flash_variant_name(FlashVariant variant);  // "auto", "mma_sync", "h
 bool flash_attention_select(const FlashAttentionParams& params, FlashVariant requested, FlashVariant* chosen,
                             std::string* why);
 
+// `requested`, except that Auto becomes the variant LF_FLASH_VARIANT pins (still Auto when unset or "auto"); throws
+// lf::Error for an unknown value. flash_attention_select applies it; exposed for the block-sparse selector.
+FlashVariant flash_variant_from_environment(FlashVariant requested);
+
 // Whether `variant` (Auto: any) can run these parameters; `why` (may be null) gets the reason when not.
 bool flash_attention_supported(const FlashAttentionParams& params, FlashVariant variant, std::string* why);
 

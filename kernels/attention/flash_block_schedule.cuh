@@ -12,8 +12,10 @@
 namespace lf::gpu::flash {
 
 struct KeyBlock {
-  int first_key;   // token index of the block's first key
-  int valid_keys;  // keys [first_key, first_key + valid_keys) take part; 1..kBlockN (0 never happens)
+  int first_key;   // token index of the block's first key (always inside the key tensor)
+  int valid_keys;  // keys [first_key, first_key + valid_keys) take part; 0..kBlockN. Dense and CSR schedules give
+                   // 1..kBlockN; FrameAlignedSparseKeyBlocks may give 0 (an empty second half of a ragged block,
+                   // an out-of-range index): every score is then -inf and the visit changes nothing.
 };
 
 // Dense: every key block 0 .. ceil(lk / kBlockN) - 1, the last one ragged.
@@ -52,6 +54,45 @@ struct SparseKeyBlocks {
     int valid = lk - first < kBlockN ? lk - first : kBlockN;
     if (block_valid_keys != nullptr && block_valid_keys[slot] < valid) valid = block_valid_keys[slot];
     return {first, valid};
+  }
+};
+
+// Block-sparse over lf::BlockMask's frame-aligned key blocks (the public block-sparse API): CSR row
+// r = head * query_blocks + q_block lists mask block indices; block b starts at
+// (b / blocks_per_frame) * tokens_per_frame + (b % blocks_per_frame) * key_block and is
+// min(key_block, tokens_per_frame - inside) long, so blocks never straddle frames and the last of a frame is ragged.
+// The kernel's query tile must equal the mask's query block (q_block is the mask row's query block).
+// A mask block longer than the kernel's key tile (128-key blocks on the 64-key mma.sync tile) is visited as
+// steps_per_block consecutive tiles; the second half of a ragged block may be empty (valid_keys 0).
+// Indices are read through the read-only cache: both kernels look a block up twice (load, then mask), and the
+// second lookup sits on the consumer's critical path.
+template <int kBlockN>
+struct FrameAlignedSparseKeyBlocks {
+  const int* row_offsets = nullptr;  // [heads * query_blocks + 1], device
+  const int* key_indices = nullptr;  // ascending within a row (not required: any order gives the same softmax)
+  int query_blocks = 0;
+  int key_block = 0;         // tokens per mask block, <= kBlockN * steps_per_block
+  int tokens_per_frame = 0;
+  int blocks_per_frame = 0;  // ceil(tokens_per_frame / key_block)
+  int key_blocks = 0;        // frames * blocks_per_frame; indices outside [0, key_blocks) contribute nothing
+  int steps_per_block = 1;   // 1 or 2
+
+  __device__ __forceinline__ int count(int head, int q_block) const {
+    const int row = head * query_blocks + q_block;
+    return (__ldg(row_offsets + row + 1) - __ldg(row_offsets + row)) * steps_per_block;
+  }
+  __device__ __forceinline__ KeyBlock block(int head, int q_block, int i) const {
+    const int step = steps_per_block == 1 ? 0 : (i & 1);
+    const int slot = __ldg(row_offsets + head * query_blocks + q_block) + (steps_per_block == 1 ? i : (i >> 1));
+    const int b = __ldg(key_indices + slot);
+    if (b < 0 || b >= key_blocks) return {0, 0};
+    const int frame = b / blocks_per_frame;
+    const int inside = (b - frame * blocks_per_frame) * key_block;
+    const int length = min(key_block, tokens_per_frame - inside);
+    const int offset = step * kBlockN;
+    const int first = frame * tokens_per_frame + inside;
+    if (length <= offset) return {first, 0};  // keep the address inside the tensor
+    return {first + offset, min(kBlockN, length - offset)};
   }
 };
 

@@ -1,0 +1,714 @@
+// Lab for block-sparse flash attention and the GPU mask planners (llm.c dev/cuda style): checks, then times them
+// against the dense kernel in the same run. It calls the public APIs, so what is checked is what the engine runs.
+//
+//   lab_sparse [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--reps N] [--quick]
+//
+// Check: every supported (variant, query_block, key_block) on ragged frame-aligned blocks (1560 and 100 tokens per
+// frame) vs an fp64 CPU masked reference, output NaN-poisoned, rel-L2 < 1e-2, an empty row exactly 0; a full mask
+// vs the dense kernel at Lq 4680 x Lk 9360; the planners' selections at the bench shape vs CPU selections computed
+// from the GPU's own pooled scores (identical sets expected).
+// Bench: Lq 4680 (3 frames x 1560), Lk 4680..32760, 12 heads, head_dim 128, densities 0.1..1.0 as random masks with
+// the same block count per row; inputs rotated over buffer sets larger than 3x the L2; CUDA events around each
+// launch; median of --reps after warm-up. ratio = sparse_ms / (token_density x dense_ms of the same variant):
+// 1.0 = the sparse kernel is exactly as efficient per key as dense. Planner: pooling + scores + selection per rule.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "attention/flash_attention.h"
+#include "cuda_check.h"
+#include "device_info.h"
+#include "sparse/block_sparse_attention.h"
+#include "sparse/sparse_planner.h"
+
+using namespace lf;
+using namespace lf::gpu;
+
+namespace {
+
+constexpr int kBenchLq = 4680, kBenchHeads = 12, kBenchDim = 128, kTokensPerFrame = 1560;
+const double kDensities[] = {0.1, 0.2, 0.3, 0.5, 0.7, 1.0};
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t n) {
+    LF_CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(n, 16)), "lab buffer of {} bytes", n);
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+};
+
+template <class T>
+std::unique_ptr<DeviceBuffer> upload(const std::vector<T>& host) {
+  auto buffer = std::make_unique<DeviceBuffer>(host.size() * sizeof(T));
+  if (!host.empty())
+    LF_CUDA_CHECK(cudaMemcpy(buffer->ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  return buffer;
+}
+template <class T>
+std::vector<T> download(const void* device, size_t count) {
+  std::vector<T> host(count);
+  if (count > 0) LF_CUDA_CHECK(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost), "download");
+  return host;
+}
+
+// Deterministic uniform bf16 in [-amplitude, amplitude) from a hash of (seed, index): the same values on the device
+// (bench inputs, fast) and on the host (check inputs, for the reference).
+__host__ __device__ inline float hashed_uniform(uint64_t seed, uint64_t i) {
+  uint64_t x = (seed + 1) * 0x9e3779b97f4a7c15ull ^ (i + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 31;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 29;
+  return float((x >> 40) & 0xffffff) / float(1 << 23) - 1.0f;
+}
+__global__ void fill_kernel(__nv_bfloat16* out, size_t count, uint64_t seed, float amplitude) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16(amplitude * hashed_uniform(seed, i));
+}
+std::vector<float> host_values(size_t count, uint64_t seed, float amplitude) {
+  std::vector<float> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = __bfloat162float(__float2bfloat16(amplitude * hashed_uniform(seed, i)));
+  return out;
+}
+std::unique_ptr<DeviceBuffer> device_values(size_t count, uint64_t seed, float amplitude) {
+  auto buffer = std::make_unique<DeviceBuffer>(count * 2);
+  fill_kernel<<<1024, 256>>>(buffer->as<__nv_bfloat16>(), count, seed, amplitude);
+  LF_CUDA_LAUNCH_CHECK("fill");
+  return buffer;
+}
+
+void parallel_for(int count, const std::function<void(int)>& body) {
+  const int workers = int(std::max(1u, std::min(64u, std::thread::hardware_concurrency())));
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w)
+    threads.emplace_back([&, w] {
+      for (int i = w; i < count; i += workers) body(i);
+    });
+  for (auto& t : threads) t.join();
+}
+
+// A hung kernel must not eat the GPU session: wait at most `seconds`, then say what hung and leave.
+void synchronize_or_die(const std::string& what, double seconds = 20.0) {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const cudaError_t status = cudaStreamQuery(nullptr);
+    if (status == cudaSuccess) return;
+    if (status != cudaErrorNotReady) LF_CUDA_CHECK(status, "{}", what);
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
+      std::printf("HANG: %s did not finish within %.0f s; exiting\n", what.c_str(), seconds);
+      std::fflush(stdout);
+      std::_Exit(3);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// ---- masks --------------------------------------------------------------------------------------------------------
+struct Geometry {
+  int tokens_per_frame, key_block, query_block, lq, frames;
+  int blocks_per_frame() const { return (tokens_per_frame + key_block - 1) / key_block; }
+  int key_blocks() const { return frames * blocks_per_frame(); }
+  int query_blocks() const { return (lq + query_block - 1) / query_block; }
+  int lk() const { return frames * tokens_per_frame; }
+  int block_start(int b) const {
+    return (b / blocks_per_frame()) * tokens_per_frame + (b % blocks_per_frame()) * key_block;
+  }
+  int block_length(int b) const { return std::min(key_block, tokens_per_frame - (b % blocks_per_frame()) * key_block); }
+};
+
+struct Csr {
+  std::vector<int> row_offsets{0}, key_indices;
+};
+
+// `per_row` distinct random blocks per row, ascending (per_row < 0: each block with probability 1/2, with the
+// last row left empty and the first row full, for the checks).
+Csr random_mask(const Geometry& g, int heads, int per_row, uint64_t seed) {
+  Csr mask;
+  const int k = g.key_blocks(), rows = heads * g.query_blocks();
+  std::vector<int> pool(static_cast<size_t>(k));
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 7;
+  auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+  for (int r = 0; r < rows; ++r) {
+    if (per_row >= 0) {
+      std::iota(pool.begin(), pool.end(), 0);
+      for (int i = 0; i < per_row; ++i) std::swap(pool[size_t(i)], pool[size_t(i + int(next() % uint64_t(k - i)))]);
+      std::sort(pool.begin(), pool.begin() + per_row);
+      mask.key_indices.insert(mask.key_indices.end(), pool.begin(), pool.begin() + per_row);
+    } else if (r != rows - 1) {
+      for (int b = 0; b < k; ++b)
+        if (r == 0 || next() % 2 == 1) mask.key_indices.push_back(b);
+    }
+    mask.row_offsets.push_back(int(mask.key_indices.size()));
+  }
+  return mask;
+}
+
+double token_density(const Geometry& g, const Csr& mask) {
+  double selected = 0;
+  for (int b : mask.key_indices) selected += g.block_length(b);
+  return selected / (double(mask.row_offsets.size() - 1) * g.lk());
+}
+
+struct DeviceMask {
+  std::unique_ptr<DeviceBuffer> offsets, indices;
+  BlockSparseLayout layout(const Geometry& g, int heads) const {
+    BlockSparseLayout l;
+    l.row_offsets = offsets->as<int>();
+    l.key_indices = indices->as<int>();
+    l.query_block = g.query_block;
+    l.key_block = g.key_block;
+    l.tokens_per_frame = g.tokens_per_frame;
+    l.heads = heads;
+    l.query_blocks = g.query_blocks();
+    return l;
+  }
+};
+DeviceMask upload_mask(const Csr& mask) { return {upload(mask.row_offsets), upload(mask.key_indices)}; }
+
+FlashAttentionParams params_for(const void* q, const void* k, const void* v, void* out, int lq, int lk, int heads,
+                                int dim) {
+  const int64_t row = int64_t(heads) * dim;
+  return {q, k, v, out, row, row, row, row, lq, lk, heads, dim, 1.0f / std::sqrt(float(dim))};
+}
+
+// The (variant, query_block, key_block) combinations the lab runs; unsupported ones are skipped with the reason.
+struct Combo {
+  FlashVariant variant;
+  int query_block, key_block;
+};
+const Combo kCombos[] = {{FlashVariant::MmaSync, 128, 64},  {FlashVariant::MmaSync, 64, 64},
+                         {FlashVariant::MmaSync, 128, 128}, {FlashVariant::MmaSync, 64, 128},
+                         {FlashVariant::Hopper, 128, 128},  {FlashVariant::Hopper, 128, 64},
+                         {FlashVariant::Auto, 128, 128},    {FlashVariant::Auto, 64, 64}};
+
+std::string combo_name(const Combo& c) {
+  return fmt::format("{} q{} k{}", flash_variant_name(c.variant), c.query_block, c.key_block);
+}
+
+// ---- checks -------------------------------------------------------------------------------------------------------
+std::vector<float> reference_attention(const std::vector<float>& q, const std::vector<float>& k,
+                                       const std::vector<float>& v, const Geometry& g, int heads, int dim,
+                                       const Csr& mask, float scale) {
+  std::vector<float> out(size_t(g.lq) * heads * dim, 0.f);
+  parallel_for(g.lq * heads, [&](int task) {
+    const int row = task / heads, h = task % heads, r = h * g.query_blocks() + row / g.query_block;
+    std::vector<double> scores, acc(static_cast<size_t>(dim), 0.0);
+    std::vector<int> keys;
+    for (int i = mask.row_offsets[size_t(r)]; i < mask.row_offsets[size_t(r) + 1]; ++i)
+      for (int t = 0; t < g.block_length(mask.key_indices[size_t(i)]); ++t)
+        keys.push_back(g.block_start(mask.key_indices[size_t(i)]) + t);
+    if (keys.empty()) return;
+    double best = -INFINITY;
+    for (int j : keys) {
+      double dot = 0;
+      for (int d = 0; d < dim; ++d)
+        dot += double(q[(size_t(row) * heads + h) * dim + d]) * k[(size_t(j) * heads + h) * dim + d];
+      scores.push_back(dot * scale);
+      best = std::max(best, scores.back());
+    }
+    double total = 0;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const double p = std::exp(scores[i] - best);
+      total += p;
+      for (int d = 0; d < dim; ++d) acc[size_t(d)] += p * v[(size_t(keys[i]) * heads + h) * dim + d];
+    }
+    for (int d = 0; d < dim; ++d) out[(size_t(row) * heads + h) * dim + d] = float(acc[size_t(d)] / total);
+  });
+  return out;
+}
+
+// rel-L2 of bf16 `got` against `want`; NaN/Inf (or the unwritten poison) gives +Inf.
+double rel_l2(const std::vector<uint16_t>& got, const std::vector<float>& want) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    __nv_bfloat16_raw raw;
+    raw.x = got[i];
+    const float x = __bfloat162float(__nv_bfloat16(raw));
+    if (!std::isfinite(x)) return INFINITY;
+    diff += (double(x) - want[i]) * (double(x) - want[i]);
+    ref += double(want[i]) * want[i];
+  }
+  return std::sqrt(diff / std::max(ref, 1e-30));
+}
+std::vector<float> to_float(const std::vector<uint16_t>& bits) {
+  std::vector<float> out(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) {
+    __nv_bfloat16_raw raw;
+    raw.x = bits[i];
+    out[i] = __bfloat162float(__nv_bfloat16(raw));
+  }
+  return out;
+}
+
+int check_attention() {
+  int failures = 0;
+  struct Case {
+    int tokens_per_frame, frames, lq, dim;
+  };
+  const Case cases[] = {{1560, 3, 1000, 128}, {100, 5, 150, 64}, {100, 4, 333, 128}};
+  uint64_t seed = 1;
+  for (const Case& c : cases)
+    for (const Combo& combo : kCombos) {
+      const Geometry g{c.tokens_per_frame, combo.key_block, combo.query_block, c.lq, c.frames};
+      const int heads = 2;
+      const auto q = host_values(size_t(g.lq) * heads * c.dim, seed++, 2.f);
+      const auto k = host_values(size_t(g.lk()) * heads * c.dim, seed++, 2.f);
+      const auto v = host_values(size_t(g.lk()) * heads * c.dim, seed++, 1.f);
+      auto dq = device_values(q.size(), seed - 3, 2.f), dk = device_values(k.size(), seed - 2, 2.f),
+           dv = device_values(v.size(), seed - 1, 1.f);
+      DeviceBuffer dout(q.size() * 2);
+      const Csr mask = random_mask(g, heads, -1, seed);
+      const DeviceMask device_mask = upload_mask(mask);
+      const FlashAttentionParams p = params_for(dq->ptr, dk->ptr, dv->ptr, dout.ptr, g.lq, g.lk(), heads, c.dim);
+      const BlockSparseLayout layout = device_mask.layout(g, heads);
+      const std::string what =
+          fmt::format("{} tpf {} lk {} lq {} d {}", combo_name(combo), g.tokens_per_frame, g.lk(), g.lq, c.dim);
+      std::string why;
+      if (!flash_attention_block_sparse_supported(p, layout, combo.variant, &why)) {
+        std::printf("  skip %s: %s\n", what.c_str(), why.c_str());
+        continue;
+      }
+      LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
+      flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
+      synchronize_or_die("check " + what);
+      const auto got = download<uint16_t>(dout.ptr, q.size());
+      const double error = rel_l2(got, reference_attention(q, k, v, g, heads, c.dim, mask, p.scale));
+      bool empty_row_zero = true;  // last query block of the last head
+      for (int row = (g.query_blocks() - 1) * g.query_block; row < g.lq; ++row)
+        for (int d = 0; d < c.dim; ++d) empty_row_zero &= got[(size_t(row) * heads + heads - 1) * c.dim + d] == 0;
+      const bool ok = error < 1e-2 && empty_row_zero;
+      failures += ok ? 0 : 1;
+      std::printf("  %s %s: rel_l2 %.2e, empty row %s (%zu of %d blocks)\n", ok ? "ok  " : "FAIL", what.c_str(), error,
+                  empty_row_zero ? "zero" : "NOT ZERO", mask.key_indices.size(),
+                  heads * g.query_blocks() * g.key_blocks());
+    }
+
+  // Full mask vs dense at a bench-sized shape (no CPU reference needed).
+  for (const Combo& combo : kCombos) {
+    const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, kBenchLq, 6};
+    const int heads = 4;
+    auto dq = device_values(size_t(g.lq) * heads * kBenchDim, 11, 2.f),
+         dk = device_values(size_t(g.lk()) * heads * kBenchDim, 12, 2.f),
+         dv = device_values(size_t(g.lk()) * heads * kBenchDim, 13, 1.f);
+    DeviceBuffer dense_out(size_t(g.lq) * heads * kBenchDim * 2), sparse_out(size_t(g.lq) * heads * kBenchDim * 2);
+    Csr full;
+    for (int r = 0; r < heads * g.query_blocks(); ++r) {
+      for (int b = 0; b < g.key_blocks(); ++b) full.key_indices.push_back(b);
+      full.row_offsets.push_back(int(full.key_indices.size()));
+    }
+    const DeviceMask device_mask = upload_mask(full);
+    FlashAttentionParams p = params_for(dq->ptr, dk->ptr, dv->ptr, sparse_out.ptr, g.lq, g.lk(), heads, kBenchDim);
+    const std::string what = fmt::format("{} full mask vs dense lq {} lk {}", combo_name(combo), g.lq, g.lk());
+    std::string why;
+    if (!flash_attention_block_sparse_supported(p, device_mask.layout(g, heads), combo.variant, &why)) {
+      std::printf("  skip %s: %s\n", what.c_str(), why.c_str());
+      continue;
+    }
+    LF_CUDA_CHECK(cudaMemset(sparse_out.ptr, 0xff, size_t(g.lq) * heads * kBenchDim * 2), "poison");
+    flash_attention_block_sparse_forward(p, device_mask.layout(g, heads), combo.variant, nullptr);
+    FlashVariant dense_variant = combo.variant;
+    flash_attention_block_sparse_select(p, device_mask.layout(g, heads), combo.variant, &dense_variant, nullptr);
+    p.out = dense_out.ptr;
+    flash_attention_forward(p, dense_variant, nullptr);
+    synchronize_or_die("check " + what);
+    const size_t n = size_t(g.lq) * heads * kBenchDim;
+    const auto sparse_bits = download<uint16_t>(sparse_out.ptr, n), dense_bits = download<uint16_t>(dense_out.ptr, n);
+    const double error = rel_l2(sparse_bits, to_float(dense_bits));
+    const bool identical = sparse_bits == dense_bits;
+    failures += error < 1e-2 ? 0 : 1;
+    std::printf("  %s %s: rel_l2 %.2e%s\n", error < 1e-2 ? "ok  " : "FAIL", what.c_str(), error,
+                identical ? " (bitwise identical)" : "");
+  }
+  return failures;
+}
+
+// CPU selections from the GPU's own scores; returns the number of rows that differ.
+int compare_rows(const Csr& want, const std::vector<int>& offsets, const std::vector<int>& indices) {
+  int bad = 0;
+  for (size_t r = 0; r + 1 < want.row_offsets.size(); ++r) {
+    const std::vector<int> a(want.key_indices.begin() + want.row_offsets[r],
+                             want.key_indices.begin() + want.row_offsets[r + 1]);
+    const std::vector<int> b(indices.begin() + offsets[r], indices.begin() + offsets[r + 1]);
+    bad += a != b ? 1 : 0;
+  }
+  return bad;
+}
+std::vector<int> cpu_order(const float* scores, int count, const std::vector<char>* eligible = nullptr) {
+  std::vector<int> order(static_cast<size_t>(count));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const bool ea = !eligible || (*eligible)[size_t(a)], eb = !eligible || (*eligible)[size_t(b)];
+    return ea != eb ? ea : scores[a] > scores[b];
+  });
+  return order;
+}
+void push_row(Csr& csr, std::vector<int> order, int keep) {
+  std::sort(order.begin(), order.begin() + keep);
+  csr.key_indices.insert(csr.key_indices.end(), order.begin(), order.begin() + keep);
+  csr.row_offsets.push_back(int(csr.key_indices.size()));
+}
+
+// Planner checks at a bench shape: pooling vs CPU means, and each rule's selection vs the CPU rule applied to the
+// GPU's own scores (so only the selection is compared). Top-p rows whose cut lies within 1e-4 of p are reported
+// as near ties, not failures (fp32 vs fp64 sums may decide those either way).
+int check_planners() {
+  int failures = 0;
+  sparse::PlannerGeometry g;
+  g.heads = kBenchHeads;
+  g.head_dim = kBenchDim;
+  g.query_tokens = kBenchLq;
+  g.key_frames = 21;
+  g.tokens_per_frame = kTokensPerFrame;
+  for (int block : {64, 128}) {
+    g.query_block = g.key_block = block;
+    const int64_t row = int64_t(g.heads) * g.head_dim;
+    const auto k = host_values(size_t(g.key_tokens()) * row, 22, 2.f);
+    auto dq = device_values(size_t(g.query_tokens) * row, 21, 2.f), dk = device_values(k.size(), 22, 2.f);
+    const size_t bytes = sparse::planner_workspace_bytes(g);
+    DeviceBuffer workspace(bytes);
+    const sparse::PlannerBuffers b = sparse::planner_buffers(workspace.ptr, g);
+    const int rows = g.rows(), kb = g.key_blocks();
+    DeviceBuffer offsets(size_t(rows + 1) * 4), indices(size_t(sparse::planner_max_selected(g)) * 4);
+    const sparse::MaskOutput out{offsets.as<int>(), indices.as<int>(), nullptr};
+
+    // Pooled keys vs CPU (double) means.
+    sparse::pool_keys(dk->ptr, row, g, b.pooled_keys, nullptr, nullptr);
+    synchronize_or_die("pool_keys");
+    const auto pooled = download<float>(b.pooled_keys, size_t(g.heads) * kb * g.head_dim);
+    const Geometry kg{g.tokens_per_frame, block, block, g.query_tokens, g.key_frames};
+    double diff = 0, ref = 0;
+    for (int h = 0; h < g.heads; ++h)
+      for (int blk = 0; blk < kb; ++blk)
+        for (int d = 0; d < g.head_dim; ++d) {
+          double sum = 0;
+          for (int t = 0; t < kg.block_length(blk); ++t)
+            sum += k[(size_t(kg.block_start(blk) + t) * g.heads + h) * g.head_dim + d];
+          const double want = sum / kg.block_length(blk), got = pooled[(size_t(h) * kb + blk) * g.head_dim + d];
+          diff += (got - want) * (got - want);
+          ref += want * want;
+        }
+    const double pool_error = std::sqrt(diff / ref);
+    failures += pool_error < 1e-5 ? 0 : 1;
+    std::printf("  %s pool_keys block %d: rel_l2 %.2e vs CPU means\n", pool_error < 1e-5 ? "ok  " : "FAIL", block,
+                pool_error);
+
+    const int topk = int(0.15 * kb);
+    sparse::HsaParams hsa;  // the short config: chunk 3, keep_frames 6, sink 1, near 2
+    hsa.topk = std::min(topk, sparse::hsa_eligible_blocks(g, hsa));
+    const float scale = 1.f / std::sqrt(float(g.head_dim)), p = 0.9f;
+    for (int rule = 0; rule < 3; ++rule) {
+      const char* name = rule == 0 ? "topk" : rule == 1 ? "hsa" : "topp";
+      if (rule == 0) sparse::plan_topk(dq->ptr, row, dk->ptr, row, g, topk, workspace.ptr, bytes, out);
+      if (rule == 1) sparse::plan_hsa(dq->ptr, row, dk->ptr, row, g, hsa, workspace.ptr, bytes, out);
+      if (rule == 2) sparse::plan_topp(dq->ptr, row, dk->ptr, row, g, scale, p, workspace.ptr, bytes, out);
+      synchronize_or_die(std::string("plan_") + name);
+      const auto scores = download<float>(b.scores, size_t(rows) * kb);
+      const auto frame_scores = download<float>(b.frame_scores, size_t(rows) * g.key_frames);
+      const auto got_offsets = download<int>(offsets.ptr, size_t(rows + 1));
+      const auto got_indices = download<int>(indices.ptr, size_t(got_offsets.back()));
+      Csr want;
+      int near_ties = 0;
+      for (int r = 0; r < rows; ++r) {
+        const float* s = &scores[size_t(r) * kb];
+        if (rule == 0) push_row(want, cpu_order(s, kb), topk);
+        if (rule == 1) {
+          const int past = g.key_frames - hsa.chunk_frames, middle_end = past - hsa.keep_near;
+          std::vector<char> frame_ok(size_t(g.key_frames));
+          for (int f = 0; f < g.key_frames; ++f) frame_ok[size_t(f)] = f < hsa.keep_sink || f >= middle_end;
+          const auto middle =
+              cpu_order(&frame_scores[size_t(r) * g.key_frames + hsa.keep_sink], middle_end - hsa.keep_sink);
+          for (int i = 0; i < std::min(hsa.keep_frames - hsa.keep_sink - hsa.keep_near, int(middle.size())); ++i)
+            frame_ok[size_t(hsa.keep_sink + middle[size_t(i)])] = 1;
+          std::vector<char> eligible(static_cast<size_t>(kb));
+          for (int blk = 0; blk < kb; ++blk) eligible[size_t(blk)] = frame_ok[size_t(blk / g.blocks_per_frame())];
+          push_row(want, cpu_order(s, kb, &eligible), hsa.topk);
+        }
+        if (rule == 2) {
+          const auto order = cpu_order(s, kb);
+          double total = 0, mass = 0, margin = 1;
+          for (int i = 0; i < kb; ++i) total += std::exp((double(s[i]) - s[order[0]]) * scale);
+          int keep = 0;
+          for (int j = 0; j < kb; ++j) {
+            mass += std::exp((double(s[order[size_t(j)]]) - s[order[0]]) * scale) / total;
+            margin = std::min(margin, std::fabs(mass - p));
+            if (keep == 0 && mass >= p) keep = j + 1;
+          }
+          push_row(want, order, std::max(1, keep == 0 ? kb : keep));
+          const std::vector<int> a(
+              want.key_indices.end() - (want.row_offsets[size_t(r) + 1] - want.row_offsets[size_t(r)]),
+              want.key_indices.end());
+          const std::vector<int> got(got_indices.begin() + got_offsets[size_t(r)],
+                                     got_indices.begin() + got_offsets[size_t(r) + 1]);
+          if (a != got && margin < 1e-4) ++near_ties;
+        }
+      }
+      const int bad = compare_rows(want, got_offsets, got_indices) - near_ties;
+      failures += bad == 0 ? 0 : 1;
+      std::printf("  %s plan_%s block %d: %d of %d rows differ from the CPU rule (%d near ties), %d blocks selected\n",
+                  bad == 0 ? "ok  " : "FAIL", name, block, bad, rows, near_ties, got_offsets.back());
+    }
+  }
+  return failures;
+}
+
+// ---- bench --------------------------------------------------------------------------------------------------------
+double median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// launch(i) runs repetition i (rotating over input sets); median ms of `reps` after 3 warm-ups.
+double time_ms(const std::function<void(int)>& launch, int reps, const std::string& what) {
+  for (int w = 0; w < 3; ++w) launch(w);
+  synchronize_or_die(what + " warm-up");
+  cudaEvent_t start, stop;
+  LF_CUDA_CHECK(cudaEventCreate(&start), "event");
+  LF_CUDA_CHECK(cudaEventCreate(&stop), "event");
+  std::vector<float> times;
+  for (int r = 0; r < reps; ++r) {
+    LF_CUDA_CHECK(cudaEventRecord(start), "event");
+    launch(r);
+    LF_CUDA_CHECK(cudaEventRecord(stop), "event");
+    synchronize_or_die(what);
+    float ms = 0;
+    LF_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop), "event");
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return median(times);
+}
+
+struct DenseRow {
+  int lk;
+  std::string variant;
+  double ms;
+};
+struct SparseRow {
+  int lk;
+  std::string requested, chosen;
+  int query_block, key_block;
+  double density, token_density, sparse_ms, dense_ms, ratio;
+};
+struct PlannerRow {
+  int lk, block, topk, hsa_topk;
+  double pool_score_ms, topk_ms, hsa_ms, topp_ms;
+};
+
+struct BenchResult {
+  std::vector<DenseRow> dense;
+  std::vector<SparseRow> sparse;
+  std::vector<PlannerRow> planner;
+};
+
+void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
+  const int lq = kBenchLq, heads = kBenchHeads, dim = kBenchDim;
+  const int64_t row = int64_t(heads) * dim;
+  const size_t set_bytes = (size_t(lq) * 2 + size_t(lk) * 2) * row * 2;  // q, out, k, v
+  const int sets = int(std::max<size_t>(2, (3 * l2_bytes + set_bytes - 1) / set_bytes));
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+  std::vector<FlashAttentionParams> params;
+  for (int i = 0; i < sets; ++i) {
+    buffers.push_back(device_values(size_t(lq) * row, 100 + i, 2.f));
+    buffers.push_back(device_values(size_t(lk) * row, 200 + i, 2.f));
+    buffers.push_back(device_values(size_t(lk) * row, 300 + i, 1.f));
+    buffers.push_back(std::make_unique<DeviceBuffer>(size_t(lq) * row * 2));
+    const size_t n = buffers.size();
+    params.push_back(params_for(buffers[n - 4]->ptr, buffers[n - 3]->ptr, buffers[n - 2]->ptr, buffers[n - 1]->ptr, lq,
+                                lk, heads, dim));
+  }
+  std::map<FlashVariant, double> dense_ms;
+  for (FlashVariant v : {FlashVariant::MmaSync, FlashVariant::Hopper}) {
+    if (!flash_attention_supported(params[0], v, nullptr)) continue;
+    dense_ms[v] = time_ms([&](int i) { flash_attention_forward(params[size_t(i % sets)], v, nullptr); }, reps,
+                          fmt::format("dense {} lk {}", flash_variant_name(v), lk));
+    result.dense.push_back({lk, flash_variant_name(v), dense_ms[v]});
+    std::printf("lk %5d dense %-8s %8.3f ms\n", lk, flash_variant_name(v), dense_ms[v]);
+  }
+  for (const Combo& combo : kCombos) {
+    if (combo.variant == FlashVariant::Auto) continue;  // the same kernels as the explicit rows
+    const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
+    for (double density : kDensities) {
+      const int per_row = std::max(1, int(std::lround(density * g.key_blocks())));
+      const Csr mask = random_mask(g, heads, per_row, uint64_t(lk) * 31 + per_row);
+      const DeviceMask device_mask = upload_mask(mask);
+      const BlockSparseLayout layout = device_mask.layout(g, heads);
+      FlashVariant chosen = combo.variant;
+      std::string why;
+      if (!flash_attention_block_sparse_select(params[0], layout, combo.variant, &chosen, &why)) {
+        if (density == kDensities[0]) std::printf("lk %5d skip %s: %s\n", lk, combo_name(combo).c_str(), why.c_str());
+        break;
+      }
+      const double ms = time_ms(
+          [&](int i) {
+            flash_attention_block_sparse_forward(params[size_t(i % sets)], layout, combo.variant, nullptr);
+          },
+          reps, fmt::format("sparse {} lk {} density {}", combo_name(combo), lk, density));
+      const double tokens = token_density(g, mask), dense = dense_ms[chosen];
+      result.sparse.push_back({lk, flash_variant_name(combo.variant), flash_variant_name(chosen), combo.query_block,
+                               combo.key_block, double(per_row) / g.key_blocks(), tokens, ms, dense,
+                               ms / (tokens * dense)});
+      std::printf("lk %5d %-18s density %.2f (tokens %.3f): sparse %8.3f ms, dense %8.3f ms, ratio %.2f\n", lk,
+                  combo_name(combo).c_str(), double(per_row) / g.key_blocks(), tokens, ms, dense,
+                  ms / (tokens * dense));
+    }
+  }
+  // Planners on the same shape (one input set: pooling streams q and k once, like the attention call).
+  for (int block : {64, 128}) {
+    sparse::PlannerGeometry g;
+    g.heads = heads;
+    g.head_dim = dim;
+    g.query_tokens = lq;
+    g.query_block = g.key_block = block;
+    g.key_frames = lk / kTokensPerFrame;
+    g.tokens_per_frame = kTokensPerFrame;
+    const size_t bytes = sparse::planner_workspace_bytes(g);
+    DeviceBuffer workspace(bytes), offsets(size_t(g.rows() + 1) * 4),
+        indices(size_t(sparse::planner_max_selected(g)) * 4);
+    const sparse::MaskOutput out{offsets.as<int>(), indices.as<int>(), nullptr};
+    const sparse::PlannerBuffers b = sparse::planner_buffers(workspace.ptr, g);
+    const FlashAttentionParams& p = params[0];
+    PlannerRow pr{lk, block, int(0.15 * g.key_blocks()), 0, 0, 0, -1, 0};
+    pr.pool_score_ms = time_ms(
+        [&](int) {
+          sparse::pool_queries(p.q, row, g, b.pooled_queries);
+          sparse::pool_keys(p.k, row, g, b.pooled_keys, b.pooled_frame_keys);
+          sparse::block_scores(b.pooled_queries, b.pooled_keys, heads, g.query_blocks(), g.key_blocks(), dim, b.scores);
+        },
+        reps, "pool + scores");
+    pr.topk_ms = time_ms([&](int) { sparse::plan_topk(p.q, row, p.k, row, g, pr.topk, workspace.ptr, bytes, out); },
+                         reps, "plan_topk");
+    sparse::HsaParams hsa;
+    if (g.key_frames - hsa.chunk_frames > hsa.keep_frames) {  // the released dispatch: HSA once past > keep_frames
+      hsa.topk = pr.hsa_topk = std::min(pr.topk, sparse::hsa_eligible_blocks(g, hsa));
+      pr.hsa_ms = time_ms([&](int) { sparse::plan_hsa(p.q, row, p.k, row, g, hsa, workspace.ptr, bytes, out); }, reps,
+                          "plan_hsa");
+    }
+    pr.topp_ms = time_ms(
+        [&](int) {
+          sparse::plan_topp(p.q, row, p.k, row, g, 1.f / std::sqrt(float(dim)), 0.9f, workspace.ptr, bytes, out);
+        },
+        reps, "plan_topp");
+    result.planner.push_back(pr);
+    std::printf("lk %5d planner block %3d: pool+scores %.3f ms, topk(%d) %.3f ms, hsa(%d) %.3f ms, topp %.3f ms\n", lk,
+                block, pr.pool_score_ms, pr.topk, pr.topk_ms, pr.hsa_topk, pr.hsa_ms, pr.topp_ms);
+  }
+}
+
+void write_json(const std::string& path, const std::string& device, const std::string& commit, int argc, char** argv,
+                int failures, const BenchResult& r) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) fail("cannot write {}", path);
+  std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"commit\": \"%s\",\n  \"command\": \"", device.c_str(), commit.c_str());
+  for (int i = 0; i < argc; ++i) std::fprintf(f, "%s%s", i ? " " : "", argv[i]);
+  std::fprintf(f,
+               "\",\n  \"correctness_failures\": %d,\n  \"lq\": %d, \"heads\": %d, \"head_dim\": %d, "
+               "\"tokens_per_frame\": %d,\n  \"dense\": [",
+               failures, kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame);
+  for (size_t i = 0; i < r.dense.size(); ++i)
+    std::fprintf(f, "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"ms\": %.4f}", i ? "," : "", r.dense[i].lk,
+                 r.dense[i].variant.c_str(), r.dense[i].ms);
+  std::fprintf(f, "\n  ],\n  \"sparse\": [");
+  for (size_t i = 0; i < r.sparse.size(); ++i) {
+    const SparseRow& s = r.sparse[i];
+    std::fprintf(
+        f,
+        "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"query_block\": %d, \"key_block\": %d, "
+        "\"density\": %.4f, \"token_density\": %.4f, \"sparse_ms\": %.4f, \"dense_ms\": %.4f, \"ratio\": %.3f}",
+        i ? "," : "", s.lk, s.chosen.c_str(), s.query_block, s.key_block, s.density, s.token_density, s.sparse_ms,
+        s.dense_ms, s.ratio);
+  }
+  std::fprintf(f, "\n  ],\n  \"planner\": [");
+  for (size_t i = 0; i < r.planner.size(); ++i) {
+    const PlannerRow& p = r.planner[i];
+    std::fprintf(f,
+                 "%s\n    {\"lk\": %d, \"block\": %d, \"pool_score_ms\": %.4f, \"topk\": %d, \"topk_ms\": %.4f, "
+                 "\"hsa_topk\": %d, \"hsa_ms\": %.4f, \"topp_ms\": %.4f}",
+                 i ? "," : "", p.lk, p.block, p.pool_score_ms, p.topk, p.topk_ms, p.hsa_topk, p.hsa_ms, p.topp_ms);
+  }
+  std::fprintf(f, "\n  ]\n}\n");
+  std::fclose(f);
+  std::printf("wrote %s\n", path.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path, commit = "unknown";
+  bool check = true, bench = true, quick = false;
+  int reps = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json" && i + 1 < argc)
+      json_path = argv[++i];
+    else if (a == "--commit" && i + 1 < argc)
+      commit = argv[++i];
+    else if (a == "--reps" && i + 1 < argc)
+      reps = std::max(5, std::atoi(argv[++i]));
+    else if (a == "--check-only")
+      bench = false;
+    else if (a == "--bench-only")
+      check = false;
+    else if (a == "--quick")
+      quick = true;
+    else {
+      std::fprintf(stderr,
+                   "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--reps N] [--quick]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress must survive a pipe and a kill
+  try {
+    if (device_count() == 0) {
+      std::printf("no CUDA device\n");
+      return 77;
+    }
+    const std::string device = device_name(0);
+    cudaDeviceProp props{};
+    LF_CUDA_CHECK(cudaGetDeviceProperties(&props, 0), "properties");
+    std::printf("device: %s\n", device.c_str());
+    int failures = 0;
+    if (check) {
+      std::printf(
+          "== correctness: sparse kernel vs fp64 CPU masked reference (rel_l2 < 1e-2), full mask vs dense ==\n");
+      failures += check_attention();
+      std::printf("== correctness: planners at lq %d, 21 frames x %d, %d heads ==\n", kBenchLq, kTokensPerFrame,
+                  kBenchHeads);
+      failures += check_planners();
+      std::printf("correctness: %s (%d failing case%s)\n", failures ? "FAILED" : "passed", failures,
+                  failures == 1 ? "" : "s");
+    }
+    BenchResult result;
+    if (bench) {
+      std::printf(
+          "== bench: lq %d, heads %d, head_dim %d, %d tokens/frame, median of %d; ratio = sparse / (token "
+          "density x dense) ==\n",
+          kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame, reps);
+      const std::vector<int> lks =
+          quick ? std::vector<int>{4680, 32760} : std::vector<int>{4680, 9360, 14040, 18720, 23400, 28080, 32760};
+      for (int lk : lks) bench_lk(lk, reps, size_t(props.l2CacheSize), result);
+    }
+    if (!json_path.empty()) write_json(json_path, device, commit, argc, argv, check ? failures : -1, result);
+    return failures ? 1 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lab_sparse: %s\n", e.what());
+    return 1;
+  }
+}

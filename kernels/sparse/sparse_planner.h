@@ -1,0 +1,125 @@
+#pragma once
+// GPU mask planners: mean pooling, pooled block scores and the selection rules of light-forcing.md §3.2 (1-stage
+// top-k, HSA 2-stage) and of the top-p baselines (SpargeAttn / XAttention style), producing lf::BlockMask's CSR
+// (lib/attention/block_mask.h) directly on the device for flash_attention_block_sparse_forward.
+// Host-side API with plain C++ types: g++-compiled code includes this without CUDA headers. Every pointer is a
+// device pointer; every function launches asynchronously on `stream` (a cudaStream_t; null = legacy default) and
+// throws lf::Error naming the value for an unsupported argument.
+//
+// Semantics (the CPU planners in lib/attention/ follow the same definitions):
+//   pooled query  [h, qb, :] = mean of q rows [qb * query_block, min(+query_block, query_tokens)), fp32
+//   pooled key    [h, b, :]  = mean of the keys of frame-aligned key block b (BlockGeometry::key_block_start/length)
+//   pooled frame  [h, f, :]  = mean of frame f's keys
+//   score         [h, qb, j] = <pooled query, pooled key j>  (raw dot product: no scale, no softmax), fp32
+//   top-k   row keeps the topk highest scores, ties toward the lower block index; indices ascending
+//   HSA     F = key_frames, F_past = F - chunk_frames; sink [0, keep_sink), middle [keep_sink, F_past - keep_near),
+//           near [F_past - keep_near, F_past), current [F_past, F). Per row: the keep_frames - keep_sink - keep_near
+//           middle frames with the highest <pooled query, pooled frame> (ties: lower frame; all middle frames when
+//           there are fewer); eligible blocks = the blocks of sink, near, selected middle and current frames; then
+//           top-k over the eligible blocks as above. topk must not exceed the eligible count (checked on the host:
+//           it is the same for every row).
+//   top-p   probabilities = softmax(scores * scale) over the row; keep the smallest set of highest-scoring blocks
+//           (ties: lower index first) whose probability mass is >= p; always >= 1 block; indices ascending.
+// Rows are r = head * query_blocks + query_block. Row offsets are written by the selectors (top-k/HSA: r * topk).
+#include <cstddef>
+#include <cstdint>
+
+namespace lf::gpu::sparse {
+
+// Shapes of one planning call; mirrors lf::BlockGeometry plus heads and head_dim.
+struct PlannerGeometry {
+  int heads = 0;
+  int head_dim = 0;      // multiple of 8, at most 256
+  int query_tokens = 0;  // q rows (the current chunk)
+  int query_block = 64;  // tokens per query block, any positive value (the kernels support 64 and 128)
+  int key_frames = 0;    // visible frames; k has key_frames * tokens_per_frame rows
+  int tokens_per_frame = 0;
+  int key_block = 64;  // tokens per key block inside a frame, the frame's last block ragged
+
+  int query_blocks() const { return (query_tokens + query_block - 1) / query_block; }
+  int blocks_per_frame() const { return (tokens_per_frame + key_block - 1) / key_block; }
+  int key_blocks() const { return key_frames * blocks_per_frame(); }
+  int key_tokens() const { return key_frames * tokens_per_frame; }
+  int rows() const { return heads * query_blocks(); }
+};
+
+// The most key blocks a row may have for the selectors (their per-row sort lives in shared memory).
+constexpr int kMaxKeyBlocksPerRow = 4096;
+
+// Where a selector writes its CSR mask. row_offsets: rows + 1 ints; key_indices: up to rows * key_blocks ints
+// (top-k / HSA: exactly rows * topk); selected_scores: optional (null = not written), same indexing as
+// key_indices, the pooled score of each selected block (lf::BlockMask::scores).
+struct MaskOutput {
+  int* row_offsets = nullptr;
+  int* key_indices = nullptr;
+  float* selected_scores = nullptr;
+};
+
+struct HsaParams {
+  int chunk_frames = 3;  // frames of the current chunk (the last chunk_frames of the keys)
+  int keep_frames = 6;
+  int keep_sink = 1;
+  int keep_near = 2;
+  int topk = 0;  // int((1 - sparsity) * key_blocks), computed by the caller
+};
+
+// ---- building blocks ------------------------------------------------------------------------------------------
+// q: bf16 [query_tokens, heads, head_dim], row stride in elements (multiple of 8, 16-byte aligned base).
+// pooled_queries: [heads, query_blocks, head_dim] fp32.
+void pool_queries(const void* q, int64_t q_row_stride, const PlannerGeometry& geometry, float* pooled_queries,
+                  void* stream = nullptr);
+
+// k: bf16 [key_tokens, heads, head_dim]. pooled_keys: [heads, key_blocks, head_dim]; pooled_frame_keys (optional,
+// null = skipped): [heads, key_frames, head_dim].
+void pool_keys(const void* k, int64_t k_row_stride, const PlannerGeometry& geometry, float* pooled_keys,
+               float* pooled_frame_keys, void* stream = nullptr);
+
+// scores[h, qb, j] = <queries[h, qb, :], keys[h, j, :]> for j < key_count (key blocks or frames).
+void block_scores(const float* pooled_queries, const float* pooled_keys, int heads, int query_blocks, int key_count,
+                  int head_dim, float* scores, void* stream = nullptr);
+
+// scores: [rows, key_blocks]. 0 <= topk <= key_blocks.
+void select_topk(const float* scores, int rows, int key_blocks, int topk, const MaskOutput& out,
+                 void* stream = nullptr);
+
+// Eligible blocks per row under HSA (the same for every row); select_hsa refuses topk above it.
+int hsa_eligible_blocks(const PlannerGeometry& geometry, const HsaParams& hsa);
+
+// block_scores: [rows, key_blocks]; frame_scores: [rows, key_frames] (block_scores of the pooled frame keys).
+void select_hsa(const float* block_scores, const float* frame_scores, const PlannerGeometry& geometry,
+                const HsaParams& hsa, const MaskOutput& out, void* stream = nullptr);
+
+// 0 < p <= 1, scale finite and > 0 (usually 1/sqrt(head_dim)). Needs select_topp_workspace_bytes of scratch.
+size_t select_topp_workspace_bytes(int rows, int key_blocks);
+void select_topp(const float* scores, int rows, int key_blocks, float scale, float p, const MaskOutput& out,
+                 void* workspace, size_t workspace_bytes, void* stream = nullptr);
+
+// ---- whole planners with one workspace ------------------------------------------------------------------------
+// The workspace holds the pooled blocks, the scores and the top-p scratch; allocate planner_workspace_bytes once
+// for the largest geometry (the sizes grow with every dimension). planner_buffers shows where each part lives, for
+// callers that want the pooled data or the scores (heatmaps) after a plan.
+struct PlannerBuffers {
+  float* pooled_queries;     // [heads, query_blocks, head_dim]
+  float* pooled_keys;        // [heads, key_blocks, head_dim]
+  float* pooled_frame_keys;  // [heads, key_frames, head_dim]
+  float* scores;             // [rows, key_blocks]
+  float* frame_scores;       // [rows, key_frames]
+  void* topp_scratch;
+  size_t topp_scratch_bytes;
+};
+size_t planner_workspace_bytes(const PlannerGeometry& geometry);
+PlannerBuffers planner_buffers(void* workspace, const PlannerGeometry& geometry);
+// Capacity key_indices / selected_scores need for any selector: rows * key_blocks.
+int64_t planner_max_selected(const PlannerGeometry& geometry);
+
+void plan_topk(const void* q, int64_t q_row_stride, const void* k, int64_t k_row_stride,
+               const PlannerGeometry& geometry, int topk, void* workspace, size_t workspace_bytes,
+               const MaskOutput& out, void* stream = nullptr);
+void plan_hsa(const void* q, int64_t q_row_stride, const void* k, int64_t k_row_stride, const PlannerGeometry& geometry,
+              const HsaParams& hsa, void* workspace, size_t workspace_bytes, const MaskOutput& out,
+              void* stream = nullptr);
+void plan_topp(const void* q, int64_t q_row_stride, const void* k, int64_t k_row_stride,
+               const PlannerGeometry& geometry, float scale, float p, void* workspace, size_t workspace_bytes,
+               const MaskOutput& out, void* stream = nullptr);
+
+}  // namespace lf::gpu::sparse

@@ -1,0 +1,643 @@
+// Block-sparse flash attention and the GPU mask planners vs in-test CPU references.
+//   attention: random frame-aligned masks with ragged key blocks (1560 and 100 tokens per frame, key blocks 64 and
+//              128), ragged query blocks, an empty row (must be exactly 0) and a full row, every supported
+//              (variant, query_block, key_block), head_dim 128 and 64; rel-L2 < 1e-2 on a NaN-poisoned output.
+//              A full mask must give what the dense kernel gives.
+//   planners:  pooling and scores vs double-precision CPU means and dots (rel-L2 < 1e-5); top-k, HSA and top-p
+//              selections identical to CPU selections on well-separated scores, including exact ties.
+#include <doctest/doctest.h>
+
+#if LF_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "attention/flash_attention.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "sparse/block_sparse_attention.h"
+#include "sparse/sparse_planner.h"
+#include "test_util.h"
+
+namespace {
+
+using lf::gpu::BlockSparseLayout;
+using lf::gpu::FlashAttentionParams;
+using lf::gpu::FlashVariant;
+namespace sparse = lf::gpu::sparse;
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes, const void* host = nullptr) {
+    REQUIRE(cudaMalloc(&ptr, std::max<size_t>(bytes, 16)) == cudaSuccess);
+    if (host != nullptr && bytes > 0) REQUIRE(cudaMemcpy(ptr, host, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+};
+
+template <class T>
+std::vector<T> download(const void* device, size_t count) {
+  std::vector<T> host(count);
+  if (count > 0) REQUIRE(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+  return host;
+}
+
+// Random bf16 bits and their float values (what the kernels see).
+struct Bf16Data {
+  std::vector<uint16_t> bits;
+  std::vector<float> values;
+};
+Bf16Data random_bf16(int64_t count, uint64_t seed, float amplitude) {
+  const lf::Tensor t = lf::test::random_tensor({count}, seed, amplitude);
+  Bf16Data d;
+  d.bits.resize(size_t(count));
+  d.values.resize(size_t(count));
+  for (int64_t i = 0; i < count; ++i) {
+    d.bits[size_t(i)] = lf::f32_to_bf16(t.f32()[i]);
+    d.values[size_t(i)] = lf::bf16_to_f32(d.bits[size_t(i)]);
+  }
+  return d;
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    diff += double(got[i] - want[i]) * double(got[i] - want[i]);
+    ref += double(want[i]) * double(want[i]);
+  }
+  return ref > 0 ? std::sqrt(diff / ref) : std::sqrt(diff);
+}
+
+// ---- frame-aligned geometry (as lf::BlockGeometry) -------------------------------------------------------------
+struct Geometry {
+  int tokens_per_frame, key_block, query_block, lq, frames;
+  int blocks_per_frame() const { return (tokens_per_frame + key_block - 1) / key_block; }
+  int key_blocks() const { return frames * blocks_per_frame(); }
+  int query_blocks() const { return (lq + query_block - 1) / query_block; }
+  int lk() const { return frames * tokens_per_frame; }
+  int block_start(int b) const {
+    return (b / blocks_per_frame()) * tokens_per_frame + (b % blocks_per_frame()) * key_block;
+  }
+  int block_length(int b) const { return std::min(key_block, tokens_per_frame - (b % blocks_per_frame()) * key_block); }
+};
+
+struct Csr {
+  std::vector<int> row_offsets{0}, key_indices;
+};
+
+// Random rows (each block kept with probability 1/2), plus: head 1's last query block empty, head 0's first full.
+Csr random_mask(const Geometry& g, int heads, uint64_t seed) {
+  Csr mask;
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (int h = 0; h < heads; ++h)
+    for (int qb = 0; qb < g.query_blocks(); ++qb) {
+      const bool empty = h == heads - 1 && qb == g.query_blocks() - 1, full = h == 0 && qb == 0;
+      for (int b = 0; b < g.key_blocks() && !empty; ++b) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        if (full || (state >> 33) % 2 == 1) mask.key_indices.push_back(b);
+      }
+      mask.row_offsets.push_back(int(mask.key_indices.size()));
+    }
+  return mask;
+}
+
+Csr full_mask(const Geometry& g, int heads) {
+  Csr mask;
+  for (int r = 0; r < heads * g.query_blocks(); ++r) {
+    for (int b = 0; b < g.key_blocks(); ++b) mask.key_indices.push_back(b);
+    mask.row_offsets.push_back(int(mask.key_indices.size()));
+  }
+  return mask;
+}
+
+// fp64-accumulated masked attention on the bf16-rounded inputs; rows without keys are 0.
+std::vector<float> reference_attention(const std::vector<float>& q, const std::vector<float>& k,
+                                       const std::vector<float>& v, const Geometry& g, int heads, int dim,
+                                       const Csr& mask, float scale) {
+  const int lk = g.lk();
+  std::vector<float> out(size_t(g.lq) * heads * dim, 0.f);
+  std::vector<char> allowed(static_cast<size_t>(lk));
+  std::vector<double> scores(static_cast<size_t>(lk)), acc(static_cast<size_t>(dim));
+  for (int h = 0; h < heads; ++h)
+    for (int row = 0; row < g.lq; ++row) {
+      const int r = h * g.query_blocks() + row / g.query_block;
+      std::fill(allowed.begin(), allowed.end(), 0);
+      for (int i = mask.row_offsets[size_t(r)]; i < mask.row_offsets[size_t(r) + 1]; ++i) {
+        const int b = mask.key_indices[size_t(i)];
+        for (int t = 0; t < g.block_length(b); ++t) allowed[size_t(g.block_start(b) + t)] = 1;
+      }
+      double best = -INFINITY;
+      const float* qr = &q[(size_t(row) * heads + h) * dim];
+      for (int j = 0; j < lk; ++j) {
+        if (!allowed[size_t(j)]) continue;
+        const float* kr = &k[(size_t(j) * heads + h) * dim];
+        double dot = 0;
+        for (int d = 0; d < dim; ++d) dot += double(qr[d]) * kr[d];
+        scores[size_t(j)] = dot * scale;
+        best = std::max(best, scores[size_t(j)]);
+      }
+      if (best == -INFINITY) continue;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      double total = 0;
+      for (int j = 0; j < lk; ++j) {
+        if (!allowed[size_t(j)]) continue;
+        const double p = std::exp(scores[size_t(j)] - best);
+        total += p;
+        const float* vr = &v[(size_t(j) * heads + h) * dim];
+        for (int d = 0; d < dim; ++d) acc[size_t(d)] += p * vr[d];
+      }
+      for (int d = 0; d < dim; ++d) out[(size_t(row) * heads + h) * dim + d] = float(acc[size_t(d)] / total);
+    }
+  return out;
+}
+
+struct AttentionInputs {
+  Bf16Data q, k, v;
+  DeviceBuffer dq, dk, dv, dout;
+  int heads, dim;
+  AttentionInputs(const Geometry& g, int heads_, int dim_, uint64_t seed)
+      : q(random_bf16(int64_t(g.lq) * heads_ * dim_, seed, 2.f)),
+        k(random_bf16(int64_t(g.lk()) * heads_ * dim_, seed + 1, 2.f)),
+        v(random_bf16(int64_t(g.lk()) * heads_ * dim_, seed + 2, 1.f)),
+        dq(q.bits.size() * 2, q.bits.data()),
+        dk(k.bits.size() * 2, k.bits.data()),
+        dv(v.bits.size() * 2, v.bits.data()),
+        dout(q.bits.size() * 2),
+        heads(heads_),
+        dim(dim_) {}
+  FlashAttentionParams params(const Geometry& g) const {
+    FlashAttentionParams p;
+    p.q = dq.ptr;
+    p.k = dk.ptr;
+    p.v = dv.ptr;
+    p.out = dout.ptr;
+    p.q_row_stride = p.k_row_stride = p.v_row_stride = p.out_row_stride = int64_t(heads) * dim;
+    p.lq = g.lq;
+    p.lk = g.lk();
+    p.heads = heads;
+    p.head_dim = dim;
+    p.scale = 1.f / std::sqrt(float(dim));
+    return p;
+  }
+  std::vector<float> output() const {
+    const auto bits = download<uint16_t>(dout.ptr, q.bits.size());
+    std::vector<float> out(bits.size());
+    for (size_t i = 0; i < bits.size(); ++i) out[i] = lf::bf16_to_f32(bits[i]);
+    return out;
+  }
+  void poison() const { REQUIRE(cudaMemset(dout.ptr, 0xff, q.bits.size() * 2) == cudaSuccess); }  // bf16 NaN
+};
+
+// Runs the sparse kernel with `mask`; returns the output, or an empty vector when the variant refuses (noted).
+std::vector<float> run_sparse(const AttentionInputs& in, const Geometry& g, const Csr& mask, FlashVariant variant) {
+  const DeviceBuffer offsets(mask.row_offsets.size() * 4, mask.row_offsets.data());
+  const DeviceBuffer indices(mask.key_indices.size() * 4, mask.key_indices.data());
+  BlockSparseLayout layout;
+  layout.row_offsets = offsets.as<int>();
+  layout.key_indices = indices.as<int>();
+  layout.query_block = g.query_block;
+  layout.key_block = g.key_block;
+  layout.tokens_per_frame = g.tokens_per_frame;
+  layout.heads = in.heads;
+  layout.query_blocks = g.query_blocks();
+  const FlashAttentionParams p = in.params(g);
+  std::string why;
+  if (!lf::gpu::flash_attention_block_sparse_supported(p, layout, variant, &why)) {
+    MESSAGE("skipping " << lf::gpu::flash_variant_name(variant) << ": " << why);
+    return {};
+  }
+  in.poison();
+  lf::gpu::flash_attention_block_sparse_forward(p, layout, variant, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  return in.output();
+}
+
+}  // namespace
+
+TEST_CASE("block-sparse attention matches the masked CPU reference (ragged frame-aligned blocks, every variant)") {
+  uint64_t seed = 100;
+  for (int tokens_per_frame : {1560, 100})
+    for (int dim : {128, 64})
+      for (int key_block : {64, 128})
+        for (int query_block : {64, 128}) {
+          const Geometry g{tokens_per_frame, key_block, query_block, tokens_per_frame == 1560 ? 300 : 150,
+                           tokens_per_frame == 1560 ? 2 : 5};
+          const int heads = 2;
+          const AttentionInputs in(g, heads, dim, seed += 10);
+          const Csr mask = random_mask(g, heads, seed);
+          const auto want = reference_attention(in.q.values, in.k.values, in.v.values, g, heads, dim, mask,
+                                                1.f / std::sqrt(float(dim)));
+          for (FlashVariant variant : {FlashVariant::MmaSync, FlashVariant::Hopper, FlashVariant::Auto}) {
+            CAPTURE(tokens_per_frame);
+            CAPTURE(dim);
+            CAPTURE(key_block);
+            CAPTURE(query_block);
+            const std::string name = lf::gpu::flash_variant_name(variant);
+            CAPTURE(name);
+            const auto got = run_sparse(in, g, mask, variant);
+            if (got.empty()) continue;
+            CHECK(rel_l2(got, want) < 1e-2);
+            // The empty row (last query block of the last head) is exactly zero.
+            bool zeros = true;
+            for (int row = (g.query_blocks() - 1) * query_block; row < g.lq; ++row)
+              for (int d = 0; d < dim; ++d) zeros &= got[(size_t(row) * heads + heads - 1) * dim + d] == 0.f;
+            CHECK(zeros);
+          }
+        }
+}
+
+TEST_CASE("block-sparse attention with a full mask reproduces the dense kernel") {
+  uint64_t seed = 900;
+  for (int tokens_per_frame : {1560, 1536})
+    for (int dim : {128, 64})
+      for (int key_block : {64, 128}) {
+        const Geometry g{tokens_per_frame, key_block, 128, 700, 3};
+        const int heads = 2;
+        const AttentionInputs in(g, heads, dim, seed += 10);
+        for (FlashVariant variant : {FlashVariant::MmaSync, FlashVariant::Hopper}) {
+          CAPTURE(tokens_per_frame);
+          CAPTURE(dim);
+          CAPTURE(key_block);
+          const std::string name = lf::gpu::flash_variant_name(variant);
+          CAPTURE(name);
+          const auto sparse_out = run_sparse(in, g, full_mask(g, heads), variant);
+          if (sparse_out.empty()) continue;
+          in.poison();
+          lf::gpu::flash_attention_forward(in.params(g), variant, nullptr);
+          REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+          const auto dense_out = in.output();
+          CHECK(rel_l2(sparse_out, dense_out) < 1e-2);
+        }
+      }
+}
+
+TEST_CASE("block-sparse attention refuses unsupported layouts naming the value") {
+  alignas(16) static char stand_in[16];
+  FlashAttentionParams p;
+  p.q = p.k = p.v = stand_in;
+  p.out = stand_in;
+  p.q_row_stride = p.k_row_stride = p.v_row_stride = p.out_row_stride = 2 * 128;
+  p.lq = 300;
+  p.lk = 3120;
+  p.heads = 2;
+  p.head_dim = 128;
+  p.scale = 0.1f;
+  static const int stand_in_ints[4] = {0, 0, 0, 0};
+  BlockSparseLayout layout;
+  layout.row_offsets = layout.key_indices = stand_in_ints;
+  layout.query_block = 128;
+  layout.key_block = 96;
+  layout.tokens_per_frame = 1560;
+  layout.heads = 2;
+  layout.query_blocks = 3;
+  std::string why;
+  CHECK_FALSE(lf::gpu::flash_attention_block_sparse_supported(p, layout, FlashVariant::Auto, &why));
+  CHECK(why.find("96") != std::string::npos);
+  CHECK_THROWS_AS(lf::gpu::flash_attention_block_sparse_forward(p, layout), lf::Error);
+  layout.key_block = 64;
+  layout.tokens_per_frame = 1000;  // 3120 keys are not whole frames
+  CHECK_FALSE(lf::gpu::flash_attention_block_sparse_supported(p, layout, FlashVariant::MmaSync, &why));
+  CHECK(why.find("3120") != std::string::npos);
+  layout.tokens_per_frame = 1560;
+  layout.query_blocks = 5;  // ceil(300 / 128) = 3
+  CHECK_FALSE(lf::gpu::flash_attention_block_sparse_supported(p, layout, FlashVariant::MmaSync, &why));
+  CHECK(why.find("5") != std::string::npos);
+  layout.query_block = 64;
+  layout.query_blocks = 5;
+  CHECK(lf::gpu::flash_attention_block_sparse_supported(p, layout, FlashVariant::MmaSync, &why));
+  if (lf::gpu::flash_attention_supported(p, FlashVariant::Hopper, nullptr)) {
+    CHECK_FALSE(lf::gpu::flash_attention_block_sparse_supported(p, layout, FlashVariant::Hopper, &why));
+    CHECK(why.find("query_block 64") != std::string::npos);
+  }
+}
+
+// ---- planners -------------------------------------------------------------------------------------------------
+namespace {
+
+// CPU means in double: [heads, segments, dim] for segments given as (first, count).
+std::vector<float> cpu_pool(const std::vector<float>& x, int heads, int dim,
+                            const std::vector<std::pair<int, int>>& segments) {
+  std::vector<float> out(size_t(heads) * segments.size() * dim);
+  for (int h = 0; h < heads; ++h)
+    for (size_t s = 0; s < segments.size(); ++s)
+      for (int d = 0; d < dim; ++d) {
+        double sum = 0;
+        for (int t = 0; t < segments[s].second; ++t) sum += x[(size_t(segments[s].first + t) * heads + h) * dim + d];
+        out[(h * segments.size() + s) * dim + d] = float(sum / segments[s].second);
+      }
+  return out;
+}
+
+// Highest scores first, ties toward the lower index; `eligible` (optional) ranks ineligible blocks last.
+std::vector<int> cpu_order(const float* scores, int count, const std::vector<char>* eligible = nullptr) {
+  std::vector<int> order(static_cast<size_t>(count));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const bool ea = eligible == nullptr || (*eligible)[size_t(a)], eb = eligible == nullptr || (*eligible)[size_t(b)];
+    if (ea != eb) return ea;
+    return scores[a] > scores[b];
+  });
+  return order;
+}
+
+std::vector<int> first_ascending(const std::vector<int>& order, int keep) {
+  std::vector<int> kept(order.begin(), order.begin() + keep);
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+// Scores with exact ties and well-separated distinct values: integers spaced by 1 in random order, every fifth
+// block repeating its left neighbour.
+std::vector<float> separated_scores(int rows, int count, uint64_t seed) {
+  std::vector<float> scores(size_t(rows) * count);
+  uint64_t state = seed;
+  for (int r = 0; r < rows; ++r) {
+    std::vector<int> values(static_cast<size_t>(count));
+    std::iota(values.begin(), values.end(), -count / 2);
+    for (int i = count - 1; i > 0; --i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      std::swap(values[size_t(i)], values[size_t((state >> 33) % uint64_t(i + 1))]);
+    }
+    for (int i = 0; i < count; ++i)
+      scores[size_t(r) * count + i] = float(i % 5 == 4 ? values[size_t(i - 1)] : values[size_t(i)]);
+  }
+  return scores;
+}
+
+struct DeviceMask {
+  DeviceBuffer offsets, indices, scores;
+  DeviceMask(int rows, int64_t capacity)
+      : offsets(size_t(rows + 1) * 4), indices(size_t(capacity) * 4), scores(size_t(capacity) * 4) {}
+  sparse::MaskOutput output() const { return {offsets.as<int>(), indices.as<int>(), scores.as<float>()}; }
+  // Row r of the downloaded CSR, checked against `want` (and the selected scores against `row_scores`).
+  void check_rows(int rows, const std::vector<std::vector<int>>& want, const std::vector<float>& all_scores,
+                  int key_blocks) const {
+    const auto offs = download<int>(offsets.ptr, size_t(rows + 1));
+    REQUIRE(offs[0] == 0);
+    const auto idx = download<int>(indices.ptr, size_t(offs[size_t(rows)]));
+    const auto sel = download<float>(scores.ptr, size_t(offs[size_t(rows)]));
+    int mismatches = 0;
+    for (int r = 0; r < rows; ++r) {
+      const std::vector<int> got(idx.begin() + offs[size_t(r)], idx.begin() + offs[size_t(r) + 1]);
+      if (got != want[size_t(r)] && mismatches++ < 3) {
+        CAPTURE(r);
+        CHECK(got == want[size_t(r)]);
+      }
+      for (int i = offs[size_t(r)]; i < offs[size_t(r) + 1]; ++i)
+        if (sel[size_t(i)] != all_scores[size_t(r) * key_blocks + idx[size_t(i)]]) ++mismatches;
+    }
+    CHECK(mismatches == 0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("planner pooling and scores match double-precision CPU means and dots") {
+  for (int dim : {128, 64}) {
+    sparse::PlannerGeometry g;
+    g.heads = 2;
+    g.head_dim = dim;
+    g.query_tokens = 300;  // 4 full query blocks of 64 and a ragged one of 44
+    g.query_block = 64;
+    g.key_frames = 5;
+    g.tokens_per_frame = 100;  // key blocks of 64 and a ragged 36 per frame
+    g.key_block = 64;
+    const auto q = random_bf16(int64_t(g.query_tokens) * g.heads * dim, 7 + dim, 3.f);
+    const auto k = random_bf16(int64_t(g.key_tokens()) * g.heads * dim, 8 + dim, 3.f);
+    const DeviceBuffer dq(q.bits.size() * 2, q.bits.data()), dk(k.bits.size() * 2, k.bits.data());
+    const size_t bytes = sparse::planner_workspace_bytes(g);
+    const DeviceBuffer workspace(bytes);
+    const sparse::PlannerBuffers b = sparse::planner_buffers(workspace.ptr, g);
+    const int64_t row = int64_t(g.heads) * dim;
+    sparse::pool_queries(dq.ptr, row, g, b.pooled_queries, nullptr);
+    sparse::pool_keys(dk.ptr, row, g, b.pooled_keys, b.pooled_frame_keys, nullptr);
+    sparse::block_scores(b.pooled_queries, b.pooled_keys, g.heads, g.query_blocks(), g.key_blocks(), dim, b.scores);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+
+    std::vector<std::pair<int, int>> query_segments, key_segments, frame_segments;
+    for (int qb = 0; qb < g.query_blocks(); ++qb)
+      query_segments.push_back({qb * 64, std::min(64, g.query_tokens - qb * 64)});
+    const Geometry kg{g.tokens_per_frame, g.key_block, g.query_block, g.query_tokens, g.key_frames};
+    for (int kb = 0; kb < kg.key_blocks(); ++kb) key_segments.push_back({kg.block_start(kb), kg.block_length(kb)});
+    for (int f = 0; f < g.key_frames; ++f) frame_segments.push_back({f * g.tokens_per_frame, g.tokens_per_frame});
+    const auto want_q = cpu_pool(q.values, g.heads, dim, query_segments);
+    const auto want_k = cpu_pool(k.values, g.heads, dim, key_segments);
+    const auto want_f = cpu_pool(k.values, g.heads, dim, frame_segments);
+    CAPTURE(dim);
+    CHECK(rel_l2(download<float>(b.pooled_queries, want_q.size()), want_q) < 1e-5);
+    CHECK(rel_l2(download<float>(b.pooled_keys, want_k.size()), want_k) < 1e-5);
+    CHECK(rel_l2(download<float>(b.pooled_frame_keys, want_f.size()), want_f) < 1e-5);
+
+    std::vector<float> want_s(size_t(g.rows()) * g.key_blocks());
+    for (int h = 0; h < g.heads; ++h)
+      for (int qb = 0; qb < g.query_blocks(); ++qb)
+        for (int kb = 0; kb < g.key_blocks(); ++kb) {
+          double dot = 0;
+          for (int d = 0; d < dim; ++d)
+            dot += double(want_q[(size_t(h) * g.query_blocks() + qb) * dim + d]) *
+                   want_k[(size_t(h) * g.key_blocks() + kb) * dim + d];
+          want_s[(size_t(h) * g.query_blocks() + qb) * g.key_blocks() + kb] = float(dot);
+        }
+    CHECK(rel_l2(download<float>(b.scores, want_s.size()), want_s) < 1e-5);
+  }
+}
+
+TEST_CASE("planner top-k selects the same blocks as the CPU rule (ties toward the lower index)") {
+  for (int key_blocks : {525, 37, 1000}) {
+    const int rows = 24;
+    for (int topk : {0, 1, key_blocks / 10, key_blocks / 2, key_blocks}) {
+      const auto scores = separated_scores(rows, key_blocks, uint64_t(key_blocks * 31 + topk));
+      const DeviceBuffer ds(scores.size() * 4, scores.data());
+      const DeviceMask mask(rows, int64_t(rows) * key_blocks);
+      sparse::select_topk(ds.as<float>(), rows, key_blocks, topk, mask.output(), nullptr);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      std::vector<std::vector<int>> want;
+      for (int r = 0; r < rows; ++r)
+        want.push_back(first_ascending(cpu_order(&scores[size_t(r) * key_blocks], key_blocks), topk));
+      CAPTURE(key_blocks);
+      CAPTURE(topk);
+      mask.check_rows(rows, want, scores, key_blocks);
+    }
+  }
+}
+
+TEST_CASE("planner HSA 2-stage selects the same blocks as the CPU rule") {
+  struct Case {
+    int frames, chunk, keep_frames, sink, near, tokens_per_frame, key_block, topk;
+  };
+  const Case cases[] = {
+      {12, 3, 6, 1, 2, 1560, 64, 51},   // short config, 64-key blocks (25 per frame)
+      {21, 3, 6, 1, 2, 1560, 128, 45},  // chunk 6 with 128-key blocks (13 per frame)
+      {15, 3, 3, 1, 1, 1560, 64, 60},   // long config
+      {10, 3, 4, 0, 0, 100, 64, 10},    // no sink / near: all frames of stage 1 chosen by score
+      {8, 3, 9, 1, 2, 100, 64, 16},     // fewer middle frames than keep_middle: all middle frames eligible
+  };
+  uint64_t seed = 5;
+  for (const Case& c : cases) {
+    sparse::PlannerGeometry g;
+    g.heads = 2;
+    g.head_dim = 128;
+    g.query_tokens = c.chunk * c.tokens_per_frame;
+    g.query_block = 128;
+    g.key_frames = c.frames;
+    g.tokens_per_frame = c.tokens_per_frame;
+    g.key_block = c.key_block;
+    sparse::HsaParams hsa;
+    hsa.chunk_frames = c.chunk;
+    hsa.keep_frames = c.keep_frames;
+    hsa.keep_sink = c.sink;
+    hsa.keep_near = c.near;
+    hsa.topk = c.topk;
+    const int rows = g.rows(), kb = g.key_blocks(), bpf = g.blocks_per_frame();
+    const auto block_scores = separated_scores(rows, kb, seed += 3);
+    const auto frame_scores = separated_scores(rows, c.frames, seed += 3);
+    const DeviceBuffer dbs(block_scores.size() * 4, block_scores.data()),
+        dfs(frame_scores.size() * 4, frame_scores.data());
+    const DeviceMask mask(rows, int64_t(rows) * kb);
+    sparse::select_hsa(dbs.as<float>(), dfs.as<float>(), g, hsa, mask.output(), nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+
+    const int past = c.frames - c.chunk, middle_end = past - c.near;
+    std::vector<std::vector<int>> want;
+    for (int r = 0; r < rows; ++r) {
+      std::vector<char> frame_ok(size_t(c.frames), 0);
+      for (int f = 0; f < c.frames; ++f) frame_ok[size_t(f)] = f < c.sink || f >= middle_end;
+      // Stage 1 over the middle frames only.
+      std::vector<float> middle_scores;
+      for (int f = c.sink; f < middle_end; ++f) middle_scores.push_back(frame_scores[size_t(r) * c.frames + f]);
+      const auto middle_order = cpu_order(middle_scores.data(), int(middle_scores.size()));
+      const int keep_middle = std::min(c.keep_frames - c.sink - c.near, int(middle_scores.size()));
+      for (int i = 0; i < keep_middle; ++i) frame_ok[size_t(c.sink + middle_order[size_t(i)])] = 1;
+      std::vector<char> eligible(static_cast<size_t>(kb));
+      for (int b = 0; b < kb; ++b) eligible[size_t(b)] = frame_ok[size_t(b / bpf)];
+      want.push_back(first_ascending(cpu_order(&block_scores[size_t(r) * kb], kb, &eligible), c.topk));
+    }
+    CAPTURE(c.frames);
+    CAPTURE(c.keep_frames);
+    CAPTURE(c.key_block);
+    mask.check_rows(rows, want, block_scores, kb);
+  }
+
+  // topk above the eligible blocks breaks the budget invariant: refused, naming both numbers.
+  sparse::PlannerGeometry g;
+  g.heads = 1;
+  g.head_dim = 64;
+  g.query_tokens = 300;
+  g.query_block = 128;
+  g.key_frames = 12;
+  g.tokens_per_frame = 100;
+  g.key_block = 64;
+  sparse::HsaParams hsa;
+  hsa.topk = sparse::hsa_eligible_blocks(g, hsa) + 1;  // 9 frames x 2 blocks = 18 -> 19
+  CHECK(hsa.topk == 19);
+  const DeviceBuffer scratch(size_t(4096) * 4);
+  try {
+    sparse::select_hsa(scratch.as<float>(), scratch.as<float>(), g, hsa,
+                       {scratch.as<int>(), scratch.as<int>(), nullptr}, nullptr);
+    FAIL("select_hsa accepted topk above the eligible blocks");
+  } catch (const lf::Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find("19") != std::string::npos);
+    CHECK(message.find("18") != std::string::npos);
+  }
+}
+
+TEST_CASE("planner top-p keeps the smallest highest-scoring set with softmax mass >= p") {
+  const int rows = 20;
+  const float scale = 1.f / std::sqrt(128.f);
+  for (int key_blocks : {525, 40}) {
+    // p = 1 is left out: the last blocks' mass is below fp32 resolution of the running sum, so "mass >= 1" is
+    // decided by rounding, on the CPU as on the GPU.
+    for (float p : {0.5f, 0.9f, 0.97f}) {
+      // Random scores (scaled logits within +-35, so the sorted masses fall off geometrically), each row redrawn
+      // until no cumulative mass lies within 1e-3 of p: a cut that fp32 rounding cannot move.
+      std::vector<float> scores(size_t(rows) * key_blocks);
+      std::vector<std::vector<int>> want;
+      uint64_t seed = 77;
+      for (int r = 0; r < rows; ++r) {
+        for (int attempt = 0;; ++attempt) {
+          REQUIRE(attempt < 1000);
+          const lf::Tensor t = lf::test::random_tensor({key_blocks}, seed++, 400.f);
+          std::vector<float> row(t.f32(), t.f32() + key_blocks);
+          const auto order = cpu_order(row.data(), key_blocks);
+          double total = 0, top = row[size_t(order[0])];
+          for (float s : row) total += std::exp((double(s) - top) * scale);
+          double mass = 0;
+          int keep = 0;
+          bool separated = true;
+          for (int j = 0; j < key_blocks; ++j) {
+            mass += std::exp((double(row[size_t(order[size_t(j)])]) - top) * scale) / total;
+            if (j + 1 < key_blocks && std::fabs(mass - p) < 1e-3) separated = false;
+            if (keep == 0 && mass >= p - 1e-9) keep = j + 1;
+          }
+          if (!separated) continue;
+          std::copy(row.begin(), row.end(), scores.begin() + size_t(r) * key_blocks);
+          want.push_back(first_ascending(order, std::max(1, keep == 0 ? key_blocks : keep)));
+          break;
+        }
+      }
+      const DeviceBuffer ds(scores.size() * 4, scores.data());
+      const DeviceMask mask(rows, int64_t(rows) * key_blocks);
+      const size_t bytes = sparse::select_topp_workspace_bytes(rows, key_blocks);
+      const DeviceBuffer workspace(bytes);
+      sparse::select_topp(ds.as<float>(), rows, key_blocks, scale, p, mask.output(), workspace.ptr, bytes, nullptr);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      CAPTURE(key_blocks);
+      CAPTURE(p);
+      mask.check_rows(rows, want, scores, key_blocks);
+    }
+  }
+}
+
+TEST_CASE("whole planners produce valid CSR masks the sparse kernel accepts") {
+  sparse::PlannerGeometry g;
+  g.heads = 2;
+  g.head_dim = 128;
+  g.query_tokens = 3 * 100;
+  g.query_block = 128;
+  g.key_frames = 12;
+  g.tokens_per_frame = 100;
+  g.key_block = 64;
+  const auto q = random_bf16(int64_t(g.query_tokens) * g.heads * g.head_dim, 3, 2.f);
+  const auto k = random_bf16(int64_t(g.key_tokens()) * g.heads * g.head_dim, 4, 2.f);
+  const DeviceBuffer dq(q.bits.size() * 2, q.bits.data()), dk(k.bits.size() * 2, k.bits.data());
+  const size_t bytes = sparse::planner_workspace_bytes(g);
+  const DeviceBuffer workspace(bytes);
+  const DeviceMask mask(g.rows(), sparse::planner_max_selected(g));
+  const int64_t row = int64_t(g.heads) * g.head_dim;
+  sparse::HsaParams hsa;
+  hsa.topk = 10;
+  for (int planner = 0; planner < 3; ++planner) {
+    CAPTURE(planner);
+    if (planner == 0) sparse::plan_topk(dq.ptr, row, dk.ptr, row, g, 7, workspace.ptr, bytes, mask.output());
+    if (planner == 1) sparse::plan_hsa(dq.ptr, row, dk.ptr, row, g, hsa, workspace.ptr, bytes, mask.output());
+    if (planner == 2)
+      sparse::plan_topp(dq.ptr, row, dk.ptr, row, g, 1.f / std::sqrt(128.f), 0.9f, workspace.ptr, bytes, mask.output());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const auto offs = download<int>(mask.offsets.ptr, size_t(g.rows() + 1));
+    const auto idx = download<int>(mask.indices.ptr, size_t(offs.back()));
+    bool valid = offs[0] == 0;
+    for (int r = 0; r < g.rows(); ++r) {
+      valid &= offs[size_t(r)] < offs[size_t(r) + 1];  // never an empty row
+      for (int i = offs[size_t(r)]; i < offs[size_t(r) + 1]; ++i)
+        valid &= idx[size_t(i)] >= 0 && idx[size_t(i)] < g.key_blocks() &&
+                 (i == offs[size_t(r)] || idx[size_t(i) - 1] < idx[size_t(i)]);
+    }
+    CHECK(valid);
+    if (planner == 0) CHECK(offs.back() == 7 * g.rows());
+    if (planner == 1) CHECK(offs.back() == 10 * g.rows());
+  }
+}
+
+#endif  // LF_HAVE_CUDA

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "attention/attention_backend.h"
+#include "attention/gpu_sparse_attention.h"
 #include "attention/planners.h"
 #include "attention/sparse_operator.h"
 #include "core/error.h"
@@ -34,16 +35,16 @@ class PlannedBackend final : public AttentionBackend {
     record.target_sparsity = planner_->target_sparsity(call.chunk);
     auto started = std::chrono::steady_clock::now();
     BlockMask mask;
-    if (!dense || stats_) mask = planner_->plan(call);
-    record.planner_ms = elapsed_ms(started);
-    started = std::chrono::steady_clock::now();
     Tensor out;
-    if (dense) {
-      out = ops::attention(*call.q, *call.k, *call.v, call.scale);
+    if (call.q->is_cuda()) {
+      // Planning and attention both run on the GPU; with statistics, their sum is timed as kernel time.
+      out = gpu_planned_attention(call, config_, *planner_, stats_ ? &mask : nullptr);
     } else {
-      LF_CHECK(!call.q->is_cuda(), "attention backend '{}': the GPU block-sparse path is not wired in this version; "
-               "run sparse backends with --device cpu", planner_->name());
-      out = block_sparse_attention(*call.q, *call.k, *call.v, mask, call.scale);
+      if (!dense || stats_) mask = planner_->plan(call);
+      record.planner_ms = elapsed_ms(started);
+      started = std::chrono::steady_clock::now();
+      out = dense ? ops::attention(*call.q, *call.k, *call.v, call.scale)
+                  : block_sparse_attention(*call.q, *call.k, *call.v, mask, call.scale);
     }
     if (stats_) {
       ops::synchronize_device();

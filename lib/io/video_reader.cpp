@@ -7,13 +7,9 @@
 #include "core/error.h"
 
 #if LF_WITH_FFMPEG
+#include "io/ffmpeg_util.h"
 extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/error.h>
-#include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
-#include <libswscale/swscale.h>
 }
 #endif
 
@@ -26,30 +22,17 @@ namespace {
 struct InputContextClose {
   void operator()(AVFormatContext* context) const { avformat_close_input(&context); }
 };
-struct CodecContextFree {
-  void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
-};
-struct SwsContextFree {
-  void operator()(SwsContext* context) const { sws_freeContext(context); }
-};
-struct FrameFree {
-  void operator()(AVFrame* frame) const { av_frame_free(&frame); }
-};
-struct PacketFree {
-  void operator()(AVPacket* packet) const { av_packet_free(&packet); }
-};
-
-std::string error_string(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
+using av::CodecContextFree;
+using av::error_string;
+using av::FrameFree;
+using av::PacketFree;
+using av::SwsContextFree;
 
 // Opens `path`, decodes its first video stream and hands every decoded frame to `on_frame`.
 class Decoder {
  public:
   explicit Decoder(const std::string& path) : path_(path) {
-    if (av_log_get_level() > AV_LOG_WARNING) av_log_set_level(AV_LOG_WARNING);
+    av::quiet_logs();
     // "file:" keeps a colon in the path from being read as a protocol.
     const std::string url = "file:" + path;
     AVFormatContext* raw = nullptr;

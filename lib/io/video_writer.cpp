@@ -9,65 +9,33 @@
 #include "io/atomic_file.h"
 
 #if LF_WITH_FFMPEG
-extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/error.h>
-#include <libavutil/log.h>
-#include <libswscale/swscale.h>
-}
+#include "io/ffmpeg_util.h"
 #endif
 
 namespace lf {
 
 #if LF_WITH_FFMPEG
 
-namespace {
-
+// Writer-only additions to the shared libav helpers (io/ffmpeg_util.h).
 namespace av {
 
 struct FormatContextFree {
   void operator()(AVFormatContext* context) const { avformat_free_context(context); }
 };
-struct CodecContextFree {
-  void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
-};
-struct SwsContextFree {
-  void operator()(SwsContext* context) const { sws_freeContext(context); }
-};
-struct FrameFree {
-  void operator()(AVFrame* frame) const { av_frame_free(&frame); }
-};
-struct PacketFree {
-  void operator()(AVPacket* packet) const { av_packet_free(&packet); }
-};
 using FormatContextPtr = std::unique_ptr<AVFormatContext, FormatContextFree>;
-using CodecContextPtr = std::unique_ptr<AVCodecContext, CodecContextFree>;
-using SwsContextPtr = std::unique_ptr<SwsContext, SwsContextFree>;
-using FramePtr = std::unique_ptr<AVFrame, FrameFree>;
-using PacketPtr = std::unique_ptr<AVPacket, PacketFree>;
 
 struct Dictionary {
   AVDictionary* dict = nullptr;
   ~Dictionary() { av_dict_free(&dict); }
 };
 
-std::string error_string(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
-
 // SWS_BITEXACT + SWS_ACCURATE_RND pick the exact C-equivalent paths, so the YUV (and thus the MP4 bytes) does
 // not depend on which SIMD the host CPU has.
 constexpr int kSwsFlags = SWS_BICUBIC | SWS_ACCURATE_RND | SWS_BITEXACT;
 
-// x264 prints its settings and statistics at info level; only problems belong on stderr.
-void quiet_logs() {
-  if (av_log_get_level() > AV_LOG_WARNING) av_log_set_level(AV_LOG_WARNING);
-}
-
 }  // namespace av
+
+namespace {
 
 constexpr std::array<std::string_view, 10> kX264Presets = {"ultrafast", "superfast", "veryfast", "faster", "fast",
                                                           "medium",    "slow",      "slower",   "veryslow", "placebo"};

@@ -6,6 +6,7 @@
 #if LF_HAVE_CUDA
 #include "attention/flash_attention.h"
 #include "sparse/block_sparse_attention.h"
+#include "runtime/op_timer.h"
 #include "sparse/sparse_planner.h"
 #endif
 
@@ -41,6 +42,11 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
     if (host_mask) *host_mask = BlockMask::dense(heads, geometry);
     return ops::attention(q, *call.k, *call.v, call.scale);
   }
+  // Planning and the sparse kernel are timed together as self-attention GPU time (bench's op classes).
+  struct Timed {
+    int slot = gpu::op_timer_begin();
+    ~Timed() { gpu::op_timer_end(slot, "self_attention"); }
+  } timed;
   Tensor row_offsets, key_indices;
   if (config.backend == "sliding-tile" || config.backend == "radial") {
     BlockMask mask = planner.plan(call);

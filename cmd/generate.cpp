@@ -41,7 +41,8 @@ cxxopts::Options generate_flags() {
   flags.add_options("input")("noise", "read every random draw from this safetensors file (noise_initial, "
                              "renoise_c{c}_s{s})", cxxopts::value<std::string>());
   flags.add_options("output")
-      ("o,output", "MP4 path (H.264); default lightforce.mp4 unless --no-video", cxxopts::value<std::string>())
+      ("o,output", "MP4 path (H.264); default lightforce.mp4, none with --save-latents unless -o is given",
+       cxxopts::value<std::string>())
       ("no-video", "do not write an MP4 (use with --save-latents or --frames-dir)")
       ("frames-dir", "also write each frame as an image into this directory (PNG; PPM without OpenCV)",
        cxxopts::value<std::string>())
@@ -85,7 +86,8 @@ int generate(int argc, char** argv) {
     return 0;
   }
   // Every output location is checked before any work, so a typo costs nothing and leaves nothing behind.
-  const bool write_video = !options.no_video;
+  // With --save-latents the video is optional: it is written only when -o asks for it.
+  const bool write_video = !options.no_video && (!options.output.empty() || options.save_latents.empty());
   if (write_video && options.output.empty()) options.output = "lightforce.mp4";
   if (write_video) check_output_writable(options.output, "--output");
   if (!options.save_latents.empty()) check_output_writable(options.save_latents, "--save-latents");

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -32,11 +33,14 @@ struct RunResult {
   double seconds = 0;            // generation (all chunks)
   double attention_seconds = 0;  // planner + kernel, from the statistics
   std::vector<int64_t> frames_per_chunk;
+  std::map<int64_t, std::pair<double, int64_t>> output_error_by_chunk;  // sum of per-call rel-L2, calls
 };
 
-RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& attention, bool quiet, const char* label) {
+RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& attention, bool quiet, const char* label,
+                      bool measure_output_error = false) {
   const RunConfig& run = prepared.run;
   AttentionStats stats;
+  stats.measure_output_error = measure_output_error;
   auto backend = make_attention_backend(attention, &run.pipeline, &stats);
   auto decoder = make_decoder(run.model);
   ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
@@ -54,8 +58,14 @@ RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& atte
                            format_seconds(report.seconds));
   };
   result.latents = pipeline.generate(prepared.context, *noise, callbacks);
-  for (const AttentionRecord& record : stats.records)
+  for (const AttentionRecord& record : stats.records) {
     result.attention_seconds += (record.planner_ms + record.kernel_ms) * 1e-3;
+    if (record.output_rel_l2 >= 0) {
+      auto& [sum, calls] = result.output_error_by_chunk[record.chunk];
+      sum += record.output_rel_l2;
+      ++calls;
+    }
+  }
   return result;
 }
 
@@ -179,7 +189,10 @@ int compare_dense(int argc, char** argv) {
   const RunResult dense_run = run_backend(prepared, dense, quiet, "dense ");
   if (result.count("sweep"))
     return sweep(prepared, run_flags, result["sweep"].as<std::vector<std::string>>(), dense_run, out_dir, quiet);
+  // The timed sparse run and, separately, one that also runs dense attention at every call to measure the
+  // attention output's error (it would distort the timing). Same seed and noise: the same trajectory.
   const RunResult sparse_run = run_backend(prepared, run.attention, quiet, run.attention.backend.c_str());
+  const RunResult error_run = run_backend(prepared, run.attention, true, "", /*measure_output_error=*/true);
 
   eval::ChunkLayout layout;
   layout.video_frames = dense_run.frames_per_chunk;
@@ -203,6 +216,11 @@ int compare_dense(int argc, char** argv) {
   report.extra = {{"commit", kGitCommit},       {"model", run.model.name},
                   {"device", device_name(prepared.device)}, {"seed", run.pipeline.seed},
                   {"latent_frames", run.pipeline.frames},  {"attention_config", to_yaml(run)}};
+  nlohmann::json output_errors = nlohmann::json::array();
+  for (const auto& [chunk, entry] : error_run.output_error_by_chunk)
+    output_errors.push_back({{"chunk", chunk}, {"attention_output_rel_l2", entry.first / double(entry.second)},
+                             {"calls", entry.second}});
+  report.extra["attention_output_rel_l2"] = output_errors;
   std::vector<std::string> written = eval::write_compare_dense_report(report, out_dir);
   if (videos) {
     write_video(out_dir + "/dense.mp4", dense_run.frames, run.output.fps, run.output.crf);

@@ -199,6 +199,7 @@ TEST_CASE("profile-sparsity and compare-dense produce their reports end to end")
   REQUIRE(c.exit_code == 0);
   CHECK(c.out.find("\"speedup\"") != std::string::npos);
   CHECK(c.out.find("\"ssim\"") != std::string::npos);
+  CHECK(c.out.find("\"attention_output_rel_l2\"") != std::string::npos);
   CHECK(fs::exists(compare + "/compare-dense.json"));
   CHECK(fs::exists(compare + "/compare-dense.md"));
 #if LF_WITH_FFMPEG

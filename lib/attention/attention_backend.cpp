@@ -1,6 +1,7 @@
 // The attention backend: a mask planner x an operator, with statistics. `dense` skips planning and runs the dense
 // kernel (the exact reference); every other backend plans a BlockMask and runs the block-sparse operator.
 #include <chrono>
+#include <cmath>
 
 #include "attention/attention_backend.h"
 #include "attention/gpu_sparse_attention.h"
@@ -15,6 +16,19 @@ namespace {
 
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+}
+
+// rel-L2 of two attention outputs of any device and dtype, computed on the host in double.
+double output_rel_l2(const Tensor& out, const Tensor& reference) {
+  const Tensor a = (out.is_cuda() ? out.to(Device::CPU) : out), b = (reference.is_cuda() ? reference.to(Device::CPU) : reference);
+  const Tensor af = a.dtype() == DType::F32 ? a : a.to(DType::F32), bf = b.dtype() == DType::F32 ? b : b.to(DType::F32);
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < af.numel(); ++i) {
+    const double d = double(af.f32()[i]) - double(bf.f32()[i]);
+    diff += d * d;
+    norm += double(bf.f32()[i]) * double(bf.f32()[i]);
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
 }
 
 class PlannedBackend final : public AttentionBackend {
@@ -58,6 +72,10 @@ class PlannedBackend final : public AttentionBackend {
       if (stats_->measure_recall)
         record.head_recall = dense ? std::vector<double>(size_t(mask.heads), 1.0)
                                    : attention_recall(*call.q, *call.k, mask, call.scale, stats_->recall_row_stride);
+      if (stats_->measure_output_error) {
+        const Tensor reference = ops::attention(*call.q, *call.k, *call.v, call.scale);
+        record.output_rel_l2 = dense ? 0.0 : output_rel_l2(out, reference);
+      }
       for (const auto& wanted : stats_->keep_masks_for)
         if (wanted[0] == call.chunk && wanted[1] == call.step && wanted[2] == call.layer)
           stats_->kept_masks.emplace_back(wanted, mask);

@@ -17,8 +17,7 @@ Tensor linear(const Tensor& x, const LinearWeights& layer) { return ops::linear(
 Tensor split_heads(const Tensor& x, int64_t heads) { return x.reshape({x.dim(0), heads, x.dim(1) / heads}); }
 
 // Rows [first, first + count) of a [tokens, ...] tensor as an owned copy.
-Tensor copy_rows(const Tensor& x, int64_t first, int64_t count) { return x.slice_rows(first, first + count).clone(); }
-
+Tensor owned_rows(const Tensor& x, int64_t first, int64_t count) { return x.slice_rows(first, first + count).clone(); }
 
 }  // namespace
 
@@ -78,7 +77,7 @@ Tensor BlockCausalSelfAttention::attend(int64_t, Tensor q, Tensor k, const Tenso
                   static_cast<const char*>(v.raw()) + size_t(visible[size_t(i)]) * bytes, bytes);
     }
     ops::rope_apply(keys, rope_, key_positions);
-    Tensor queries = copy_rows(q, chunk * chunk_frames_ * tokens_per_frame, chunk_frames_ * tokens_per_frame);
+    Tensor queries = owned_rows(q, chunk * chunk_frames_ * tokens_per_frame, chunk_frames_ * tokens_per_frame);
     ops::rope_apply(queries, rope_, query_positions);
     const Tensor result = ops::attention(queries, keys, values, scale_);
     std::memcpy(static_cast<char*>(out.raw()) + size_t(chunk * chunk_frames_ * tokens_per_frame * row_bytes),

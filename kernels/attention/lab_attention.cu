@@ -26,6 +26,7 @@
 #include "attention/flash_fwd_mma.cuh"
 #include "core/dtype.h"
 #include "cuda_check.h"
+#include "lab_common.h"
 #include "device_info.h"
 
 using namespace lf;
@@ -103,15 +104,7 @@ std::vector<uint16_t> random_bf16(size_t count, uint64_t seed, float amplitude) 
   return out;
 }
 
-void parallel_for(int count, const std::function<void(int)>& body) {
-  const int workers = std::max(1u, std::min(64u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> threads;
-  for (int w = 0; w < workers; ++w)
-    threads.emplace_back([&, w] {
-      for (int i = w; i < count; i += workers) body(i);
-    });
-  for (auto& t : threads) t.join();
-}
+using lab::parallel_for;
 
 // fp32 reference on bf16-rounded inputs (row strides in elements). `allowed(head, query, key)` restricts the keys
 // (block-sparse check); rows with no allowed key are 0.
@@ -151,22 +144,7 @@ std::vector<float> reference_attention(const std::vector<uint16_t>& q, int64_t q
   return out;
 }
 
-// A hung kernel (a lost mbarrier arrival, a named-barrier mismatch) must not eat the GPU session: wait at most
-// `seconds`, then say which variant hung and leave.
-void synchronize_or_die(const std::string& what, double seconds = 20.0) {
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    const cudaError_t status = cudaStreamQuery(nullptr);
-    if (status == cudaSuccess) return;
-    if (status != cudaErrorNotReady) LF_CUDA_CHECK(status, "{}", what);
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
-      std::printf("HANG: %s did not finish within %.0f s; exiting\n", what.c_str(), seconds);
-      std::fflush(stdout);
-      std::_Exit(3);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
+using lab::synchronize_or_die;
 
 struct DeviceBuffer {
   void* ptr = nullptr;

@@ -28,6 +28,7 @@
 
 #include "attention/flash_attention.h"
 #include "cuda_check.h"
+#include "lab_common.h"
 #include "device_info.h"
 #include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
@@ -93,31 +94,9 @@ std::unique_ptr<DeviceBuffer> device_values(size_t count, uint64_t seed, float a
   return buffer;
 }
 
-void parallel_for(int count, const std::function<void(int)>& body) {
-  const int workers = int(std::max(1u, std::min(64u, std::thread::hardware_concurrency())));
-  std::vector<std::thread> threads;
-  for (int w = 0; w < workers; ++w)
-    threads.emplace_back([&, w] {
-      for (int i = w; i < count; i += workers) body(i);
-    });
-  for (auto& t : threads) t.join();
-}
+using lab::parallel_for;
 
-// A hung kernel must not eat the GPU session: wait at most `seconds`, then say what hung and leave.
-void synchronize_or_die(const std::string& what, double seconds = 20.0) {
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    const cudaError_t status = cudaStreamQuery(nullptr);
-    if (status == cudaSuccess) return;
-    if (status != cudaErrorNotReady) LF_CUDA_CHECK(status, "{}", what);
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
-      std::printf("HANG: %s did not finish within %.0f s; exiting\n", what.c_str(), seconds);
-      std::fflush(stdout);
-      std::_Exit(3);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
+using lab::synchronize_or_die;
 
 // ---- masks --------------------------------------------------------------------------------------------------------
 struct Geometry {

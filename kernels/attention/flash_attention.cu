@@ -136,19 +136,7 @@ void flash_attention_forward(const FlashAttentionParams& params, FlashVariant va
   FlashVariant chosen = FlashVariant::Auto;
   std::string why;
   if (!flash_attention_select(params, variant, &chosen, &why)) throw Error(why);
-  constexpr double kLog2e = 1.4426950408889634;
-  const flash::FlashKernelArgs args{static_cast<const __nv_bfloat16*>(params.q),
-                                    static_cast<const __nv_bfloat16*>(params.k),
-                                    static_cast<const __nv_bfloat16*>(params.v),
-                                    static_cast<__nv_bfloat16*>(params.out),
-                                    params.q_row_stride,
-                                    params.k_row_stride,
-                                    params.v_row_stride,
-                                    params.out_row_stride,
-                                    params.lq,
-                                    params.lk,
-                                    params.heads,
-                                    float(double(params.scale) * kLog2e)};
+  const flash::FlashKernelArgs args = flash::make_kernel_args(params);
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   if (chosen == FlashVariant::Hopper)
     flash::run_flash_fwd_hopper_dense(args, params.head_dim, cuda_stream);

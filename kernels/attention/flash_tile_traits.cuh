@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "attention/flash_attention.h"
+
 namespace lf::gpu::flash {
 
 // What every forward kernel reads; built once on the host from FlashAttentionParams.
@@ -18,6 +20,23 @@ struct FlashKernelArgs {
   int lq, lk, heads;
   float scale_log2;  // scale * log2(e): softmax runs on exp2
 };
+
+// The one conversion from the public parameters (dense and block-sparse entry points share it).
+inline FlashKernelArgs make_kernel_args(const FlashAttentionParams& params) {
+  constexpr double kLog2e = 1.4426950408889634;
+  return {static_cast<const __nv_bfloat16*>(params.q),
+          static_cast<const __nv_bfloat16*>(params.k),
+          static_cast<const __nv_bfloat16*>(params.v),
+          static_cast<__nv_bfloat16*>(params.out),
+          params.q_row_stride,
+          params.k_row_stride,
+          params.v_row_stride,
+          params.out_row_stride,
+          params.lq,
+          params.lk,
+          params.heads,
+          float(double(params.scale) * kLog2e)};
+}
 
 // Version 1: mma.sync m16n8k16 (bf16 -> fp32). A warp owns kRowTiles x 16 query rows; K/V stream through a
 // cp.async ring of kStages (K tile, V tile) pairs. With one row tile Q fragments live in registers for the whole

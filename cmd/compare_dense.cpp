@@ -27,6 +27,14 @@ namespace lf::cmd {
 
 namespace {
 
+double mean_density(const std::vector<AttentionRecord>& records) {
+  double sum = 0;
+  int64_t count = 0;
+  for (const AttentionRecord& record : records)
+    for (double density : record.head_density) sum += density, ++count;
+  return count ? sum / double(count) : 1.0;
+}
+
 struct RunResult {
   std::vector<Frame> frames;
   Tensor latents;
@@ -34,6 +42,7 @@ struct RunResult {
   double attention_seconds = 0;  // planner + kernel, from the statistics
   std::vector<int64_t> frames_per_chunk;
   std::map<int64_t, std::pair<double, int64_t>> output_error_by_chunk;  // sum of per-call rel-L2, calls
+  double mean_density = 1.0;  // selected / visible key blocks over all calls and heads
 };
 
 RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& attention, bool quiet, const char* label,
@@ -58,6 +67,7 @@ RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& atte
                            format_seconds(report.seconds));
   };
   result.latents = pipeline.generate(prepared.context, *noise, callbacks);
+  result.mean_density = mean_density(stats.records);
   for (const AttentionRecord& record : stats.records) {
     result.attention_seconds += (record.planner_ms + record.kernel_ms) * 1e-3;
     if (record.output_rel_l2 >= 0) {
@@ -67,14 +77,6 @@ RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& atte
     }
   }
   return result;
-}
-
-double mean_density(const std::vector<AttentionRecord>& records) {
-  double sum = 0;
-  int64_t count = 0;
-  for (const AttentionRecord& record : records)
-    for (double density : record.head_density) sum += density, ++count;
-  return count ? sum / double(count) : 1.0;
 }
 
 // Every combination of the swept attention values against one shared dense run: one CSV row per point.
@@ -117,29 +119,13 @@ int sweep(const PreparedModel& prepared, const RunFlags& run_flags, const std::v
   std::string csv;
   for (const auto& [key, values] : grid) csv += key + ",";
   csv += "backend,density,psnr,ssim,latent_rel_l2,seconds,dense_seconds,speedup\n";
-  const RunConfig& run = prepared.run;
   for (size_t i = 0; i < points.size(); ++i) {
-    AttentionStats stats;
-    RunResult sparse_run;
-    {
-      auto backend = make_attention_backend(configs[i], &run.pipeline, &stats);
-      auto decoder = make_decoder(run.model);
-      ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
-      auto noise = make_philox_noise(run.pipeline.seed, noise_shape_of(run));
-      GenerateCallbacks callbacks;
-      callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
-        sparse_run.seconds += report.seconds;
-        for (const Tensor& image : decoder->decode_chunk(latents))
-          sparse_run.frames.push_back(frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
-                                                     int(image.dim(2))));
-      };
-      sparse_run.latents = pipeline.generate(prepared.context, *noise, callbacks);
-    }
+    const RunResult sparse_run = run_backend(prepared, configs[i], /*quiet=*/true, "");
     const eval::ChunkMetrics total =
         eval::overall_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents);
     for (const auto& assignment : points[i]) csv += assignment.substr(assignment.find('=') + 1) + ",";
     csv += fmt::format("{},{:.6f},{:.4f},{:.6f},{:.6f},{:.4f},{:.4f},{:.4f}\n", configs[i].backend,
-                       mean_density(stats.records), total.psnr, total.ssim, total.latent_rel_l2, sparse_run.seconds,
+                       sparse_run.mean_density, total.psnr, total.ssim, total.latent_rel_l2, sparse_run.seconds,
                        dense_run.seconds, dense_run.seconds / sparse_run.seconds);
     if (!quiet) fmt::print(stderr, "  sweep {}/{}: {} -> PSNR {:.2f} dB, SSIM {:.4f}\n", i + 1, points.size(),
                            fmt::join(points[i], " "), total.psnr, total.ssim);

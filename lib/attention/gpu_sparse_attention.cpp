@@ -35,9 +35,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
   const BlockGeometry geometry = geometry_for(call, config);
   const int64_t heads = q.dim(1), rows = heads * geometry.query_blocks();
   const int64_t past = call.frames_visible - call.frames_in_chunk;
-  const bool first_chunk = call.chunk == 0 || past == 0;
-  const bool dense = config.backend == "dense" || (first_chunk && (config.backend == "lightforcing" ||
-                                                                   !config.sparse_first_chunk));
+  const bool dense = planner.plans_dense(call);
   if (dense) {
     if (host_mask) *host_mask = BlockMask::dense(heads, geometry);
     return ops::attention(q, *call.k, *call.v, call.scale);

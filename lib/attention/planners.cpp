@@ -106,6 +106,7 @@ class DensePlanner final : public MaskPlanner {
  public:
   explicit DensePlanner(const AttentionConfig& config) : config_(config) {}
   std::string name() const override { return "dense"; }
+  bool plans_dense(const AttentionCall&) const override { return true; }
   BlockMask plan(const AttentionCall& call) override {
     return BlockMask::dense(call.q->dim(1), geometry_for(call, config_));
   }
@@ -122,6 +123,9 @@ class LightForcingPlanner final : public MaskPlanner {
         sparsities_(cag_sparsities({frames, chunk_frames, config.cag_window_frames, config.sparsity,
                                     config.sparsity_base})) {}
   std::string name() const override { return "lightforcing"; }
+  bool plans_dense(const AttentionCall& call) const override {
+    return call.chunk == 0 || call.frames_visible == call.frames_in_chunk;
+  }
   double target_sparsity(int64_t chunk) const override {
     return chunk < int64_t(sparsities_.size()) ? sparsities_[size_t(chunk)] : sparsities_.back();
   }
@@ -130,7 +134,7 @@ class LightForcingPlanner final : public MaskPlanner {
     const BlockGeometry geometry = geometry_for(call, config_);
     const int64_t heads = call.q->dim(1);
     const int64_t past = call.frames_visible - call.frames_in_chunk;
-    if (call.chunk == 0 || past == 0) return BlockMask::dense(heads, geometry);
+    if (plans_dense(call)) return BlockMask::dense(heads, geometry);
     const int64_t key_blocks = geometry.key_blocks(), per_frame = geometry.blocks_per_frame();
     const int64_t topk = topk_for(target_sparsity(call.chunk), key_blocks);
     const PooledBlocks pooled = pool_blocks(*call.q, *call.k, geometry);
@@ -176,12 +180,15 @@ class LightForcingPlanner final : public MaskPlanner {
 class BlockTopkPlanner final : public MaskPlanner {
  public:
   explicit BlockTopkPlanner(const AttentionConfig& config) : config_(config) {}
+  bool plans_dense(const AttentionCall& call) const override {
+    return call.chunk == 0 && !config_.sparse_first_chunk;
+  }
   std::string name() const override { return "block-topk"; }
   double target_sparsity(int64_t) const override { return config_.sparsity; }
   BlockMask plan(const AttentionCall& call) override {
     const BlockGeometry geometry = geometry_for(call, config_);
     const int64_t heads = call.q->dim(1);
-    if (call.chunk == 0 && !config_.sparse_first_chunk) return BlockMask::dense(heads, geometry);
+    if (plans_dense(call)) return BlockMask::dense(heads, geometry);
     const int64_t topk = std::max<int64_t>(1, topk_for(config_.sparsity, geometry.key_blocks()));
     const PooledBlocks pooled = pool_blocks(*call.q, *call.k, geometry);
     BlockMask mask = empty_mask(heads, geometry);
@@ -202,11 +209,14 @@ class BlockTopkPlanner final : public MaskPlanner {
 class BlockToppPlanner final : public MaskPlanner {
  public:
   explicit BlockToppPlanner(const AttentionConfig& config) : config_(config) {}
+  bool plans_dense(const AttentionCall& call) const override {
+    return call.chunk == 0 && !config_.sparse_first_chunk;
+  }
   std::string name() const override { return "block-topp"; }
   BlockMask plan(const AttentionCall& call) override {
     const BlockGeometry geometry = geometry_for(call, config_);
     const int64_t heads = call.q->dim(1);
-    if (call.chunk == 0 && !config_.sparse_first_chunk) return BlockMask::dense(heads, geometry);
+    if (plans_dense(call)) return BlockMask::dense(heads, geometry);
     const PooledBlocks pooled = pool_blocks(*call.q, *call.k, geometry);
     BlockMask mask = empty_mask(heads, geometry);
     for (int64_t h = 0; h < heads; ++h)
@@ -241,10 +251,13 @@ class BlockToppPlanner final : public MaskPlanner {
 class StaticPlanner : public MaskPlanner {
  public:
   explicit StaticPlanner(const AttentionConfig& config) : config_(config) {}
+  bool plans_dense(const AttentionCall& call) const override {
+    return call.chunk == 0 && !config_.sparse_first_chunk;
+  }
   BlockMask plan(const AttentionCall& call) override {
     const BlockGeometry geometry = geometry_for(call, config_);
     const int64_t heads = call.q->dim(1);
-    if (call.chunk == 0 && !config_.sparse_first_chunk) return BlockMask::dense(heads, geometry);
+    if (plans_dense(call)) return BlockMask::dense(heads, geometry);
     const int64_t past = call.frames_visible - call.frames_in_chunk;
     BlockMask row_mask = empty_mask(1, geometry);
     for (int64_t qb = 0; qb < geometry.query_blocks(); ++qb) {

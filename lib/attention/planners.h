@@ -36,6 +36,9 @@ class MaskPlanner {
   virtual ~MaskPlanner() = default;
   virtual std::string name() const = 0;
   virtual BlockMask plan(const AttentionCall& call) = 0;
+  // Whether this call attends densely (dense backend, chunk 0 where the planner keeps it dense). The one place
+  // that decides it: plan() returns a full mask then, and the GPU path skips planning and runs the dense kernel.
+  virtual bool plans_dense(const AttentionCall& call) const = 0;
   // The sparsity this planner targets for a chunk (for reports); 0 for dense / threshold planners.
   virtual double target_sparsity(int64_t chunk) const { (void)chunk; return 0.0; }
 };

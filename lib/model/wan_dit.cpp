@@ -58,7 +58,6 @@ Tensor BlockCausalSelfAttention::attend(int64_t, Tensor q, Tensor k, const Tenso
   const int64_t frames = q.dim(0) / tokens_per_frame;
   LF_CHECK(frames % chunk_frames_ == 0, "block-causal reference: {} frames is not a whole number of chunks",
            frames);
-  const int64_t row_bytes = q.dim(1) * q.dim(2) * 4;
   Tensor out = Tensor::empty(q.shape());
   for (int64_t chunk = 0; chunk < frames / chunk_frames_; ++chunk) {
     const std::vector<int64_t> visible = visible_frames_for_chunk(config_, chunk_frames_, chunk);
@@ -70,18 +69,14 @@ Tensor BlockCausalSelfAttention::attend(int64_t, Tensor q, Tensor k, const Tenso
     Tensor keys = Tensor::empty({count * tokens_per_frame, q.dim(1), q.dim(2)});
     Tensor values = Tensor::empty(keys.shape());
     for (int64_t i = 0; i < count; ++i) {
-      const size_t bytes = size_t(tokens_per_frame * row_bytes);
-      std::memcpy(static_cast<char*>(keys.raw()) + size_t(i) * bytes,
-                  static_cast<const char*>(k.raw()) + size_t(visible[size_t(i)]) * bytes, bytes);
-      std::memcpy(static_cast<char*>(values.raw()) + size_t(i) * bytes,
-                  static_cast<const char*>(v.raw()) + size_t(visible[size_t(i)]) * bytes, bytes);
+      ops::copy_rows(keys, i * tokens_per_frame, k, visible[size_t(i)] * tokens_per_frame, tokens_per_frame);
+      ops::copy_rows(values, i * tokens_per_frame, v, visible[size_t(i)] * tokens_per_frame, tokens_per_frame);
     }
     ops::rope_apply(keys, rope_, key_positions);
     Tensor queries = owned_rows(q, chunk * chunk_frames_ * tokens_per_frame, chunk_frames_ * tokens_per_frame);
     ops::rope_apply(queries, rope_, query_positions);
     const Tensor result = ops::attention(queries, keys, values, scale_);
-    std::memcpy(static_cast<char*>(out.raw()) + size_t(chunk * chunk_frames_ * tokens_per_frame * row_bytes),
-                result.raw(), result.nbytes());
+    ops::copy_rows(out, chunk * chunk_frames_ * tokens_per_frame, result, 0, result.dim(0));
   }
   return out;
 }

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "core/error.h"
 #include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_recall.h"
 #include "test_util.h"
 
 namespace {
@@ -638,6 +640,179 @@ TEST_CASE("whole planners produce valid CSR masks the sparse kernel accepts") {
     if (planner == 0) CHECK(offs.back() == 7 * g.rows());
     if (planner == 1) CHECK(offs.back() == 10 * g.rows());
   }
+}
+
+TEST_CASE("cached planners equal the whole planners bit for bit, also when the past frames' pooled keys are reused") {
+  // 12 frames of 100 tokens (64-key blocks: 64 + a ragged 36), the last 3 the current chunk. The cache is filled
+  // from one (q, k), then the chunk's frames and q change (the next denoising step): pooling only frames 9..11
+  // must give the mask that planning the new (q, k) from scratch gives, selected scores included.
+  sparse::PlannerGeometry g;
+  g.heads = 2;
+  g.head_dim = 128;
+  g.query_tokens = 3 * 100;
+  g.query_block = 128;
+  g.key_frames = 12;
+  g.tokens_per_frame = 100;
+  g.key_block = 64;
+  const int chunk_frames = 3, past = g.key_frames - chunk_frames;
+  const int64_t row = int64_t(g.heads) * g.head_dim;
+  const auto q1 = random_bf16(int64_t(g.query_tokens) * row, 31, 2.f);
+  const auto q2 = random_bf16(int64_t(g.query_tokens) * row, 32, 2.f);
+  const auto k1 = random_bf16(int64_t(g.key_tokens()) * row, 33, 2.f);
+  auto k2 = k1;  // the same past frames, a new current chunk
+  const auto fresh = random_bf16(int64_t(g.key_tokens()) * row, 34, 2.f);
+  std::copy(fresh.bits.begin() + int64_t(past) * g.tokens_per_frame * row, fresh.bits.end(),
+            k2.bits.begin() + int64_t(past) * g.tokens_per_frame * row);
+  const DeviceBuffer dq1(q1.bits.size() * 2, q1.bits.data()), dq2(q2.bits.size() * 2, q2.bits.data());
+  const DeviceBuffer dk1(k1.bits.size() * 2, k1.bits.data()), dk2(k2.bits.size() * 2, k2.bits.data());
+  const size_t whole_bytes = sparse::planner_workspace_bytes(g), cached_bytes = sparse::cached_planner_workspace_bytes(g);
+  const DeviceBuffer whole_workspace(whole_bytes), cached_workspace(cached_bytes);
+  const DeviceBuffer pooled_keys(size_t(g.heads) * g.key_blocks() * g.head_dim * 4);
+  const int64_t capacity = sparse::planner_max_selected(g);
+  const DeviceMask want(g.rows(), capacity), got(g.rows(), capacity);
+  sparse::HsaParams hsa;
+  hsa.chunk_frames = chunk_frames;
+  hsa.topk = 10;
+  const float scale = 1.f / std::sqrt(128.f);
+
+  auto same_mask = [&]() {
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const auto want_offsets = download<int>(want.offsets.ptr, size_t(g.rows() + 1));
+    const auto got_offsets = download<int>(got.offsets.ptr, size_t(g.rows() + 1));
+    REQUIRE(want_offsets == got_offsets);
+    const size_t n = size_t(want_offsets.back());
+    CHECK(n > 0);
+    CHECK(download<int>(want.indices.ptr, n) == download<int>(got.indices.ptr, n));
+    const auto want_scores = download<float>(want.scores.ptr, n), got_scores = download<float>(got.scores.ptr, n);
+    CHECK(std::equal(want_scores.begin(), want_scores.end(), got_scores.begin(),
+                     [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; }));
+  };
+  for (int rule = 0; rule < 3; ++rule) {
+    CAPTURE(rule);
+    auto whole = [&](const DeviceBuffer& q, const DeviceBuffer& k) {
+      if (rule == 0) sparse::plan_topk(q.ptr, row, k.ptr, row, g, 7, whole_workspace.ptr, whole_bytes, want.output());
+      if (rule == 1) sparse::plan_hsa(q.ptr, row, k.ptr, row, g, hsa, whole_workspace.ptr, whole_bytes, want.output());
+      if (rule == 2)
+        sparse::plan_topp(q.ptr, row, k.ptr, row, g, scale, 0.9f, whole_workspace.ptr, whole_bytes, want.output());
+    };
+    auto cached = [&](const DeviceBuffer& q, const DeviceBuffer& k, int first_new_frame) {
+      sparse::CachedPlanInputs in;
+      in.q = q.ptr;
+      in.q_row_stride = row;
+      in.k = k.ptr;
+      in.k_row_stride = row;
+      in.geometry = g;
+      in.first_new_frame = first_new_frame;
+      in.pooled_keys = pooled_keys.as<float>();
+      in.workspace = cached_workspace.ptr;
+      in.workspace_bytes = cached_bytes;
+      if (rule == 0) sparse::plan_topk_cached(in, 7, got.output());
+      if (rule == 1) sparse::plan_hsa_cached(in, hsa, got.output());
+      if (rule == 2) sparse::plan_topp_cached(in, scale, 0.9f, got.output());
+    };
+    whole(dq1, dk1);
+    cached(dq1, dk1, 0);  // a chunk's first call: everything pooled
+    same_mask();
+    whole(dq2, dk2);
+    cached(dq2, dk2, past);  // a later step: only the chunk's frames pooled
+    same_mask();
+    cached(dq2, dk2, g.key_frames);  // nothing pooled: the cache already holds k2's blocks
+    same_mask();
+  }
+  sparse::CachedPlanInputs bad;
+  bad.q = dq1.ptr;
+  bad.q_row_stride = row;
+  bad.k = dk1.ptr;
+  bad.k_row_stride = row;
+  bad.geometry = g;
+  bad.pooled_keys = pooled_keys.as<float>();
+  bad.workspace = cached_workspace.ptr;
+  bad.workspace_bytes = cached_bytes;
+  bad.first_new_frame = g.key_frames + 1;
+  CHECK_THROWS_WITH_AS(sparse::plan_topk_cached(bad, 7, got.output()), doctest::Contains("first_new_frame 13"),
+                       lf::Error);
+  bad.first_new_frame = 0;
+  bad.workspace_bytes = cached_bytes - 1;
+  CHECK_THROWS_WITH_AS(sparse::plan_topk_cached(bad, 7, got.output()), doctest::Contains("workspace"), lf::Error);
+  bad.workspace_bytes = cached_bytes;
+  hsa.topk = sparse::hsa_eligible_blocks(g, hsa) + 1;
+  CHECK_THROWS_WITH_AS(sparse::plan_hsa_cached(bad, hsa, got.output()), doctest::Contains("budget invariant"),
+                       lf::Error);
+}
+
+// ---- sampled recall ------------------------------------------------------------------------------------------
+TEST_CASE("GPU sampled recall equals the double-precision kept softmax mass of each sampled row") {
+  for (int dim : {128, 64})
+    for (int query_block : {128, 64})
+      for (int stride : {1, 7}) {
+        CAPTURE(dim);
+        CAPTURE(query_block);
+        CAPTURE(stride);
+        // 5 frames of 100 tokens (ragged 64-key blocks), lq 300 (a ragged last query block); random rows with
+        // head 0's first row full and head 1's last row empty.
+        const Geometry g{100, 64, query_block, 300, 5};
+        const int heads = 2;
+        const Csr mask = random_mask(g, heads, 11 + uint64_t(dim) + uint64_t(query_block));
+        const AttentionInputs in(g, heads, dim, 40 + uint64_t(dim));
+        const DeviceBuffer offsets(mask.row_offsets.size() * 4, mask.row_offsets.data());
+        const DeviceBuffer indices(std::max<size_t>(1, mask.key_indices.size()) * 4, mask.key_indices.data());
+        sparse::PlannerGeometry pg;
+        pg.heads = heads;
+        pg.head_dim = dim;
+        pg.query_tokens = g.lq;
+        pg.query_block = g.query_block;
+        pg.key_frames = g.frames;
+        pg.tokens_per_frame = g.tokens_per_frame;
+        pg.key_block = g.key_block;
+        const int sampled = sparse::recall_sampled_rows(g.lq, stride);
+        CHECK(sampled == (g.lq - 1) / stride + 1);
+        const DeviceBuffer out(size_t(heads) * sampled * 4);
+        const float scale = 1.f / std::sqrt(float(dim));
+        sparse::sampled_recall(in.dq.ptr, int64_t(heads) * dim, in.dk.ptr, int64_t(heads) * dim, pg,
+                               offsets.as<int>(), indices.as<int>(), stride, scale, out.as<float>());
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        const auto got = download<float>(out.ptr, size_t(heads) * sampled);
+        double worst = 0;
+        for (int h = 0; h < heads; ++h)
+          for (int i = 0; i < sampled; ++i) {
+            const int row = i * stride, r = h * g.query_blocks() + row / g.query_block;
+            std::vector<char> kept(size_t(g.lk()), 0);
+            for (int e = mask.row_offsets[size_t(r)]; e < mask.row_offsets[size_t(r) + 1]; ++e) {
+              const int b = mask.key_indices[size_t(e)];
+              for (int t = 0; t < g.block_length(b); ++t) kept[size_t(g.block_start(b) + t)] = 1;
+            }
+            std::vector<double> scores(size_t(g.lk()));
+            double best = -INFINITY;
+            for (int j = 0; j < g.lk(); ++j) {
+              double dot = 0;
+              for (int d = 0; d < dim; ++d)
+                dot += double(in.q.values[(size_t(row) * heads + h) * dim + d]) *
+                       in.k.values[(size_t(j) * heads + h) * dim + d];
+              scores[size_t(j)] = dot * scale;
+              best = std::max(best, scores[size_t(j)]);
+            }
+            double total = 0, mass = 0;
+            for (int j = 0; j < g.lk(); ++j) {
+              const double p = std::exp(scores[size_t(j)] - best);
+              total += p;
+              if (kept[size_t(j)]) mass += p;
+            }
+            worst = std::max(worst, std::abs(double(got[size_t(h) * sampled + i]) - mass / total));
+            if (h == 0 && row < g.query_block) CHECK(got[size_t(i)] == 1.f);  // the full row
+            if (h == heads - 1 && r == heads * g.query_blocks() - 1) CHECK(got[size_t(h) * sampled + i] == 0.f);
+          }
+        CHECK(worst < 1e-4);
+      }
+  sparse::PlannerGeometry pg;
+  pg.heads = 1;
+  pg.head_dim = 256;
+  pg.query_tokens = 10;
+  pg.key_frames = 1;
+  pg.tokens_per_frame = 10;
+  const DeviceBuffer scratch(4096);
+  CHECK_THROWS_WITH_AS(sparse::sampled_recall(scratch.ptr, 256, scratch.ptr, 256, pg, scratch.as<int>(),
+                                              scratch.as<int>(), 1, 1.f, scratch.as<float>()),
+                       doctest::Contains("head_dim 256"), lf::Error);
 }
 
 #endif  // LF_HAVE_CUDA

@@ -32,6 +32,7 @@
 #include "device_info.h"
 #include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_recall.h"
 
 using namespace lf;
 using namespace lf::gpu;
@@ -488,6 +489,10 @@ struct SparseRow {
 struct PlannerRow {
   int lk, block, topk, hsa_topk;
   double pool_score_ms, topk_ms, hsa_ms, topp_ms;
+  // The engine's cached planner with the rule the engine uses at this Lk (HSA once past > keep_frames, else
+  // top-k): a chunk's first call (every key block pooled) and its later calls (only the chunk's 3 frames).
+  double cached_first_ms = -1, cached_step_ms = -1;
+  double recall_ms = -1;  // sampled_recall of that mask, every 16th query row (the statistics path)
 };
 
 struct BenchResult {
@@ -563,7 +568,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
     const sparse::MaskOutput out{offsets.as<int>(), indices.as<int>(), nullptr};
     const sparse::PlannerBuffers b = sparse::planner_buffers(workspace.ptr, g);
     const FlashAttentionParams& p = params[0];
-    PlannerRow pr{lk, block, int(0.15 * g.key_blocks()), 0, 0, 0, -1, 0};
+    PlannerRow pr{lk, block, int(0.15 * g.key_blocks()), 0, 0, 0, -1, 0, -1, -1, -1};
     pr.pool_score_ms = time_ms(
         [&](int) {
           sparse::pool_queries(p.q, row, g, b.pooled_queries);
@@ -584,9 +589,42 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
           sparse::plan_topp(p.q, row, p.k, row, g, 1.f / std::sqrt(float(dim)), 0.9f, workspace.ptr, bytes, out);
         },
         reps, "plan_topp");
+    {
+      const size_t cached_bytes = sparse::cached_planner_workspace_bytes(g);
+      DeviceBuffer cached_workspace(cached_bytes), pooled_keys(size_t(heads) * g.key_blocks() * dim * 4);
+      sparse::CachedPlanInputs in;
+      in.q = p.q;
+      in.q_row_stride = row;
+      in.k = p.k;
+      in.k_row_stride = row;
+      in.geometry = g;
+      in.pooled_keys = pooled_keys.as<float>();
+      in.workspace = cached_workspace.ptr;
+      in.workspace_bytes = cached_bytes;
+      auto plan = [&](int first_new_frame) {
+        in.first_new_frame = first_new_frame;
+        if (pr.hsa_topk > 0)
+          sparse::plan_hsa_cached(in, hsa, out);
+        else
+          sparse::plan_topk_cached(in, pr.topk, out);
+      };
+      pr.cached_first_ms = time_ms([&](int) { plan(0); }, reps, "cached plan, first call");
+      pr.cached_step_ms =
+          time_ms([&](int) { plan(g.key_frames - hsa.chunk_frames); }, reps, "cached plan, later call");
+      DeviceBuffer recall(size_t(heads) * sparse::recall_sampled_rows(lq, 16) * 4);
+      pr.recall_ms = time_ms(
+          [&](int) {
+            sparse::sampled_recall(p.q, row, p.k, row, g, out.row_offsets, out.key_indices, 16,
+                                   1.f / std::sqrt(float(dim)), recall.as<float>());
+          },
+          5, "sampled recall");
+    }
     result.planner.push_back(pr);
-    std::printf("lk %5d planner block %3d: pool+scores %.3f ms, topk(%d) %.3f ms, hsa(%d) %.3f ms, topp %.3f ms\n", lk,
-                block, pr.pool_score_ms, pr.topk, pr.topk_ms, pr.hsa_topk, pr.hsa_ms, pr.topp_ms);
+    std::printf(
+        "lk %5d planner block %3d: pool+scores %.3f ms, topk(%d) %.3f ms, hsa(%d) %.3f ms, topp %.3f ms; cached %s: "
+        "first call %.3f ms, later calls %.3f ms; recall (rows / 16) %.3f ms\n",
+        lk, block, pr.pool_score_ms, pr.topk, pr.topk_ms, pr.hsa_topk, pr.hsa_ms, pr.topp_ms,
+        pr.hsa_topk > 0 ? "hsa" : "topk", pr.cached_first_ms, pr.cached_step_ms, pr.recall_ms);
   }
 }
 
@@ -618,8 +656,10 @@ void write_json(const std::string& path, const std::string& device, const std::s
     const PlannerRow& p = r.planner[i];
     std::fprintf(f,
                  "%s\n    {\"lk\": %d, \"block\": %d, \"pool_score_ms\": %.4f, \"topk\": %d, \"topk_ms\": %.4f, "
-                 "\"hsa_topk\": %d, \"hsa_ms\": %.4f, \"topp_ms\": %.4f}",
-                 i ? "," : "", p.lk, p.block, p.pool_score_ms, p.topk, p.topk_ms, p.hsa_topk, p.hsa_ms, p.topp_ms);
+                 "\"hsa_topk\": %d, \"hsa_ms\": %.4f, \"topp_ms\": %.4f, \"cached_first_ms\": %.4f, "
+                 "\"cached_step_ms\": %.4f, \"recall_stride16_ms\": %.4f}",
+                 i ? "," : "", p.lk, p.block, p.pool_score_ms, p.topk, p.topk_ms, p.hsa_topk, p.hsa_ms, p.topp_ms,
+                 p.cached_first_ms, p.cached_step_ms, p.recall_ms);
   }
   std::fprintf(f, "\n  ]\n}\n");
   std::fclose(f);

@@ -122,4 +122,49 @@ void plan_topp(const void* q, int64_t q_row_stride, const void* k, int64_t k_row
                const PlannerGeometry& geometry, float scale, float p, void* workspace, size_t workspace_bytes,
                const MaskOutput& out, void* stream = nullptr);
 
+// ---- incremental planning with a per-layer pooled-key cache ---------------------------------------------------
+// Why: in the chunk loop a layer's past frames are the same in every call of a chunk (its denoising steps and
+// its refresh pass rewrite only the chunk's own frames), and re-pooling all of Lk each call streamed up to
+// 100 MB (Lk 32760) per call. A caller keeps the pooled keys of each layer in `pooled_keys` and passes the first
+// frame whose keys may have changed; only the query blocks and the key blocks from that frame on are pooled.
+// The whole plan is three launches (top-p five): pool (queries + new key blocks), scores (HSA's frame scores in
+// the same launch: frame keys are formed from the pooled blocks of the frame, never stored), select. No host
+// synchronisation, no host round trip. The arithmetic is that of the building blocks above (the same pooled
+// values, frame keys, scores and selection), so the mask equals plan_topk / plan_hsa / plan_topp bit for bit.
+struct CachedPlanInputs {
+  const void* q = nullptr;  // bf16 [query_tokens, heads, head_dim]
+  int64_t q_row_stride = 0;
+  const void* k = nullptr;  // bf16 [key_tokens, heads, head_dim]
+  int64_t k_row_stride = 0;
+  PlannerGeometry geometry;
+  // Frames [0, first_new_frame) of `pooled_keys` hold the pooled blocks of exactly these keys (the caller's
+  // promise); 0 pools every key block, key_frames pools none.
+  int first_new_frame = 0;
+  float* pooled_keys = nullptr;  // [heads, key_blocks, head_dim] fp32, updated in place
+  void* workspace = nullptr;     // cached_planner_workspace_bytes
+  size_t workspace_bytes = 0;
+};
+// Pooled queries, scores [rows, key_blocks + key_frames] and the top-p scratch.
+size_t cached_planner_workspace_bytes(const PlannerGeometry& geometry);
+void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream = nullptr);
+void plan_hsa_cached(const CachedPlanInputs& in, const HsaParams& hsa, const MaskOutput& out, void* stream = nullptr);
+void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const MaskOutput& out, void* stream = nullptr);
+
+// ---- stream-ordered stopwatch --------------------------------------------------------------------------------
+// Times the phases of one attention call (planner, kernel) with CUDA events, so statistics need no host clock
+// around asynchronous work. mark(i) records event i on `stream`; elapsed_ms(a, b) waits for event b.
+class PhaseTimer {
+ public:
+  static constexpr int kMarks = 3;
+  PhaseTimer() = default;
+  PhaseTimer(const PhaseTimer&) = delete;
+  PhaseTimer& operator=(const PhaseTimer&) = delete;
+  ~PhaseTimer();
+  void mark(int index, void* stream = nullptr);
+  double elapsed_ms(int from, int to);
+
+ private:
+  void* events_[kMarks] = {};
+};
+
 }  // namespace lf::gpu::sparse

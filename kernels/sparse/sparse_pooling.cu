@@ -3,9 +3,12 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "cuda_check.h"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_select_detail.h"
 
 namespace lf::gpu::sparse {
 
@@ -35,77 +38,134 @@ __device__ __forceinline__ Segment key_segment(int segment, int key_block, int t
   return {frame * tokens_per_frame + inside, min(key_block, tokens_per_frame - inside)};
 }
 
-// out[head, segment, :] = mean of rows [first, first + count) of one head. blockDim.x = lanes * token_lanes, with
-// lanes = head_dim / 8 (one 16-byte vector of 8 bf16 each).
-template <bool kKeys>
-__global__ void __launch_bounds__(kPoolThreads)
-    pool_rows_kernel(const __nv_bfloat16* src, int64_t row_stride, int head_dim, int block, int query_tokens,
-                     int tokens_per_frame, int blocks_per_frame, int segments, float* out) {
+// One pooling launch: the query blocks [0, query_blocks) of q, then the key blocks [first_key_block, key_blocks)
+// of k (either part may be empty). The separate pool_queries / pool_keys entry points and the cached planner's
+// fused "queries + new key blocks" launch are all this kernel, so their pooled values are the same bits.
+struct PoolJob {
+  const __nv_bfloat16* q;
+  int64_t q_row_stride;
+  int query_block, query_tokens, query_blocks;
+  float* pooled_queries;  // [heads, query_blocks, head_dim]
+  const __nv_bfloat16* k;
+  int64_t k_row_stride;
+  int key_block, tokens_per_frame, blocks_per_frame, first_key_block, key_blocks;
+  float* pooled_keys;  // [heads, key_blocks, head_dim]
+  int head_dim;
+};
+
+// Rows each thread has in flight before it accumulates: a 128-row block is 8 rows per thread (head_dim 128), and
+// issuing them together instead of one dependent load at a time is what lets pooling approach HBM bandwidth.
+constexpr int kPoolRowsInFlight = 8;
+
+// out[head, segment, :] = mean of the segment's rows of one head. blockDim.x = lanes * token_lanes, with
+// lanes = head_dim / 8 (one 16-byte vector of 8 bf16 each). Every thread adds its rows in increasing order, so
+// the loads in flight do not change the sums.
+__global__ void __launch_bounds__(kPoolThreads) pool_rows_kernel(const PoolJob job) {
   __shared__ float partial[kPoolThreads * 8];
-  const int segment = blockIdx.x, head = blockIdx.y;
-  const Segment seg = kKeys ? key_segment(segment, block, tokens_per_frame, blocks_per_frame)
-                            : query_segment(segment, block, query_tokens);
+  const int head = blockIdx.y, head_dim = job.head_dim;
+  const bool is_query = int(blockIdx.x) < job.query_blocks;
+  const int segment = is_query ? int(blockIdx.x) : job.first_key_block + int(blockIdx.x) - job.query_blocks;
+  const Segment seg = is_query ? query_segment(segment, job.query_block, job.query_tokens)
+                               : key_segment(segment, job.key_block, job.tokens_per_frame, job.blocks_per_frame);
+  const __nv_bfloat16* src = is_query ? job.q : job.k;
+  const int64_t row_stride = is_query ? job.q_row_stride : job.k_row_stride;
   const int lanes = head_dim / 8;
   const int token_lanes = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes, token_lane = threadIdx.x / lanes;
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   const __nv_bfloat16* column = src + int64_t(head) * head_dim + lane * 8;
-  for (int t = token_lane; t < seg.count; t += token_lanes) {
-    const uint4 packed = __ldg(reinterpret_cast<const uint4*>(column + int64_t(seg.first + t) * row_stride));
-    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
+  for (int base = token_lane; base < seg.count; base += kPoolRowsInFlight * token_lanes) {
+    uint4 packed[kPoolRowsInFlight];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 values = __bfloat1622float2(pairs[e]);
-      acc[2 * e] += values.x;
-      acc[2 * e + 1] += values.y;
+    for (int u = 0; u < kPoolRowsInFlight; ++u) {
+      const int t = base + u * token_lanes;
+      packed[u] = t < seg.count ? __ldg(reinterpret_cast<const uint4*>(column + int64_t(seg.first + t) * row_stride))
+                                : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kPoolRowsInFlight; ++u) {
+      if (base + u * token_lanes >= seg.count) break;
+      const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed[u]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 values = __bfloat1622float2(pairs[e]);
+        acc[2 * e] += values.x;
+        acc[2 * e + 1] += values.y;
+      }
     }
   }
 #pragma unroll
   for (int e = 0; e < 8; ++e) partial[token_lane * head_dim + lane * 8 + e] = acc[e];
   __syncthreads();
+  float* out = is_query ? job.pooled_queries + (int64_t(head) * job.query_blocks + segment) * head_dim
+                        : job.pooled_keys + (int64_t(head) * job.key_blocks + segment) * head_dim;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float sum = 0.f;
     for (int t = 0; t < token_lanes; ++t) sum += partial[t * head_dim + d];
-    out[(int64_t(head) * segments + segment) * head_dim + d] = sum / float(seg.count);
+    out[d] = sum / float(seg.count);
   }
 }
 
 // Frame key = mean of the frame's keys = sum over its blocks of (block mean x block length) / tokens_per_frame.
+// One expression for the stored frame keys (pool_frames_kernel) and the ones the score kernel forms on the fly.
+__device__ __forceinline__ float frame_key_value(const float* head_keys, int frame, int d, int head_dim, int key_block,
+                                                 int tokens_per_frame, int blocks_per_frame) {
+  float sum = 0.f;
+  for (int i = 0; i < blocks_per_frame; ++i) {
+    const int length = min(key_block, tokens_per_frame - i * key_block);
+    sum = __fmaf_rn(head_keys[int64_t(frame * blocks_per_frame + i) * head_dim + d], float(length), sum);
+  }
+  return sum / float(tokens_per_frame);
+}
+
 __global__ void pool_frames_kernel(const float* pooled_keys, int head_dim, int key_block, int tokens_per_frame,
                                    int blocks_per_frame, int key_frames, float* pooled_frame_keys) {
   const int frame = blockIdx.x, head = blockIdx.y;
   const int key_blocks = key_frames * blocks_per_frame;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float sum = 0.f;
-    for (int i = 0; i < blocks_per_frame; ++i) {
-      const int length = min(key_block, tokens_per_frame - i * key_block);
-      sum += pooled_keys[(int64_t(head) * key_blocks + frame * blocks_per_frame + i) * head_dim + d] * float(length);
-    }
-    pooled_frame_keys[(int64_t(head) * key_frames + frame) * head_dim + d] = sum / float(tokens_per_frame);
-  }
+  const float* head_keys = pooled_keys + int64_t(head) * key_blocks * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    pooled_frame_keys[(int64_t(head) * key_frames + frame) * head_dim + d] =
+        frame_key_value(head_keys, frame, d, head_dim, key_block, tokens_per_frame, blocks_per_frame);
 }
 
-// A tile of kScoreKeysPerCta pooled keys in shared memory (rows padded by one float: lane j reads row j, and an
+// Scores of `stored` pooled keys per head ([heads, stored, head_dim]) and, after them, of `frames` frame keys
+// formed from those stored blocks (HSA's frame stage in the same launch): scores[h, qb, j], row stride
+// stored + frames.
+struct ScoreJob {
+  const float* queries;  // [heads, query_blocks, head_dim]
+  const float* keys;     // [heads, stored, head_dim]
+  int query_blocks, stored, frames, head_dim;
+  int key_block, tokens_per_frame, blocks_per_frame;  // frames > 0 only
+  float* scores;
+};
+
+// A tile of kScoreKeysPerCta keys in shared memory (rows padded by one float: lane j reads row j, and an
 // unpadded 128-float stride would put all 32 lanes in one bank); warps walk the query blocks.
-__global__ void __launch_bounds__(kScoreThreads)
-    block_scores_kernel(const float* queries, const float* keys, int query_blocks, int key_count, int head_dim,
-                        float* scores) {
+__global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const ScoreJob job) {
   extern __shared__ float key_tile[];  // [kScoreKeysPerCta][head_dim + 1]
-  const int first_key = blockIdx.x * kScoreKeysPerCta, head = blockIdx.y;
+  const int first_key = blockIdx.x * kScoreKeysPerCta, head = blockIdx.y, head_dim = job.head_dim;
+  const int key_count = job.stored + job.frames;
   const int stride = head_dim + 1;
+  const float* head_keys = job.keys + int64_t(head) * job.stored * head_dim;
   for (int i = threadIdx.x; i < kScoreKeysPerCta * head_dim; i += blockDim.x) {
-    const int row = i / head_dim, d = i % head_dim;
-    key_tile[row * stride + d] =
-        first_key + row < key_count ? keys[(int64_t(head) * key_count + first_key + row) * head_dim + d] : 0.f;
+    const int row = i / head_dim, d = i % head_dim, key = first_key + row;
+    float value = 0.f;
+    if (key < job.stored)
+      value = head_keys[int64_t(key) * head_dim + d];
+    else if (key < key_count)
+      value = frame_key_value(head_keys, key - job.stored, d, head_dim, job.key_block, job.tokens_per_frame,
+                              job.blocks_per_frame);
+    key_tile[row * stride + d] = value;
   }
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const float* own_key = key_tile + lane * stride;
-  for (int qb = warp; qb < query_blocks; qb += warps) {
-    const float* query = queries + (int64_t(head) * query_blocks + qb) * head_dim;
+  for (int qb = warp; qb < job.query_blocks; qb += warps) {
+    const float* query = job.queries + (int64_t(head) * job.query_blocks + qb) * head_dim;
     float dot = 0.f;
-    for (int d = 0; d < head_dim; ++d) dot = fmaf(__ldg(query + d), own_key[d], dot);
-    if (first_key + lane < key_count) scores[(int64_t(head) * query_blocks + qb) * key_count + first_key + lane] = dot;
+    for (int d = 0; d < head_dim; ++d) dot = __fmaf_rn(__ldg(query + d), own_key[d], dot);
+    if (first_key + lane < key_count)
+      job.scores[(int64_t(head) * job.query_blocks + qb) * key_count + first_key + lane] = dot;
   }
 }
 
@@ -137,15 +197,49 @@ size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 }  // namespace
 
+namespace {
+
+PoolJob pool_job(const PlannerGeometry& g) {
+  PoolJob job{};
+  job.query_block = g.query_block;
+  job.query_tokens = g.query_tokens;
+  job.key_block = g.key_block;
+  job.tokens_per_frame = g.tokens_per_frame;
+  job.blocks_per_frame = g.blocks_per_frame();
+  job.key_blocks = g.key_blocks();
+  job.head_dim = g.head_dim;
+  return job;
+}
+
+void launch_pool(const PoolJob& job, int heads, cudaStream_t stream) {
+  const int segments = job.query_blocks + (job.key_blocks - job.first_key_block);
+  if (segments == 0) return;
+  pool_rows_kernel<<<dim3(segments, heads), pool_threads(job.head_dim), 0, stream>>>(job);
+  LF_CUDA_LAUNCH_CHECK("sparse pooling: {} query blocks + {} key blocks x {} heads", job.query_blocks,
+                       job.key_blocks - job.first_key_block, heads);
+}
+
+void launch_scores(const ScoreJob& job, int heads, cudaStream_t stream) {
+  const int key_count = job.stored + job.frames;
+  const dim3 grid((key_count + kScoreKeysPerCta - 1) / kScoreKeysPerCta, heads);
+  const size_t shared = size_t(kScoreKeysPerCta) * (job.head_dim + 1) * sizeof(float);  // <= 32.9 KB
+  block_scores_kernel<<<grid, kScoreThreads, shared, stream>>>(job);
+  LF_CUDA_LAUNCH_CHECK("block_scores: {} x {} x {} (head_dim {})", heads, job.query_blocks, key_count, job.head_dim);
+}
+
+}  // namespace
+
 void pool_queries(const void* q, int64_t q_row_stride, const PlannerGeometry& g, float* pooled_queries, void* stream) {
   check_geometry(g);
   check_rows_view(q, q_row_stride, g, "q");
   LF_CHECK(pooled_queries != nullptr, "sparse planner: pooled_queries is null");
-  const dim3 grid(g.query_blocks(), g.heads);
-  pool_rows_kernel<false><<<grid, pool_threads(g.head_dim), 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<const __nv_bfloat16*>(q), q_row_stride, g.head_dim, g.query_block, g.query_tokens, g.tokens_per_frame,
-      g.blocks_per_frame(), g.query_blocks(), pooled_queries);
-  LF_CUDA_LAUNCH_CHECK("pool_queries: {} query blocks x {} heads", g.query_blocks(), g.heads);
+  PoolJob job = pool_job(g);
+  job.q = static_cast<const __nv_bfloat16*>(q);
+  job.q_row_stride = q_row_stride;
+  job.query_blocks = g.query_blocks();
+  job.pooled_queries = pooled_queries;
+  job.first_key_block = job.key_blocks;  // no key blocks
+  launch_pool(job, g.heads, static_cast<cudaStream_t>(stream));
 }
 
 void pool_keys(const void* k, int64_t k_row_stride, const PlannerGeometry& g, float* pooled_keys,
@@ -154,10 +248,11 @@ void pool_keys(const void* k, int64_t k_row_stride, const PlannerGeometry& g, fl
   check_rows_view(k, k_row_stride, g, "k");
   LF_CHECK(pooled_keys != nullptr, "sparse planner: pooled_keys is null");
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  pool_rows_kernel<true><<<dim3(g.key_blocks(), g.heads), pool_threads(g.head_dim), 0, cuda_stream>>>(
-      static_cast<const __nv_bfloat16*>(k), k_row_stride, g.head_dim, g.key_block, g.query_tokens, g.tokens_per_frame,
-      g.blocks_per_frame(), g.key_blocks(), pooled_keys);
-  LF_CUDA_LAUNCH_CHECK("pool_keys: {} key blocks x {} heads", g.key_blocks(), g.heads);
+  PoolJob job = pool_job(g);
+  job.k = static_cast<const __nv_bfloat16*>(k);
+  job.k_row_stride = k_row_stride;
+  job.pooled_keys = pooled_keys;
+  launch_pool(job, g.heads, cuda_stream);
   if (pooled_frame_keys == nullptr) return;
   pool_frames_kernel<<<dim3(g.key_frames, g.heads), g.head_dim, 0, cuda_stream>>>(
       pooled_keys, g.head_dim, g.key_block, g.tokens_per_frame, g.blocks_per_frame(), g.key_frames, pooled_frame_keys);
@@ -170,11 +265,14 @@ void block_scores(const float* pooled_queries, const float* pooled_keys, int hea
   LF_CHECK(heads > 0 && heads <= 65535 && query_blocks > 0 && key_count > 0,
            "block_scores: heads {} query_blocks {} key_count {}", heads, query_blocks, key_count);
   LF_CHECK(head_dim > 0 && head_dim <= kMaxHeadDim, "block_scores: head_dim {} (1..{})", head_dim, kMaxHeadDim);
-  const dim3 grid((key_count + kScoreKeysPerCta - 1) / kScoreKeysPerCta, heads);
-  const size_t shared = size_t(kScoreKeysPerCta) * (head_dim + 1) * sizeof(float);  // <= 32.9 KB
-  block_scores_kernel<<<grid, kScoreThreads, shared, static_cast<cudaStream_t>(stream)>>>(
-      pooled_queries, pooled_keys, query_blocks, key_count, head_dim, scores);
-  LF_CUDA_LAUNCH_CHECK("block_scores: {} x {} x {} (head_dim {})", heads, query_blocks, key_count, head_dim);
+  ScoreJob job{};
+  job.queries = pooled_queries;
+  job.keys = pooled_keys;
+  job.query_blocks = query_blocks;
+  job.stored = key_count;
+  job.head_dim = head_dim;
+  job.scores = scores;
+  launch_scores(job, heads, static_cast<cudaStream_t>(stream));
 }
 
 // ---- whole planners -------------------------------------------------------------------------------------------
@@ -239,7 +337,7 @@ void plan_topk(const void* q, int64_t q_row_stride, const void* k, int64_t k_row
 
 void plan_hsa(const void* q, int64_t q_row_stride, const void* k, int64_t k_row_stride, const PlannerGeometry& g,
               const HsaParams& hsa, void* workspace, size_t workspace_bytes, const MaskOutput& out, void* stream) {
-  (void)hsa_eligible_blocks(g, hsa);  // refuses a bad configuration before any launch
+  (void)detail::check_hsa_budget(g, hsa);  // refuses a bad configuration or budget before any launch
   const PlannerBuffers b =
       pool_and_score(q, q_row_stride, k, k_row_stride, g, true, workspace, workspace_bytes, stream);
   select_hsa(b.scores, b.frame_scores, g, hsa, out, stream);
@@ -250,6 +348,129 @@ void plan_topp(const void* q, int64_t q_row_stride, const void* k, int64_t k_row
   const PlannerBuffers b =
       pool_and_score(q, q_row_stride, k, k_row_stride, g, false, workspace, workspace_bytes, stream);
   select_topp(b.scores, g.rows(), g.key_blocks(), scale, p, out, b.topp_scratch, b.topp_scratch_bytes, stream);
+}
+
+// ---- cached planners ------------------------------------------------------------------------------------------
+
+size_t cached_planner_workspace_bytes(const PlannerGeometry& g) {
+  check_geometry(g);
+  const size_t rows = size_t(g.rows());
+  return align_up(size_t(g.heads) * g.query_blocks() * g.head_dim * 4) +
+         align_up(rows * (g.key_blocks() + g.key_frames) * 4) +
+         align_up(select_topp_workspace_bytes(g.rows(), g.key_blocks()));
+}
+
+namespace {
+
+struct CachedBuffers {
+  float* pooled_queries;
+  float* scores;  // [rows, key_blocks (+ key_frames for HSA)]
+  void* topp_scratch;
+  size_t topp_scratch_bytes;
+};
+
+// Pools the queries and the key blocks of frames [first_new_frame, key_frames), then scores every stored block
+// (and, with frames, every frame): two launches.
+CachedBuffers cached_pool_and_score(const CachedPlanInputs& in, bool frames, cudaStream_t stream) {
+  const PlannerGeometry& g = in.geometry;
+  check_geometry(g);
+  check_rows_view(in.q, in.q_row_stride, g, "q");
+  check_rows_view(in.k, in.k_row_stride, g, "k");
+  LF_CHECK(in.pooled_keys != nullptr, "sparse planner: the pooled-key cache is null");
+  LF_CHECK(in.first_new_frame >= 0 && in.first_new_frame <= g.key_frames,
+           "sparse planner: first_new_frame {} outside 0..{} key frames", in.first_new_frame, g.key_frames);
+  const size_t needed = cached_planner_workspace_bytes(g);
+  LF_CHECK(in.workspace != nullptr && in.workspace_bytes >= needed,
+           "sparse planner: workspace of {} bytes, {} needed (cached_planner_workspace_bytes)", in.workspace_bytes,
+           needed);
+  char* cursor = static_cast<char*>(in.workspace);
+  CachedBuffers b;
+  b.pooled_queries = reinterpret_cast<float*>(cursor);
+  cursor += align_up(size_t(g.heads) * g.query_blocks() * g.head_dim * 4);
+  b.scores = reinterpret_cast<float*>(cursor);
+  cursor += align_up(size_t(g.rows()) * (g.key_blocks() + g.key_frames) * 4);
+  b.topp_scratch = cursor;
+  b.topp_scratch_bytes = select_topp_workspace_bytes(g.rows(), g.key_blocks());
+
+  PoolJob pool = pool_job(g);
+  pool.q = static_cast<const __nv_bfloat16*>(in.q);
+  pool.q_row_stride = in.q_row_stride;
+  pool.query_blocks = g.query_blocks();
+  pool.pooled_queries = b.pooled_queries;
+  pool.k = static_cast<const __nv_bfloat16*>(in.k);
+  pool.k_row_stride = in.k_row_stride;
+  pool.first_key_block = in.first_new_frame * g.blocks_per_frame();
+  pool.pooled_keys = in.pooled_keys;
+  launch_pool(pool, g.heads, stream);
+
+  ScoreJob score{};
+  score.queries = b.pooled_queries;
+  score.keys = in.pooled_keys;
+  score.query_blocks = g.query_blocks();
+  score.stored = g.key_blocks();
+  score.frames = frames ? g.key_frames : 0;
+  score.head_dim = g.head_dim;
+  score.key_block = g.key_block;
+  score.tokens_per_frame = g.tokens_per_frame;
+  score.blocks_per_frame = g.blocks_per_frame();
+  score.scores = b.scores;
+  launch_scores(score, g.heads, stream);
+  return b;
+}
+
+}  // namespace
+
+void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream) {
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+  const PlannerGeometry& g = in.geometry;
+  // Refused before any launch (select_topk would refuse it only after pooling).
+  LF_CHECK(topk >= 0 && topk <= g.key_blocks(), "select_topk: topk {} outside 0..{} key blocks", topk, g.key_blocks());
+  const CachedBuffers b = cached_pool_and_score(in, false, cuda_stream);
+  select_topk(b.scores, g.rows(), g.key_blocks(), topk, out, stream);
+}
+
+void plan_hsa_cached(const CachedPlanInputs& in, const HsaParams& hsa, const MaskOutput& out, void* stream) {
+  const PlannerGeometry& g = in.geometry;
+  (void)detail::check_hsa_budget(g, hsa);  // refuses a bad configuration or budget before any launch
+  const CachedBuffers b = cached_pool_and_score(in, true, static_cast<cudaStream_t>(stream));
+  detail::select_hsa_strided(b.scores, b.scores + g.key_blocks(), int64_t(g.key_blocks()) + g.key_frames, g, hsa, out,
+                             stream);
+}
+
+void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const MaskOutput& out, void* stream) {
+  const PlannerGeometry& g = in.geometry;
+  LF_CHECK(std::isfinite(scale) && scale > 0.f, "select_topp: scale {} must be finite and positive", scale);
+  LF_CHECK(p > 0.f && p <= 1.f, "select_topp: p {} outside (0, 1]", p);
+  const CachedBuffers b = cached_pool_and_score(in, false, static_cast<cudaStream_t>(stream));
+  select_topp(b.scores, g.rows(), g.key_blocks(), scale, p, out, b.topp_scratch, b.topp_scratch_bytes, stream);
+}
+
+// ---- phase timer ----------------------------------------------------------------------------------------------
+
+PhaseTimer::~PhaseTimer() {
+  for (void* event : events_)
+    if (event != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+void PhaseTimer::mark(int index, void* stream) {
+  LF_CHECK(index >= 0 && index < kMarks, "PhaseTimer: mark {} outside 0..{}", index, kMarks - 1);
+  if (events_[index] == nullptr) {
+    cudaEvent_t event = nullptr;
+    LF_CUDA_CHECK(cudaEventCreate(&event), "phase timer event");
+    events_[index] = event;
+  }
+  LF_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(events_[index]), static_cast<cudaStream_t>(stream)),
+                "phase timer record");
+}
+
+double PhaseTimer::elapsed_ms(int from, int to) {
+  LF_CHECK(from >= 0 && from < kMarks && to >= 0 && to < kMarks && events_[from] && events_[to],
+           "PhaseTimer: marks {} and {} were not recorded", from, to);
+  LF_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(events_[to])), "phase timer wait");
+  float ms = 0;
+  LF_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(events_[from]), static_cast<cudaEvent_t>(events_[to])),
+                "phase timer elapsed");
+  return double(ms);
 }
 
 }  // namespace lf::gpu::sparse

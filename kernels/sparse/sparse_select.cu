@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "cuda_check.h"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_select_detail.h"
 
 namespace lf::gpu::sparse {
 
@@ -86,8 +87,9 @@ __device__ T block_exclusive_scan(T value, T* warp_totals, T* total) {
 }
 
 struct SelectArgs {
-  const float* scores;        // [rows, key_blocks]
-  const float* frame_scores;  // HSA: [rows, key_frames]
+  const float* scores;        // row r at r * score_stride, key_blocks values
+  const float* frame_scores;  // HSA: row r at r * frame_stride, key_frames values
+  int64_t score_stride, frame_stride;
   int key_blocks;
   int sort_count;  // next power of two >= key_blocks
   int topk;        // TopK / Hsa
@@ -108,7 +110,7 @@ struct SelectArgs {
 __device__ void mark_eligible_frames(const SelectArgs& a, int row, float* frame_score, uint8_t* frame_eligible) {
   const int middle_first = a.keep_sink, middle_end = a.past_frames - a.keep_near;
   for (int f = threadIdx.x; f < a.key_frames; f += blockDim.x) {
-    frame_score[f] = a.frame_scores[int64_t(row) * a.key_frames + f];
+    frame_score[f] = a.frame_scores[int64_t(row) * a.frame_stride + f];
     if (isnan(frame_score[f])) frame_score[f] = -INFINITY;
   }
   __syncthreads();
@@ -139,7 +141,7 @@ __global__ void __launch_bounds__(kSelectThreads) select_rows_kernel(const Selec
   __shared__ int keep_count;
 
   const int row = blockIdx.x;
-  const float* row_scores = a.scores + int64_t(row) * a.key_blocks;
+  const float* row_scores = a.scores + int64_t(row) * a.score_stride;
   if constexpr (kRule == Rule::Hsa) mark_eligible_frames(a, row, frame_score, frame_eligible);
   for (int i = threadIdx.x; i < a.sort_count; i += blockDim.x) {
     uint64_t key = 0;
@@ -261,6 +263,7 @@ SelectArgs base_args(const float* scores, int rows, int key_blocks, const char* 
            kMaxKeyBlocksPerRow);
   SelectArgs a{};
   a.scores = scores;
+  a.score_stride = key_blocks;
   a.key_blocks = key_blocks;
   a.sort_count = next_power_of_two(key_blocks);
   return a;
@@ -303,18 +306,27 @@ int hsa_eligible_blocks(const PlannerGeometry& g, const HsaParams& hsa) {
   return (eligible_frames + keep_middle) * g.blocks_per_frame();
 }
 
-void select_hsa(const float* block_scores, const float* frame_scores, const PlannerGeometry& g, const HsaParams& hsa,
-                const MaskOutput& out, void* stream) {
-  const int rows = g.rows(), key_blocks = g.key_blocks();
-  SelectArgs a = base_args(block_scores, rows, key_blocks, "select_hsa");
-  check_output(out, "select_hsa");
-  LF_CHECK(frame_scores != nullptr, "select_hsa: frame_scores is null");
+int detail::check_hsa_budget(const PlannerGeometry& g, const HsaParams& hsa) {
   const int eligible = hsa_eligible_blocks(g, hsa);
   LF_CHECK(hsa.topk >= 0 && hsa.topk <= eligible,
            "select_hsa: topk {} exceeds the {} eligible blocks per row (key_frames {}, chunk_frames {}, keep_frames "
            "{}, keep_sink {}, keep_near {}); the budget invariant of light-forcing.md 3.2 is broken",
            hsa.topk, eligible, g.key_frames, hsa.chunk_frames, hsa.keep_frames, hsa.keep_sink, hsa.keep_near);
+  return eligible;
+}
+
+namespace {
+
+void launch_hsa(const float* block_scores, int64_t score_stride, const float* frame_scores, int64_t frame_stride,
+                const PlannerGeometry& g, const HsaParams& hsa, const MaskOutput& out, cudaStream_t stream) {
+  const int rows = g.rows(), key_blocks = g.key_blocks();
+  SelectArgs a = base_args(block_scores, rows, key_blocks, "select_hsa");
+  check_output(out, "select_hsa");
+  LF_CHECK(frame_scores != nullptr, "select_hsa: frame_scores is null");
+  (void)detail::check_hsa_budget(g, hsa);
+  a.score_stride = score_stride;
   a.frame_scores = frame_scores;
+  a.frame_stride = frame_stride;
   a.topk = hsa.topk;
   a.key_frames = g.key_frames;
   a.blocks_per_frame = g.blocks_per_frame();
@@ -326,7 +338,19 @@ void select_hsa(const float* block_scores, const float* frame_scores, const Plan
   a.selected_scores = out.selected_scores;
   a.row_stride = hsa.topk;
   a.row_offsets = out.row_offsets;
-  launch_select<Rule::Hsa>(a, rows, static_cast<cudaStream_t>(stream), "select_hsa");
+  launch_select<Rule::Hsa>(a, rows, stream, "select_hsa");
+}
+
+}  // namespace
+
+void detail::select_hsa_strided(const float* block_scores, const float* frame_scores, int64_t score_stride,
+                                const PlannerGeometry& g, const HsaParams& hsa, const MaskOutput& out, void* stream) {
+  launch_hsa(block_scores, score_stride, frame_scores, score_stride, g, hsa, out, static_cast<cudaStream_t>(stream));
+}
+
+void select_hsa(const float* block_scores, const float* frame_scores, const PlannerGeometry& g, const HsaParams& hsa,
+                const MaskOutput& out, void* stream) {
+  launch_hsa(block_scores, g.key_blocks(), frame_scores, g.key_frames, g, hsa, out, static_cast<cudaStream_t>(stream));
 }
 
 size_t select_topp_workspace_bytes(int rows, int key_blocks) {

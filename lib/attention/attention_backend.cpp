@@ -50,9 +50,11 @@ class PlannedBackend final : public AttentionBackend {
     auto started = std::chrono::steady_clock::now();
     BlockMask mask;
     Tensor out;
+    GpuSparseTimes gpu_times;
     if (call.q->is_cuda()) {
-      // Planning and attention both run on the GPU; with statistics, their sum is timed as kernel time.
-      out = gpu_planned_attention(call, config_, *planner_, stats_ ? &mask : nullptr);
+      // Planning and attention both run on the GPU; with statistics, CUDA events time the two phases.
+      out = gpu_planned_attention(call, config_, *planner_, gpu_state_, stats_ ? &mask : nullptr,
+                                  stats_ ? &gpu_times : nullptr);
     } else {
       if (!dense || stats_) mask = planner_->plan(call);
       record.planner_ms = elapsed_ms(started);
@@ -63,6 +65,10 @@ class PlannedBackend final : public AttentionBackend {
     if (stats_) {
       ops::synchronize_device();
       record.kernel_ms = elapsed_ms(started);
+      if (call.q->is_cuda()) {
+        record.planner_ms = gpu_times.planner_ms;
+        record.kernel_ms = gpu_times.kernel_ms;
+      }
       const int64_t rows = mask.geometry.query_blocks(), key_blocks = mask.geometry.key_blocks();
       for (int64_t h = 0; h < mask.heads; ++h) {
         int64_t selected = 0;
@@ -70,8 +76,11 @@ class PlannedBackend final : public AttentionBackend {
         record.head_density.push_back(double(selected) / double(rows * key_blocks));
       }
       if (stats_->measure_recall)
-        record.head_recall = dense ? std::vector<double>(size_t(mask.heads), 1.0)
-                                   : attention_recall(*call.q, *call.k, mask, call.scale, stats_->recall_row_stride);
+        record.head_recall =
+            dense ? std::vector<double>(size_t(mask.heads), 1.0)
+            : call.q->is_cuda()
+                ? gpu_attention_recall(call, config_, *planner_, gpu_state_, stats_->recall_row_stride)
+                : attention_recall(*call.q, *call.k, mask, call.scale, stats_->recall_row_stride);
       if (stats_->measure_output_error) {
         const Tensor reference = ops::attention(*call.q, *call.k, *call.v, call.scale);
         record.output_rel_l2 = dense ? 0.0 : output_rel_l2(out, reference);
@@ -88,6 +97,7 @@ class PlannedBackend final : public AttentionBackend {
   AttentionConfig config_;
   std::unique_ptr<MaskPlanner> planner_;
   AttentionStats* stats_;
+  GpuSparseState gpu_state_;  // pooled-key caches and buffers of the GPU path, kept between calls
 };
 
 }  // namespace

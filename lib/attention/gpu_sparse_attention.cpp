@@ -1,19 +1,63 @@
 #include "attention/gpu_sparse_attention.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "attention/cag_schedule.h"
 #include "core/error.h"
 #include "ops/ops.h"
 #if LF_HAVE_CUDA
 #include "attention/flash_attention.h"
-#include "sparse/block_sparse_attention.h"
 #include "runtime/op_timer.h"
+#include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_recall.h"
 #endif
 
 namespace lf {
 
 #if LF_HAVE_CUDA
+
 namespace {
+
+// One layer's pooled keys and what they were pooled from. Valid for the calls of one chunk: its denoising steps
+// and refresh pass see the same past frames (only the chunk's own frames are rewritten), so after the chunk's
+// first call only the chunk's frames are pooled again. Every chunk's first call (step 0) pools everything, so
+// nothing carries over between chunks or between generations, whatever the cache does between chunks (rolling
+// windows, re-roped relative positions).
+struct LayerKeys {
+  Tensor pooled;  // fp32 [heads, key_blocks, head_dim], capacity grown on demand
+  bool valid = false;
+  int64_t chunk = -1, frames_visible = 0, frames_in_chunk = 0, tokens_per_frame = 0, key_block = 0, heads = 0,
+          head_dim = 0;
+  const void* k = nullptr;  // the keys' storage: a different tensor is never trusted to hold the same frames
+
+  bool holds_past_of(const AttentionCall& call, const AttentionConfig& config, int64_t call_heads,
+                     int64_t call_head_dim) const {
+    return valid && chunk == call.chunk && frames_visible == call.frames_visible &&
+           frames_in_chunk == call.frames_in_chunk && tokens_per_frame == call.tokens_per_frame &&
+           key_block == config.key_block && heads == call_heads && head_dim == call_head_dim && k == call.k->raw();
+  }
+};
+
+// A static planner's mask depends on positions only; it is uploaded again only when they change.
+struct StaticMask {
+  bool valid = false;
+  int64_t frames_visible = 0, frames_in_chunk = 0, tokens_per_frame = 0, query_tokens = 0, heads = 0;
+  Tensor row_offsets, key_indices;
+  BlockMask host;
+};
+
+// Tensor with at least `bytes` of device memory. It grows to at least twice its size, so a video whose visible
+// frames grow chunk by chunk reallocates each buffer a few times, not once per chunk and layer.
+void* ensure_bytes(Tensor& tensor, size_t bytes) {
+  if (!tensor.defined() || tensor.nbytes() < bytes) {
+    const size_t grown = std::max<size_t>({bytes, 256, tensor.defined() ? 2 * tensor.nbytes() : 0});
+    tensor = Tensor();  // the old block goes back to the allocator first
+    tensor = Tensor::empty({int64_t(grown)}, DType::U8, Device::CUDA);
+  }
+  return tensor.raw();
+}
 
 Tensor int_tensor_on_gpu(const std::vector<int32_t>& values) {
   Tensor host = Tensor::empty({int64_t(values.size())}, DType::I32);
@@ -27,98 +71,229 @@ std::vector<int32_t> to_host_ints(const Tensor& device, int64_t count) {
   return std::vector<int32_t>(data, data + count);
 }
 
+// Op-timer scope (bench's per-op-class GPU time); inert when the timer is off.
+struct OpTimed {
+  explicit OpTimed(const char* name) : op_class(name), slot(gpu::op_timer_begin()) {}
+  ~OpTimed() { gpu::op_timer_end(slot, op_class); }
+  const char* op_class;
+  int slot;
+};
+
 }  // namespace
 
+struct GpuSparseState::Impl {
+  std::vector<LayerKeys> layers;
+  Tensor workspace, row_offsets, key_indices;
+  StaticMask static_mask;
+  gpu::sparse::PhaseTimer timer;
+  // The mask of the last call (for recall): device CSR, or none for a dense call.
+  const int* last_row_offsets = nullptr;
+  const int* last_key_indices = nullptr;
+  Tensor recall;  // fp32 [heads, sampled rows]
+};
+
+GpuSparseState::GpuSparseState() : impl_(std::make_unique<Impl>()) {}
+GpuSparseState::~GpuSparseState() = default;
+
 Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
-                             BlockMask* host_mask) {
+                             GpuSparseState& state, BlockMask* host_mask, GpuSparseTimes* times) {
+  GpuSparseState::Impl& s = state.impl();
   const Tensor& q = *call.q;
   const BlockGeometry geometry = geometry_for(call, config);
-  const int64_t heads = q.dim(1), rows = heads * geometry.query_blocks();
+  const int64_t heads = q.dim(1), head_dim = q.dim(2), rows = heads * geometry.query_blocks();
   const int64_t past = call.frames_visible - call.frames_in_chunk;
-  const bool dense = planner.plans_dense(call);
-  if (dense) {
-    if (host_mask) *host_mask = BlockMask::dense(heads, geometry);
-    return ops::attention(q, *call.k, *call.v, call.scale);
-  }
-  // Planning and the sparse kernel are timed together as self-attention GPU time (bench's op classes).
-  struct Timed {
-    int slot = gpu::op_timer_begin();
-    ~Timed() { gpu::op_timer_end(slot, "self_attention"); }
-  } timed;
-  Tensor row_offsets, key_indices;
-  if (config.backend == "sliding-tile" || config.backend == "radial") {
-    BlockMask mask = planner.plan(call);
-    row_offsets = int_tensor_on_gpu(mask.row_offsets);
-    key_indices = int_tensor_on_gpu(mask.key_indices);
-    if (host_mask) *host_mask = std::move(mask);
-  } else {
-    gpu::sparse::PlannerGeometry pg;
-    pg.heads = int(heads);
-    pg.head_dim = int(q.dim(2));
-    pg.query_tokens = int(q.dim(0));
-    pg.query_block = int(config.query_block);
-    pg.key_frames = int(call.frames_visible);
-    pg.tokens_per_frame = int(call.tokens_per_frame);
-    pg.key_block = int(config.key_block);
-    const size_t workspace_bytes = gpu::sparse::planner_workspace_bytes(pg);
-    Tensor workspace = Tensor::empty({int64_t(workspace_bytes)}, DType::U8, Device::CUDA);
-    row_offsets = Tensor::empty({rows + 1}, DType::I32, Device::CUDA);
-    key_indices = Tensor::empty({gpu::sparse::planner_max_selected(pg)}, DType::I32, Device::CUDA);
-    gpu::sparse::MaskOutput out{static_cast<int*>(row_offsets.raw()), static_cast<int*>(key_indices.raw()), nullptr};
-    const int64_t row_stride = heads * q.dim(2);
-    const int topk = int(std::max<int64_t>(1, topk_for(planner.target_sparsity(call.chunk), geometry.key_blocks())));
-    if (config.backend == "block-topp") {
-      gpu::sparse::plan_topp(q.raw(), row_stride, call.k->raw(), row_stride, pg, float(call.scale),
-                             float(config.top_p), workspace.raw(), workspace_bytes, out);
-    } else if (config.backend == "lightforcing" && past > config.keep_frames) {
-      gpu::sparse::HsaParams hsa;
-      hsa.chunk_frames = int(call.frames_in_chunk);
-      hsa.keep_frames = int(config.keep_frames);
-      hsa.keep_sink = int(config.keep_sink);
-      hsa.keep_near = int(config.keep_near);
-      hsa.topk = topk;
-      gpu::sparse::plan_hsa(q.raw(), row_stride, call.k->raw(), row_stride, pg, hsa, workspace.raw(), workspace_bytes,
-                            out);
-    } else {  // lightforcing 1-stage and block-topk
-      gpu::sparse::plan_topk(q.raw(), row_stride, call.k->raw(), row_stride, pg, topk, workspace.raw(),
-                             workspace_bytes, out);
+  if (times) s.timer.mark(0);
+  s.last_row_offsets = s.last_key_indices = nullptr;
+  if (planner.plans_dense(call)) {
+    if (times) s.timer.mark(1);
+    Tensor out = ops::attention(q, *call.k, *call.v, call.scale);
+    if (times) {
+      s.timer.mark(2);
+      times->planner_ms = 0;
+      times->kernel_ms = s.timer.elapsed_ms(1, 2);
     }
-    if (host_mask) {
+    if (host_mask) *host_mask = BlockMask::dense(heads, geometry);
+    return out;
+  }
+
+  const int* row_offsets = nullptr;
+  const int* key_indices = nullptr;
+  const bool static_planner = config.backend == "sliding-tile" || config.backend == "radial";
+  {
+    const OpTimed timed("sparse_planner");
+    if (static_planner) {
+      StaticMask& m = s.static_mask;
+      if (!(m.valid && m.frames_visible == call.frames_visible && m.frames_in_chunk == call.frames_in_chunk &&
+            m.tokens_per_frame == call.tokens_per_frame && m.query_tokens == q.dim(0) && m.heads == heads)) {
+        m.valid = false;
+        m.host = planner.plan(call);
+        m.row_offsets = int_tensor_on_gpu(m.host.row_offsets);
+        m.key_indices = int_tensor_on_gpu(m.host.key_indices);
+        m.frames_visible = call.frames_visible;
+        m.frames_in_chunk = call.frames_in_chunk;
+        m.tokens_per_frame = call.tokens_per_frame;
+        m.query_tokens = q.dim(0);
+        m.heads = heads;
+        m.valid = true;
+      }
+      row_offsets = static_cast<const int*>(m.row_offsets.raw());
+      key_indices = static_cast<const int*>(m.key_indices.raw());
+    } else {
+      gpu::sparse::PlannerGeometry pg;
+      pg.heads = int(heads);
+      pg.head_dim = int(head_dim);
+      pg.query_tokens = int(q.dim(0));
+      pg.query_block = int(config.query_block);
+      pg.key_frames = int(call.frames_visible);
+      pg.tokens_per_frame = int(call.tokens_per_frame);
+      pg.key_block = int(config.key_block);
+
+      LF_CHECK(call.layer >= 0, "GPU sparse attention: layer {} is negative", call.layer);
+      if (s.layers.size() <= size_t(call.layer)) s.layers.resize(size_t(call.layer) + 1);
+      LayerKeys& cache = s.layers[size_t(call.layer)];
+      // A chunk's first call (step 0) always pools every frame; later calls of the chunk reuse the past frames.
+      const bool first_call_of_chunk = call.step == 0 && !call.is_refresh;
+      const size_t pooled_bytes = size_t(heads) * size_t(pg.key_blocks()) * size_t(head_dim) * sizeof(float);
+      const bool reuse = !first_call_of_chunk && cache.holds_past_of(call, config, heads, head_dim) &&
+                         cache.pooled.nbytes() >= pooled_bytes;
+      cache.valid = false;  // until this plan has been issued
+      gpu::sparse::CachedPlanInputs in;
+      in.q = q.raw();
+      in.q_row_stride = heads * head_dim;
+      in.k = call.k->raw();
+      in.k_row_stride = heads * head_dim;
+      in.geometry = pg;
+      in.first_new_frame = reuse ? int(past) : 0;
+      in.pooled_keys = static_cast<float*>(ensure_bytes(cache.pooled, pooled_bytes));
+      in.workspace_bytes = gpu::sparse::cached_planner_workspace_bytes(pg);
+      in.workspace = ensure_bytes(s.workspace, in.workspace_bytes);
+      const gpu::sparse::MaskOutput out{
+          static_cast<int*>(ensure_bytes(s.row_offsets, size_t(rows + 1) * sizeof(int))),
+          static_cast<int*>(ensure_bytes(s.key_indices, size_t(gpu::sparse::planner_max_selected(pg)) * sizeof(int))),
+          nullptr};
+      const int topk =
+          int(std::max<int64_t>(1, topk_for(planner.target_sparsity(call.chunk), geometry.key_blocks())));
+      if (config.backend == "block-topp") {
+        gpu::sparse::plan_topp_cached(in, float(call.scale), float(config.top_p), out);
+      } else if (config.backend == "lightforcing" && past > config.keep_frames) {
+        gpu::sparse::HsaParams hsa;
+        hsa.chunk_frames = int(call.frames_in_chunk);
+        hsa.keep_frames = int(config.keep_frames);
+        hsa.keep_sink = int(config.keep_sink);
+        hsa.keep_near = int(config.keep_near);
+        hsa.topk = topk;
+        gpu::sparse::plan_hsa_cached(in, hsa, out);
+      } else {  // lightforcing 1-stage and block-topk
+        gpu::sparse::plan_topk_cached(in, topk, out);
+      }
+      cache.chunk = call.chunk;
+      cache.frames_visible = call.frames_visible;
+      cache.frames_in_chunk = call.frames_in_chunk;
+      cache.tokens_per_frame = call.tokens_per_frame;
+      cache.key_block = config.key_block;
+      cache.heads = heads;
+      cache.head_dim = head_dim;
+      cache.k = call.k->raw();
+      cache.valid = true;
+      row_offsets = out.row_offsets;
+      key_indices = out.key_indices;
+    }
+  }
+  if (times) s.timer.mark(1);
+  s.last_row_offsets = row_offsets;
+  s.last_key_indices = key_indices;
+
+  Tensor output = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
+  {
+    const OpTimed timed("self_attention");
+    gpu::FlashAttentionParams params;
+    params.q = q.raw();
+    params.k = call.k->raw();
+    params.v = call.v->raw();
+    params.out = output.raw();
+    params.q_row_stride = params.out_row_stride = heads * head_dim;
+    params.k_row_stride = params.v_row_stride = heads * head_dim;
+    params.lq = int(q.dim(0));
+    params.lk = int(call.k->dim(0));
+    params.heads = int(heads);
+    params.head_dim = int(head_dim);
+    params.scale = float(call.scale);
+    gpu::BlockSparseLayout layout;
+    layout.row_offsets = row_offsets;
+    layout.key_indices = key_indices;
+    layout.query_block = int(config.query_block);
+    layout.key_block = int(config.key_block);
+    layout.tokens_per_frame = int(call.tokens_per_frame);
+    layout.heads = int(heads);
+    layout.query_blocks = int(geometry.query_blocks());
+    gpu::flash_attention_block_sparse_forward(params, layout);
+  }
+  if (times) {
+    s.timer.mark(2);
+    times->planner_ms = s.timer.elapsed_ms(0, 1);
+    times->kernel_ms = s.timer.elapsed_ms(1, 2);
+  }
+  // Statistics only: the copies come after the kernel so that they never sit between the two timed phases.
+  if (host_mask) {
+    if (static_planner) {
+      *host_mask = s.static_mask.host;
+    } else {
       host_mask->heads = heads;
       host_mask->geometry = geometry;
-      host_mask->row_offsets = to_host_ints(row_offsets, rows + 1);
-      host_mask->key_indices = to_host_ints(key_indices, host_mask->row_offsets.back());
+      host_mask->row_offsets = to_host_ints(s.row_offsets, rows + 1);
+      host_mask->key_indices = to_host_ints(s.key_indices, host_mask->row_offsets.back());
+      host_mask->scores.clear();
     }
   }
-  Tensor output = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
-  gpu::FlashAttentionParams params;
-  params.q = q.raw();
-  params.k = call.k->raw();
-  params.v = call.v->raw();
-  params.out = output.raw();
-  params.q_row_stride = params.out_row_stride = heads * q.dim(2);
-  params.k_row_stride = params.v_row_stride = heads * q.dim(2);
-  params.lq = int(q.dim(0));
-  params.lk = int(call.k->dim(0));
-  params.heads = int(heads);
-  params.head_dim = int(q.dim(2));
-  params.scale = float(call.scale);
-  gpu::BlockSparseLayout layout;
-  layout.row_offsets = static_cast<const int*>(row_offsets.raw());
-  layout.key_indices = static_cast<const int*>(key_indices.raw());
-  layout.query_block = int(config.query_block);
-  layout.key_block = int(config.key_block);
-  layout.tokens_per_frame = int(call.tokens_per_frame);
-  layout.heads = int(heads);
-  layout.query_blocks = int(geometry.query_blocks());
-  gpu::flash_attention_block_sparse_forward(params, layout);
   return output;
+}
+
+std::vector<double> gpu_attention_recall(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
+                                         GpuSparseState& state, int64_t row_stride) {
+  GpuSparseState::Impl& s = state.impl();
+  const Tensor& q = *call.q;
+  const int64_t heads = q.dim(1), head_dim = q.dim(2);
+  if (planner.plans_dense(call)) return std::vector<double>(size_t(heads), 1.0);
+  LF_CHECK(s.last_row_offsets != nullptr, "GPU recall: no block-sparse mask from this call");
+  LF_CHECK(row_stride >= 1, "GPU recall: row stride {} must be at least 1", row_stride);
+  gpu::sparse::PlannerGeometry pg;
+  pg.heads = int(heads);
+  pg.head_dim = int(head_dim);
+  pg.query_tokens = int(q.dim(0));
+  pg.query_block = int(config.query_block);
+  pg.key_frames = int(call.frames_visible);
+  pg.tokens_per_frame = int(call.tokens_per_frame);
+  pg.key_block = int(config.key_block);
+  const int sampled = gpu::sparse::recall_sampled_rows(pg.query_tokens, int(row_stride));
+  float* out = static_cast<float*>(ensure_bytes(s.recall, size_t(heads) * size_t(sampled) * sizeof(float)));
+  gpu::sparse::sampled_recall(q.raw(), heads * head_dim, call.k->raw(), heads * head_dim, pg, s.last_row_offsets,
+                              s.last_key_indices, int(row_stride), float(call.scale), out);
+  // Per-row values come back and are summed here in a fixed order, so the statistic is deterministic.
+  const Tensor host = s.recall.to(Device::CPU);
+  const auto* rows = static_cast<const float*>(host.raw());
+  std::vector<double> recall(size_t(heads), 0.0);
+  for (int64_t h = 0; h < heads; ++h) {
+    double sum = 0;
+    for (int r = 0; r < sampled; ++r) sum += double(rows[h * sampled + r]);
+    recall[size_t(h)] = sum / double(sampled);
+  }
+  return recall;
 }
 
 #else
 
-Tensor gpu_planned_attention(const AttentionCall&, const AttentionConfig&, MaskPlanner&, BlockMask*) {
+struct GpuSparseState::Impl {};
+GpuSparseState::GpuSparseState() : impl_(std::make_unique<Impl>()) {}
+GpuSparseState::~GpuSparseState() = default;
+
+Tensor gpu_planned_attention(const AttentionCall&, const AttentionConfig&, MaskPlanner&, GpuSparseState&, BlockMask*,
+                             GpuSparseTimes*) {
   fail("GPU attention in a build without CUDA");
+}
+
+std::vector<double> gpu_attention_recall(const AttentionCall&, const AttentionConfig&, MaskPlanner&, GpuSparseState&,
+                                         int64_t) {
+  fail("GPU recall in a build without CUDA");
 }
 
 #endif

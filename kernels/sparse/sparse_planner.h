@@ -152,10 +152,11 @@ void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const Ma
 
 // ---- stream-ordered stopwatch --------------------------------------------------------------------------------
 // Times the phases of one attention call (planner, kernel) with CUDA events, so statistics need no host clock
-// around asynchronous work. mark(i) records event i on `stream`; elapsed_ms(a, b) waits for event b.
+// around asynchronous work. mark(i) records event i on `stream`; elapsed_ms(a, b) waits for event b. Each phase
+// has its own pair of marks, so host work between phases (allocations) is not counted in either.
 class PhaseTimer {
  public:
-  static constexpr int kMarks = 3;
+  static constexpr int kMarks = 4;
   PhaseTimer() = default;
   PhaseTimer(const PhaseTimer&) = delete;
   PhaseTimer& operator=(const PhaseTimer&) = delete;

@@ -140,7 +140,9 @@ struct ScoreJob {
 };
 
 // A tile of kScoreKeysPerCta keys in shared memory (rows padded by one float: lane j reads row j, and an
-// unpadded 128-float stride would put all 32 lanes in one bank); warps walk the query blocks.
+// unpadded 128-float stride would put all 32 lanes in one bank); each warp scores one query block of the CTA's
+// group (blockIdx.z). Why one: with the warps walking all 37 query blocks, the launch was 120 CTAs of five
+// sequential 128-step dot-product chains per warp; grouping spreads the same work over 5x the CTAs.
 __global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const ScoreJob job) {
   extern __shared__ float key_tile[];  // [kScoreKeysPerCta][head_dim + 1]
   const int first_key = blockIdx.x * kScoreKeysPerCta, head = blockIdx.y, head_dim = job.head_dim;
@@ -160,7 +162,7 @@ __global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const Score
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const float* own_key = key_tile + lane * stride;
-  for (int qb = warp; qb < job.query_blocks; qb += warps) {
+  for (int qb = blockIdx.z * warps + warp; qb < min(job.query_blocks, int(blockIdx.z + 1) * warps); qb += warps) {
     const float* query = job.queries + (int64_t(head) * job.query_blocks + qb) * head_dim;
     float dot = 0.f;
     for (int d = 0; d < head_dim; ++d) dot = __fmaf_rn(__ldg(query + d), own_key[d], dot);
@@ -221,7 +223,9 @@ void launch_pool(const PoolJob& job, int heads, cudaStream_t stream) {
 
 void launch_scores(const ScoreJob& job, int heads, cudaStream_t stream) {
   const int key_count = job.stored + job.frames;
-  const dim3 grid((key_count + kScoreKeysPerCta - 1) / kScoreKeysPerCta, heads);
+  constexpr int kQueryBlocksPerCta = kScoreThreads / 32;
+  const dim3 grid((key_count + kScoreKeysPerCta - 1) / kScoreKeysPerCta, heads,
+                  (job.query_blocks + kQueryBlocksPerCta - 1) / kQueryBlocksPerCta);
   const size_t shared = size_t(kScoreKeysPerCta) * (job.head_dim + 1) * sizeof(float);  // <= 32.9 KB
   block_scores_kernel<<<grid, kScoreThreads, shared, stream>>>(job);
   LF_CUDA_LAUNCH_CHECK("block_scores: {} x {} x {} (head_dim {})", heads, job.query_blocks, key_count, job.head_dim);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "attention/cag_schedule.h"
@@ -202,6 +203,78 @@ TEST_CASE("block-sparse operator: a full mask is dense, a random ragged mask is 
   // Recall: a full mask keeps all the mass, the random one part of it.
   for (double r : attention_recall(data.q, data.k, BlockMask::dense(3, geometry), data.call.scale)) CHECK(r == doctest::Approx(1.0));
   for (double r : attention_recall(data.q, data.k, mask, data.call.scale)) CHECK(r < 0.9);
+}
+
+TEST_CASE("block-sparse operator is within 1e-6 of double precision (D 64 and 128, 64 and 128 blocks, long runs)") {
+  // 100 tokens a frame: every frame ends in a ragged key block. Dense selections give runs of several hundred keys
+  // (several key chunks: the online softmax rescales), sparse ones short ragged runs; one row selects nothing.
+  for (auto [dim, block] : {std::pair<int64_t, int64_t>{64, 64}, {128, 64}, {64, 128}}) {
+    CAPTURE(dim);
+    CAPTURE(block);
+    const int64_t heads = 2, frames = 9;
+    const CallData data = random_call(2, frames, 100, heads, dim, 70 + uint64_t(dim + block));
+    AttentionConfig config;
+    config.query_block = config.key_block = block;
+    const BlockGeometry geometry = geometry_for(data.call, config);
+    BlockMask mask;
+    mask.heads = heads;
+    mask.geometry = geometry;
+    mask.row_offsets.push_back(0);
+    uint64_t state = 777;
+    for (int64_t row = 0; row < mask.rows(); ++row) {
+      const uint64_t keep_of_16 = row % 2 ? 14 : 5;
+      for (int64_t b = 0; b < geometry.key_blocks(); ++b) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        if (row != 1 && (state >> 60) < keep_of_16) mask.key_indices.push_back(int32_t(b));
+      }
+      mask.row_offsets.push_back(int32_t(mask.key_indices.size()));
+    }
+    validate(mask);
+    const Tensor out = block_sparse_attention(data.q, data.k, data.v, mask, data.call.scale);
+    // Reference in double: softmax over the selected keys, and the recall (selected share of the full softmax).
+    Tensor reference = Tensor::zeros(data.q.shape());
+    const int64_t keys = data.k.dim(0);
+    std::vector<double> recall(static_cast<size_t>(heads), 0.0);
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t t = 0; t < data.q.dim(0); ++t) {
+        const auto row = mask_row(mask, h * geometry.query_blocks() + t / block);
+        std::vector<double> p(static_cast<size_t>(keys));
+        std::vector<char> selected(static_cast<size_t>(keys));
+        double max_score = -INFINITY;
+        for (int64_t j = 0; j < keys; ++j) {
+          const int64_t key_block = (j / 100) * geometry.blocks_per_frame() + (j % 100) / block;
+          selected[size_t(j)] = std::binary_search(row.begin(), row.end(), int32_t(key_block));
+          double s = 0;
+          for (int64_t d = 0; d < dim; ++d)
+            s += double(data.q.f32()[(t * heads + h) * dim + d]) * data.k.f32()[(j * heads + h) * dim + d];
+          p[size_t(j)] = s * data.call.scale;
+          max_score = std::max(max_score, p[size_t(j)]);
+        }
+        double total = 0, kept = 0;
+        for (int64_t j = 0; j < keys; ++j) {
+          p[size_t(j)] = std::exp(p[size_t(j)] - max_score);
+          total += p[size_t(j)];
+          if (selected[size_t(j)]) kept += p[size_t(j)];
+        }
+        recall[size_t(h)] += kept / total / double(data.q.dim(0));
+        if (kept == 0) continue;
+        for (int64_t d = 0; d < dim; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < keys; ++j)
+            if (selected[size_t(j)]) acc += p[size_t(j)] * data.v.f32()[(j * heads + h) * dim + d];
+          reference.f32()[(t * heads + h) * dim + d] = float(acc / kept);
+        }
+      }
+    CHECK(test::rel_l2(out, reference) < 1e-6);
+    // The empty row (head 0, query block 1) is zeros.
+    CHECK(out.f32()[(block * heads) * dim] == 0.0f);
+    CHECK(out.f32()[((2 * block - 1) * heads) * dim + dim - 1] == 0.0f);
+    // Bit-identical on a rerun.
+    CHECK(std::memcmp(block_sparse_attention(data.q, data.k, data.v, mask, data.call.scale).f32(), out.f32(),
+                      out.nbytes()) == 0);
+    const std::vector<double> measured = attention_recall(data.q, data.k, mask, data.call.scale);
+    for (int64_t h = 0; h < heads; ++h) CHECK(measured[size_t(h)] == doctest::Approx(recall[size_t(h)]).epsilon(1e-9));
+  }
 }
 
 TEST_CASE("static planners follow their definitions") {

@@ -5,18 +5,23 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/cpu/cpu_ops.h"
 
 namespace lf {
 
 namespace {
-// Token ranges of the keys a row selects.
-std::vector<std::pair<int64_t, int64_t>> key_ranges(const BlockMask& mask, int64_t row) {
-  std::vector<std::pair<int64_t, int64_t>> ranges;
+// Token ranges of the keys a row selects, in order; adjacent blocks (consecutive indices, across frames too)
+// merge into one range so the attention tiles see long runs of keys.
+void selected_key_ranges(const BlockMask& mask, int64_t row, std::vector<ops::cpu::KeyRange>& ranges) {
+  ranges.clear();
   for (int32_t i = mask.row_offsets[size_t(row)]; i < mask.row_offsets[size_t(row) + 1]; ++i) {
     const int64_t block = mask.key_indices[size_t(i)];
-    ranges.emplace_back(mask.geometry.key_block_start(block), mask.geometry.key_block_length(block));
+    const int64_t first = mask.geometry.key_block_start(block), length = mask.geometry.key_block_length(block);
+    if (!ranges.empty() && ranges.back().first + ranges.back().length == first)
+      ranges.back().length += length;
+    else
+      ranges.push_back({first, length});
   }
-  return ranges;
 }
 
 void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask) {
@@ -35,40 +40,23 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   LF_CHECK(!q.is_cuda(), "block-sparse attention on the GPU is not wired in this build");
   const int64_t heads = q.dim(1), dim = q.dim(2), stride = heads * dim;
   const BlockGeometry& g = mask.geometry;
-  Tensor out = Tensor::zeros(q.shape());
-  const float *qs = q.f32(), *ks = k.f32(), *vs = v.f32();
+  const ops::cpu::AttentionKV kv(k, v);
+  Tensor out = Tensor::empty(q.shape());
+  const float* qs = q.f32();
   float* os = out.f32();
-#pragma omp parallel for collapse(2) schedule(dynamic)
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t qb = 0; qb < g.query_blocks(); ++qb) {
-      const auto ranges = key_ranges(mask, h * g.query_blocks() + qb);
-      if (ranges.empty()) continue;
-      std::vector<float> scores, acc(static_cast<size_t>(dim));
-      for (int64_t t = qb * g.query_block; t < qb * g.query_block + g.query_block_length(qb); ++t) {
-        scores.clear();
-        const float* query = qs + t * stride + h * dim;
-        float max_score = -INFINITY;
-        for (const auto& [first, length] : ranges)
-          for (int64_t j = first; j < first + length; ++j) {
-            const float* key = ks + j * stride + h * dim;
-            float dot = 0;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t d = 0; d < dim; ++d) dot += query[d] * key[d];
-            scores.push_back(dot * float(scale));
-            max_score = std::max(max_score, scores.back());
-          }
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        double total = 0;
-        size_t index = 0;
-        for (const auto& [first, length] : ranges)
-          for (int64_t j = first; j < first + length; ++j, ++index) {
-            const float p = std::exp(scores[index] - max_score);
-            total += p;
-            const float* value = vs + j * stride + h * dim;
-#pragma omp simd
-            for (int64_t d = 0; d < dim; ++d) acc[size_t(d)] += p * value[d];
-          }
-        for (int64_t d = 0; d < dim; ++d) os[t * stride + h * dim + d] = float(acc[size_t(d)] / total);
+  // One query block of one head per task: every output row is written by one thread in a fixed order, and the
+  // dynamic schedule only balances rows that select different numbers of blocks.
+#pragma omp parallel
+  {
+    ops::cpu::AttentionScratch scratch;
+    std::vector<ops::cpu::KeyRange> ranges;
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t qb = 0; qb < g.query_blocks(); ++qb) {
+        selected_key_ranges(mask, h * g.query_blocks() + qb, ranges);
+        const int64_t offset = qb * g.query_block * stride + h * dim;
+        ops::cpu::attend_rows({qs + offset, os + offset, g.query_block_length(qb), stride, h}, kv, ranges, scale,
+                              scratch);
       }
     }
   }
@@ -88,12 +76,14 @@ std::vector<double> attention_recall(const Tensor& q_in, const Tensor& k_in, con
   for (int64_t h = 0; h < heads; ++h) {
     std::vector<double> scores(static_cast<size_t>(keys));
     std::vector<char> selected(static_cast<size_t>(keys));
+    std::vector<ops::cpu::KeyRange> ranges;
     double sum = 0;
     int64_t rows = 0;
     for (int64_t t = 0; t < qf.dim(0); t += row_stride, ++rows) {
       const int64_t qb = t / g.query_block;
       std::fill(selected.begin(), selected.end(), 0);
-      for (const auto& [first, length] : key_ranges(mask, h * g.query_blocks() + qb))
+      selected_key_ranges(mask, h * g.query_blocks() + qb, ranges);
+      for (const auto& [first, length] : ranges)
         std::fill(selected.begin() + first, selected.begin() + first + length, 1);
       double max_score = -INFINITY;
       for (int64_t j = 0; j < keys; ++j) {

@@ -3,9 +3,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <filesystem>
+
 #include "commands.h"
 #include "core/error.h"
+#include "embedded_weights.h"
 #include "io/checkpoint.h"
+#include "io/mapped_file.h"
+#include "io/safetensors.h"
 #include "model/text_encoder.h"
 #include "ops/ops.h"
 
@@ -13,11 +18,29 @@ namespace lf::cmd {
 
 namespace {
 
+// A checkpoint named by --weights opens as given. One named in a model config (model.weights) is looked up
+// beside that config file first, then among the weights compiled into the binary (the shipped testbed), so a
+// built-in model runs anywhere and an on-disk copy of its config finds its weights.
+std::unique_ptr<Checkpoint> open_model_weights(const ModelConfig& model, const RunFlags& flags) {
+  if (!flags.weights.empty()) return Checkpoint::open(flags.weights);
+  const std::filesystem::path named(model.weights);
+  if (named.is_absolute() || std::filesystem::exists(named)) return Checkpoint::open(model.weights);
+  const std::filesystem::path config_file(flags.config.model);
+  if (std::filesystem::is_regular_file(config_file)) {
+    const std::filesystem::path beside = config_file.parent_path() / named;
+    if (std::filesystem::exists(beside)) return Checkpoint::open(beside.string());
+  }
+  const std::span<const uint8_t> embedded = find_embedded_weights(named.filename().string());
+  LF_CHECK(!embedded.empty(), "model '{}': weights '{}' not found (looked in the working directory, beside the "
+           "model config and among the built-in weights); pass --weights CHECKPOINT", model.name, model.weights);
+  return SafetensorsCheckpoint::open(MappedFile::wrap_static(model.weights + " (built in)", embedded));
+}
+
 WanWeights load_model_weights(const ModelConfig& model, const RunFlags& flags) {
   const std::string source = flags.weights.empty() ? model.weights : flags.weights;
   if (source == "random") return random_weights(model);
   LF_CHECK(!source.empty(), "model '{}' has no weights: pass --weights CHECKPOINT", model.name);
-  const auto checkpoint = Checkpoint::open(source);
+  const auto checkpoint = open_model_weights(model, flags);
   return load_weights(model, *checkpoint, flags.weights_root);
 }
 
@@ -47,7 +70,7 @@ void add_run_flags(cxxopts::Options& flags) {
        cxxopts::value<int64_t>());
   flags.add_options("model")
       ("m,model", "model config: built-in name (tiny, wan2.1-t2v-1.3b) or a YAML file",
-       cxxopts::value<std::string>()->default_value("tiny"))
+       cxxopts::value<std::string>()->default_value("testbed"))
       ("w,weights", "checkpoint (.safetensors, .pt, .pth); overrides model.weights", cxxopts::value<std::string>())
       ("weights-root", "which generator of a training checkpoint: auto, generator_ema, generator",
        cxxopts::value<std::string>()->default_value("auto"))

@@ -63,9 +63,10 @@ bool has_temp_leftovers(const std::string& final_path) {
   return false;
 }
 
-// A small, fast generation: 6 latent frames (2 chunks) of the default model.
-const std::string kQuick = "generate --quiet --prompt 'a red circle moves right' --frames 6 ";
-const std::string kQuickArgs = "--quiet --prompt 'a red circle moves right' ";
+// A small, fast generation: 6 latent frames (2 chunks) of the random `tiny` model (the default testbed model is
+// tested in test_testbed).
+const std::string kQuick = "generate -m tiny --quiet --prompt 'a red circle moves right' --frames 6 ";
+const std::string kQuickArgs = "-m tiny --quiet --prompt 'a red circle moves right' ";
 
 }  // namespace
 

@@ -100,6 +100,7 @@ PipelineConfig read_pipeline(const YAML::Node& node) {
   reader.get("shift", pipeline.shift);
   reader.get("context_noise", pipeline.context_noise);
   reader.get("refresh_last_chunk", pipeline.refresh_last_chunk);
+  reader.get("sampler", pipeline.sampler);
   reader.get("seed", pipeline.seed);
   MapReader cache(reader.child("kv_cache"), "pipeline.kv_cache");
   cache.get("mode", pipeline.kv_cache.mode);
@@ -300,6 +301,8 @@ void validate(const RunConfig& config) {
       LF_CHECK(step == std::floor(step), "config key 'pipeline.denoising_steps': {} must be an integer index when "
                "pipeline.warp is true", step);
   LF_CHECK(pipeline.shift > 0, "config key 'pipeline.shift' must be > 0, found {}", pipeline.shift);
+  LF_CHECK(pipeline.sampler == "renoise" || pipeline.sampler == "euler",
+           "config key 'pipeline.sampler' is '{}': expected renoise or euler", pipeline.sampler);
   LF_CHECK(pipeline.context_noise >= 0 && pipeline.context_noise <= 1000,
            "config key 'pipeline.context_noise' must be in [0, 1000]");
   const KvCacheConfig& cache = pipeline.kv_cache;
@@ -379,6 +382,7 @@ std::string to_yaml(const RunConfig& config) {
   out << YAML::Key << "shift" << YAML::Value << pipeline.shift;
   out << YAML::Key << "context_noise" << YAML::Value << pipeline.context_noise;
   out << YAML::Key << "refresh_last_chunk" << YAML::Value << pipeline.refresh_last_chunk;
+  out << YAML::Key << "sampler" << YAML::Value << pipeline.sampler;
   out << YAML::Key << "seed" << YAML::Value << pipeline.seed;
   out << YAML::Key << "kv_cache" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "mode" << YAML::Value << pipeline.kv_cache.mode;

@@ -57,6 +57,9 @@ struct PipelineConfig {
   double shift = 5.0;
   double context_noise = 0.0;       // timestep of the clean refresh pass
   bool refresh_last_chunk = false;  // its K/V are never read; inference.py runs it, demo.py skips it
+  // Between steps: "renoise" (Self-Forcing: x0 re-noised with fresh noise, for few-step distilled models) or
+  // "euler" (the flow ODE, x += (sigma' - sigma) v, for models trained by plain flow matching).
+  std::string sampler = "renoise";
   uint64_t seed = 0;
   KvCacheConfig kv_cache;
 };
@@ -94,7 +97,7 @@ struct RunConfig {
 
 // Where configs come from: a file path, or a name resolved as configs/models/<name>.yaml (embedded copy).
 struct ConfigSources {
-  std::string model = "tiny";      // --model
+  std::string model = "testbed";   // --model
   std::string attention;           // --attention preset name or file ("" = the model config's own section)
   std::vector<std::string> overrides;  // "a.b=c"
 };

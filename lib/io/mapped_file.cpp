@@ -42,8 +42,17 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   return file;
 }
 
+std::shared_ptr<const MappedFile> MappedFile::wrap_static(const std::string& name, std::span<const uint8_t> bytes) {
+  std::shared_ptr<MappedFile> file(new MappedFile());
+  file->path_ = name;
+  file->data_ = bytes.data();
+  file->size_ = bytes.size();
+  file->mapped_ = false;
+  return file;
+}
+
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ != nullptr && mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 }  // namespace lf

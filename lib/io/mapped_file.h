@@ -14,6 +14,8 @@ class MappedFile {
   // Maps `path` read-only. Throws lf::Error naming the path when it is missing, unreadable or not a regular
   // file. An empty file maps to an empty span.
   static std::shared_ptr<const MappedFile> open(const std::string& path);
+  // Bytes that live for the whole program (data compiled into the binary), named `name` in messages; not unmapped.
+  static std::shared_ptr<const MappedFile> wrap_static(const std::string& name, std::span<const uint8_t> bytes);
 
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
@@ -30,6 +32,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = true;
 };
 
 }  // namespace lf

@@ -39,9 +39,14 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
       // x0 = x_t - sigma_t * v (the reference does this in fp64; the CPU path computes in double).
       x0 = ops::axpby(1.0, x, -sigmas[size_t(step)], velocity);
       if (step + 1 < steps) {
-        // Re-noise to the next step's level with fresh noise: x = (1 - s') x0 + s' eps.
         const double next_sigma = sigmas[size_t(step + 1)];
-        x = ops::axpby(1.0 - next_sigma, x0, next_sigma, noise.renoise(chunk, step + 1).to(device));
+        if (config_.sampler == "euler") {
+          // One Euler step of the flow ODE: the model's own noise estimate carries over, no fresh draw.
+          x = ops::axpby(1.0, x, next_sigma - sigmas[size_t(step)], velocity);
+        } else {
+          // Re-noise to the next step's level with fresh noise: x = (1 - s') x0 + s' eps.
+          x = ops::axpby(1.0 - next_sigma, x0, next_sigma, noise.renoise(chunk, step + 1).to(device));
+        }
       }
     }
     const Tensor chunk_latents = x0.to(Device::CPU);

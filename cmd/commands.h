@@ -12,6 +12,7 @@ int bench(int argc, char** argv);
 int profile_sparsity(int argc, char** argv);
 int compare_dense(int argc, char** argv);
 int plan_mask(int argc, char** argv);
+int check_prompts(int argc, char** argv);
 int generate(int argc, char** argv);
 int inspect(int argc, char** argv);
 

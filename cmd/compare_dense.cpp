@@ -21,67 +21,26 @@
 #include "io/video_writer.h"
 #include "model/decoder.h"
 #include "pipeline/ar_pipeline.h"
+#include "backend_run.h"
+#include "eval/prompt_following.h"
 #include "run_setup.h"
 
 namespace lf::cmd {
 
 namespace {
 
-double mean_density(const std::vector<AttentionRecord>& records) {
-  double sum = 0;
-  int64_t count = 0;
-  for (const AttentionRecord& record : records)
-    for (double density : record.head_density) sum += density, ++count;
-  return count ? sum / double(count) : 1.0;
-}
-
-struct RunResult {
-  std::vector<Frame> frames;
-  Tensor latents;
-  double seconds = 0;            // generation (all chunks)
-  double attention_seconds = 0;  // planner + kernel, from the statistics
-  std::vector<int64_t> frames_per_chunk;
-  std::map<int64_t, std::pair<double, int64_t>> output_error_by_chunk;  // sum of per-call rel-L2, calls
-  double mean_density = 1.0;  // selected / visible key blocks over all calls and heads
-};
-
-RunResult run_backend(const PreparedModel& prepared, const AttentionConfig& attention, bool quiet, const char* label,
-                      bool measure_output_error = false) {
-  const RunConfig& run = prepared.run;
-  AttentionStats stats;
-  stats.measure_output_error = measure_output_error;
-  auto backend = make_attention_backend(attention, &run.pipeline, &stats);
-  auto decoder = make_decoder(run.model);
-  ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
-  auto noise = make_philox_noise(run.pipeline.seed, noise_shape_of(run));
-  RunResult result;
-  GenerateCallbacks callbacks;
-  callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
-    result.seconds += report.seconds;
-    const auto images = decoder->decode_chunk(latents);
-    for (const Tensor& image : images)
-      result.frames.push_back(frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
-                                             int(image.dim(2))));
-    result.frames_per_chunk.push_back(int64_t(images.size()));
-    if (!quiet) fmt::print(stderr, "  {} chunk {}/{}  {}\n", label, report.chunk + 1, report.chunks,
-                           format_seconds(report.seconds));
-  };
-  result.latents = pipeline.generate(prepared.context, *noise, callbacks);
-  result.mean_density = mean_density(stats.records);
-  for (const AttentionRecord& record : stats.records) {
-    result.attention_seconds += (record.planner_ms + record.kernel_ms) * 1e-3;
-    if (record.output_rel_l2 >= 0) {
-      auto& [sum, calls] = result.output_error_by_chunk[record.chunk];
-      sum += record.output_rel_l2;
-      ++calls;
-    }
-  }
-  return result;
-}
-
 // Every combination of the swept attention values against one shared dense run: one CSV row per point.
 int sweep(const PreparedModel& prepared, const RunFlags& run_flags, const std::vector<std::string>& axes,
-          const RunResult& dense_run, const std::string& out_dir, bool quiet) {
+          const BackendRun& dense_run, const std::string& out_dir, bool quiet, int64_t recall_stride) {
+  // A prompt of the testbed grammar can be checked on every point's video (OpenCV): does it still do what it says?
+  bool checkable = eval::have_opencv() && !run_flags.prompt.empty();
+  if (checkable) {
+    try {
+      eval::parse_testbed_prompt(run_flags.prompt);
+    } catch (const Error&) {
+      checkable = false;
+    }
+  }
   // cxxopts splits vector values at commas: glue "attention.k=1", "2" back into "attention.k=1,2".
   std::vector<std::string> joined;
   for (const std::string& part : axes) {
@@ -118,15 +77,29 @@ int sweep(const PreparedModel& prepared, const RunFlags& run_flags, const std::v
   }
   std::string csv;
   for (const auto& [key, values] : grid) csv += key + ",";
-  csv += "backend,density,psnr,ssim,latent_rel_l2,seconds,dense_seconds,speedup\n";
+  csv += "backend,density,recall,psnr,ssim,latent_rel_l2,chunk_psnr,follows_prompt,dense_follows_prompt,seconds,"
+         "dense_seconds,speedup\n";
+  const std::string dense_follows =
+      checkable ? (eval::check_prompt(dense_run.frames, run_flags.prompt).follows ? "1" : "0") : "";
+  eval::ChunkLayout layout;
+  layout.video_frames = dense_run.frames_per_chunk;
+  layout.latent_frames.assign(dense_run.frames_per_chunk.size(), prepared.run.pipeline.chunk_frames);
   for (size_t i = 0; i < points.size(); ++i) {
-    const RunResult sparse_run = run_backend(prepared, configs[i], /*quiet=*/true, "");
+    const BackendRun sparse_run = run_backend(prepared, configs[i], {.recall_row_stride = recall_stride});
     const eval::ChunkMetrics total =
         eval::overall_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents);
     for (const auto& assignment : points[i]) csv += assignment.substr(assignment.find('=') + 1) + ",";
-    csv += fmt::format("{},{:.6f},{:.4f},{:.6f},{:.6f},{:.4f},{:.4f},{:.4f}\n", configs[i].backend,
-                       sparse_run.mean_density, total.psnr, total.ssim, total.latent_rel_l2, sparse_run.seconds,
-                       dense_run.seconds, dense_run.seconds / sparse_run.seconds);
+    std::vector<std::string> chunk_psnr;
+    for (const eval::ChunkMetrics& chunk : eval::per_chunk_metrics(sparse_run.frames, dense_run.frames,
+                                                                   sparse_run.latents, dense_run.latents, layout))
+      chunk_psnr.push_back(fmt::format("{:.2f}", chunk.psnr));
+    const std::string follows =
+        checkable ? (eval::check_prompt(sparse_run.frames, run_flags.prompt).follows ? "1" : "0") : "";
+    csv += fmt::format("{},{:.6f},{},{:.4f},{:.6f},{:.6f},{},{},{},{:.4f},{:.4f},{:.4f}\n", configs[i].backend,
+                       sparse_run.mean_density,
+                       sparse_run.mean_recall >= 0 ? fmt::format("{:.6f}", sparse_run.mean_recall) : "",
+                       total.psnr, total.ssim, total.latent_rel_l2, fmt::join(chunk_psnr, ";"), follows,
+                       dense_follows, sparse_run.seconds, dense_run.seconds, dense_run.seconds / sparse_run.seconds);
     if (!quiet) fmt::print(stderr, "  sweep {}/{}: {} -> PSNR {:.2f} dB, SSIM {:.4f}\n", i + 1, points.size(),
                            fmt::join(points[i], " "), total.psnr, total.ssim);
   }
@@ -150,6 +123,8 @@ int compare_dense(int argc, char** argv) {
   flags.add_options("report")
       ("out-dir", "directory for the videos and the report", cxxopts::value<std::string>()->default_value("compare-dense"))
       ("no-videos", "skip the MP4s (metrics only)")
+      ("recall-row-stride", "sweep mode: also measure attention recall on every N-th query row (1 = exact, 0 = "
+       "off; timings then include it)", cxxopts::value<int64_t>()->default_value("0"))
       ("sweep", "sweep mode: attention.KEY=v1,v2,... (repeatable; the grid of all combinations) -> sweep.csv",
        cxxopts::value<std::vector<std::string>>())
       ("json", "print the report JSON on stdout")
@@ -172,13 +147,14 @@ int compare_dense(int argc, char** argv) {
 
   AttentionConfig dense = run.attention;
   dense.backend = "dense";
-  const RunResult dense_run = run_backend(prepared, dense, quiet, "dense ");
+  const BackendRun dense_run = run_backend(prepared, dense, {.quiet = quiet, .label = "dense "});
   if (result.count("sweep"))
-    return sweep(prepared, run_flags, result["sweep"].as<std::vector<std::string>>(), dense_run, out_dir, quiet);
+    return sweep(prepared, run_flags, result["sweep"].as<std::vector<std::string>>(), dense_run, out_dir, quiet,
+                 result["recall-row-stride"].as<int64_t>());
   // The timed sparse run and, separately, one that also runs dense attention at every call to measure the
   // attention output's error (it would distort the timing). Same seed and noise: the same trajectory.
-  const RunResult sparse_run = run_backend(prepared, run.attention, quiet, run.attention.backend.c_str());
-  const RunResult error_run = run_backend(prepared, run.attention, true, "", /*measure_output_error=*/true);
+  const BackendRun sparse_run = run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
+  const BackendRun error_run = run_backend(prepared, run.attention, {.measure_output_error = true});
 
   eval::ChunkLayout layout;
   layout.video_frames = dense_run.frames_per_chunk;
@@ -187,7 +163,7 @@ int compare_dense(int argc, char** argv) {
   report.chunks = eval::per_chunk_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents,
                                           layout);
   report.total = eval::overall_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents);
-  auto summarise = [&](const RunResult& r, const std::string& name) {
+  auto summarise = [&](const BackendRun& r, const std::string& name) {
     eval::RunSummary summary;
     summary.backend = name;
     summary.seconds = r.seconds;

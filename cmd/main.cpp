@@ -21,10 +21,12 @@ commands:
   profile-sparsity  per-chunk attention statistics (density, recall, timings) and mask heatmaps
   compare-dense     a sparse backend against dense with the same seed: PSNR/SSIM/flicker/warping, speedup
   plan-mask         run a mask planner on q/k files and write the block mask (safetensors + JSON)
+  check-prompts     generate testbed-grammar prompts and check each video follows its prompt (OpenCV)
   bench             time the chunk loop of a model with random weights (default: Wan 1.3B on the GPU)
 
-The default model is embedded (configs/models/tiny.yaml): `lightforce generate --prompt "a red circle moves right"`
-runs with nothing to download. Docs: docs/cli.md.
+The default model is built in: the testbed (models/testbed/), a small Wan DiT this project trained on procedural
+videos, so `lightforce generate --prompt "a red circle moves right"` runs with nothing to download. `-m tiny` is a
+random-weight model for fast plumbing checks. Docs: docs/cli.md, docs/testbed.md.
 )";
 
 }  // namespace
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
     if (command == "profile-sparsity") return lf::cmd::profile_sparsity(argc - 1, argv + 1);
     if (command == "compare-dense") return lf::cmd::compare_dense(argc - 1, argv + 1);
     if (command == "plan-mask") return lf::cmd::plan_mask(argc - 1, argv + 1);
+    if (command == "check-prompts") return lf::cmd::check_prompts(argc - 1, argv + 1);
   } catch (const cxxopts::exceptions::exception& error) {
     fmt::print(stderr, "lightforce {}: {} (see lightforce {} --help)\n", command, error.what(), command);
     return 2;

@@ -127,6 +127,15 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   return prepared;
 }
 
+Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
+  const ModelConfig& model = prepared.run.model;
+  LF_CHECK(model.text_encoder == "word-table", "model '{}' has no built-in text encoder to encode '{}'", model.name,
+           prompt);
+  const WanWeights& weights = prepared.model->weights();
+  return WordTableEncoder(weights.word_table, weights.word_positions, weights.vocabulary, model.text_len)
+      .encode(prompt);
+}
+
 NoiseShape noise_shape_of(const RunConfig& run) {
   return {run.pipeline.frames, run.pipeline.chunk_frames, run.model.out_channels, run.model.latent_height,
           run.model.latent_width};

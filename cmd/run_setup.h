@@ -32,6 +32,8 @@ struct PreparedModel {
   Tensor context;  // [text_len, text_dim], f32 host
 };
 PreparedModel prepare_model(const RunFlags& flags, bool quiet);
+// The text context of another prompt for an already prepared model (word-table encoders only).
+Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt);
 NoiseShape noise_shape_of(const RunConfig& run);
 std::string format_seconds(double seconds);
 

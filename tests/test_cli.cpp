@@ -19,28 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-RunResult run(const std::string& args) {
-  const std::string err_path = lf::test::tmp_path("cli_stderr.txt");
-  const std::string command = std::string(LF_BINARY) + " " + args + " 2>" + err_path;
-  RunResult result{-1, "", ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buffer;
-  for (size_t n; (n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0;) result.out.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream err(err_path);
-  std::stringstream text;
-  text << err.rdbuf();
-  result.err = text.str();
-  return result;
-}
+using lf::test::run;
+using lf::test::RunResult;
 
 [[maybe_unused]] std::string read_bytes(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
@@ -73,7 +53,7 @@ const std::string kQuickArgs = "-m tiny --quiet --prompt 'a red circle moves rig
 TEST_CASE("help and version") {
   CHECK(run("--help").exit_code == 0);
   CHECK(run("--version").out.find("lightforce") != std::string::npos);
-  for (const char* command : {"generate", "inspect", "profile-sparsity", "compare-dense", "bench"}) {
+  for (const char* command : {"generate", "inspect", "profile-sparsity", "compare-dense", "bench", "check-prompts"}) {
     CAPTURE(command);
     CHECK(run(std::string(command) + " --help").exit_code == 0);
   }

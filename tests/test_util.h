@@ -1,7 +1,15 @@
 #pragma once
 // Shared test helpers: fresh random inputs (never zeros) and the rel-L2 measure every parity test uses.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "core/tensor.h"
@@ -35,5 +43,30 @@ inline double rel_l2(const Tensor& a, const Tensor& b) {
 }
 
 inline std::string tmp_path(const std::string& name) { return std::string(LF_TEST_TMP) + "/" + name; }
+
+struct RunResult {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs the lightforce binary with `args` (shell syntax), capturing stdout, stderr and the exit code.
+inline RunResult run(const std::string& args) {
+  // Per process: test executables may run in parallel.
+  const std::string err_path = tmp_path("cli_stderr_" + std::to_string(getpid()) + ".txt");
+  const std::string command = std::string(LF_BINARY) + " " + args + " 2>" + err_path;
+  RunResult result{-1, "", ""};
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer;
+  for (size_t n; (n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0;) result.out.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream err(err_path);
+  std::stringstream text;
+  text << err.rdbuf();
+  result.err = text.str();
+  return result;
+}
 
 }  // namespace lf::test

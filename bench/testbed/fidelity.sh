@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-bench/results/testbed-fidelity}"
 bin="${BIN:-build/lightforce}"
-prompt="${PROMPT:-a green triangle moves down}"
+prompt="${PROMPT:-a white circle falls}"
 mkdir -p "$out"
 sweep() {  # name, preset, sweep axis, extra flags...
   local name=$1 preset=$2 axis=$3

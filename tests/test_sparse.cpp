@@ -273,7 +273,8 @@ TEST_CASE("block-sparse operator is within 1e-6 of double precision (D 64 and 12
     CHECK(std::memcmp(block_sparse_attention(data.q, data.k, data.v, mask, data.call.scale).f32(), out.f32(),
                       out.nbytes()) == 0);
     const std::vector<double> measured = attention_recall(data.q, data.k, mask, data.call.scale);
-    for (int64_t h = 0; h < heads; ++h) CHECK(measured[size_t(h)] == doctest::Approx(recall[size_t(h)]).epsilon(1e-9));
+    // Recall uses the operator's fp32 scores; the reference's are double: relative agreement ~1e-7.
+    for (int64_t h = 0; h < heads; ++h) CHECK(measured[size_t(h)] == doctest::Approx(recall[size_t(h)]).epsilon(1e-6));
   }
 }
 

@@ -72,33 +72,41 @@ std::vector<double> attention_recall(const Tensor& q_in, const Tensor& k_in, con
   const int64_t heads = qf.dim(1), dim = qf.dim(2), stride = heads * dim, keys = kf.dim(0);
   const BlockGeometry& g = mask.geometry;
   std::vector<double> recall(size_t(heads), 0.0);
+  // Scores are the operator's own fp32 dot products (the same matmul_nt), so recall describes the attention that
+  // runs; the softmax masses are summed in double. The sampled rows are gathered into a contiguous [rows, D] block
+  // per head, which makes the score matrix one tiled product instead of a dot product per (row, key).
+  std::vector<int64_t> sampled;
+  for (int64_t t = 0; t < qf.dim(0); t += row_stride) sampled.push_back(t);
+  const int64_t rows = int64_t(sampled.size());
+  constexpr int64_t kRowTile = 32;
 #pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < heads; ++h) {
-    std::vector<double> scores(static_cast<size_t>(keys));
+    std::vector<float> tile_q(static_cast<size_t>(kRowTile * dim)), scores(static_cast<size_t>(kRowTile * keys));
     std::vector<char> selected(static_cast<size_t>(keys));
     std::vector<ops::cpu::KeyRange> ranges;
     double sum = 0;
-    int64_t rows = 0;
-    for (int64_t t = 0; t < qf.dim(0); t += row_stride, ++rows) {
-      const int64_t qb = t / g.query_block;
-      std::fill(selected.begin(), selected.end(), 0);
-      selected_key_ranges(mask, h * g.query_blocks() + qb, ranges);
-      for (const auto& [first, length] : ranges)
-        std::fill(selected.begin() + first, selected.begin() + first + length, 1);
-      double max_score = -INFINITY;
-      for (int64_t j = 0; j < keys; ++j) {
-        double s = 0;
-        for (int64_t d = 0; d < dim; ++d) s += double(qf.f32()[t * stride + h * dim + d]) * kf.f32()[j * stride + h * dim + d];
-        scores[size_t(j)] = s * scale;
-        max_score = std::max(max_score, scores[size_t(j)]);
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      const int64_t count = std::min(kRowTile, rows - r0);
+      for (int64_t r = 0; r < count; ++r)
+        std::copy_n(qf.f32() + sampled[size_t(r0 + r)] * stride + h * dim, dim, tile_q.data() + r * dim);
+      ops::cpu::matmul_nt({tile_q.data(), count, dim, dim}, {kf.f32() + h * dim, keys, dim, stride},
+                          {scores.data(), count, keys, keys});
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t t = sampled[size_t(r0 + r)];
+        std::fill(selected.begin(), selected.end(), 0);
+        selected_key_ranges(mask, h * g.query_blocks() + t / g.query_block, ranges);
+        for (const auto& [first, length] : ranges)
+          std::fill(selected.begin() + first, selected.begin() + first + length, 1);
+        const float* row = scores.data() + r * keys;
+        const double max_score = double(*std::max_element(row, row + keys)) * scale;
+        double total = 0, kept = 0;
+        for (int64_t j = 0; j < keys; ++j) {
+          const double p = std::exp(double(row[j]) * scale - max_score);
+          total += p;
+          if (selected[size_t(j)]) kept += p;
+        }
+        sum += kept / total;
       }
-      double total = 0, kept = 0;
-      for (int64_t j = 0; j < keys; ++j) {
-        const double p = std::exp(scores[size_t(j)] - max_score);
-        total += p;
-        if (selected[size_t(j)]) kept += p;
-      }
-      sum += kept / total;
     }
     recall[size_t(h)] = rows ? sum / double(rows) : 1.0;
   }

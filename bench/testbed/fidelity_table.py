@@ -45,8 +45,8 @@ def main():
         seeds = report.get("seeds", 1)
         passed = sum(1 for r in report["runs"] if r["seed"] == 0 and r["follows"])
         total = sum(1 for r in report["runs"] if r["seed"] == 0)
-        print(f"| {report['backend']} | {PROMPT_SETTINGS.get(name, '')} | {passed}/{total} | {report['mean_density']:.3f} |"
-              + ("" if seeds == 1 else f" (from a {seeds}-seed run)"))
+        setting = PROMPT_SETTINGS.get(name, "") + ("" if seeds == 1 else f"(seed 0 of a {seeds}-seed run)")
+        print(f"| {report['backend']} | {setting} | {passed}/{total} | {report['mean_density']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,11 @@ def main():
     print()
     print("| backend | setting | prompts followed (16 prompts, seed 0) | mean density |")
     print("|---|---|---|---|")
-    for name in ["dense"] + ORDER:
+    names = ["dense"] + ORDER
+    extra = sorted(f[len("prompts-"):-len(".json")] for f in os.listdir(out)
+                   if f.startswith("prompts-") and "-s0." in f)  # e.g. prompts-block-topk-s0.9.json
+    for name in sorted(names + extra, key=lambda n: (names.index(n.split("-s0.")[0]) if n.split("-s0.")[0] in names
+                                                     else 99, n)):
         path = os.path.join(out, f"prompts-{name}.json")
         if not os.path.exists(path):
             continue
@@ -45,7 +49,11 @@ def main():
         seeds = report.get("seeds", 1)
         passed = sum(1 for r in report["runs"] if r["seed"] == 0 and r["follows"])
         total = sum(1 for r in report["runs"] if r["seed"] == 0)
-        setting = PROMPT_SETTINGS.get(name, "") + ("" if seeds == 1 else f"(seed 0 of a {seeds}-seed run)")
+        base, _, value = name.partition("-s0.")
+        setting = PROMPT_SETTINGS.get(name, "") if not value else f"sparsity=0.{value}"
+        if base == "lightforcing" and value:
+            setting = "lightforcing-short, " + setting
+        setting += "" if seeds == 1 else f"(seed 0 of a {seeds}-seed run)"
         print(f"| {report['backend']} | {setting} | {passed}/{total} | {report['mean_density']:.3f} |")
 
 

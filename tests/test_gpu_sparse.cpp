@@ -229,12 +229,12 @@ std::vector<float> run_sparse(const AttentionInputs& in, const Geometry& g, cons
 
 TEST_CASE("block-sparse attention matches the masked CPU reference (ragged frame-aligned blocks, every variant)") {
   uint64_t seed = 100;
-  for (int tokens_per_frame : {1560, 100})
+  for (int tokens_per_frame : {1560, 100, 296})
     for (int dim : {128, 64})
       for (int key_block : {64, 128})
         for (int query_block : {64, 128}) {
           const Geometry g{tokens_per_frame, key_block, query_block, tokens_per_frame == 1560 ? 300 : 150,
-                           tokens_per_frame == 1560 ? 2 : 5};
+                           tokens_per_frame == 1560 ? 2 : tokens_per_frame == 296 ? 4 : 5};
           const int heads = 2;
           const AttentionInputs in(g, heads, dim, seed += 10);
           const Csr mask = random_mask(g, heads, seed);
@@ -259,9 +259,37 @@ TEST_CASE("block-sparse attention matches the masked CPU reference (ragged frame
         }
 }
 
+// The Hopper launch is persistent (one CTA per SM walking rows, the next row's loads overlapping this row's end)
+// and packs frame tails of <= 64 keys into shared tiles (1560 tokens: 24-key tails, 5 a tile; 296 = 2 x 128 + 40:
+// 3 a tile, partial groups when a row selects fewer). 32 heads x 10 query blocks = 320 rows > 132 SMs, so CTAs
+// carry 2-3 rows each, with different tile counts per row (random masks) and an empty row among them.
+TEST_CASE("block-sparse attention over more rows than SMs with packed frame tails (persistent Hopper launch)") {
+  uint64_t seed = 500;
+  for (int tokens_per_frame : {296, 1560}) {
+    const Geometry g{tokens_per_frame, 128, 128, 1200, tokens_per_frame == 296 ? 6 : 2};
+    const int heads = 32, dim = 64;
+    const AttentionInputs in(g, heads, dim, seed += 10);
+    const Csr mask = random_mask(g, heads, seed);
+    const auto want =
+        reference_attention(in.q.values, in.k.values, in.v.values, g, heads, dim, mask, 1.f / std::sqrt(float(dim)));
+    for (FlashVariant variant : {FlashVariant::Hopper, FlashVariant::MmaSync}) {
+      CAPTURE(tokens_per_frame);
+      const std::string name = lf::gpu::flash_variant_name(variant);
+      CAPTURE(name);
+      const auto got = run_sparse(in, g, mask, variant);
+      if (got.empty()) continue;
+      CHECK(rel_l2(got, want) < 1e-2);
+      bool zeros = true;
+      for (int row = (g.query_blocks() - 1) * g.query_block; row < g.lq; ++row)
+        for (int d = 0; d < dim; ++d) zeros &= got[(size_t(row) * heads + heads - 1) * dim + d] == 0.f;
+      CHECK(zeros);
+    }
+  }
+}
+
 TEST_CASE("block-sparse attention with a full mask reproduces the dense kernel") {
   uint64_t seed = 900;
-  for (int tokens_per_frame : {1560, 1536})
+  for (int tokens_per_frame : {1560, 1536, 296})
     for (int dim : {128, 64})
       for (int key_block : {64, 128}) {
         const Geometry g{tokens_per_frame, key_block, 128, 700, 3};

@@ -21,6 +21,7 @@ struct KeyBlock {
 // Dense: every key block 0 .. ceil(lk / kBlockN) - 1, the last one ragged.
 template <int kBlockN>
 struct DenseKeyBlocks {
+  static constexpr bool kPacksPieces = false;
   int lk = 0;
 
   __device__ __forceinline__ int count(int /*head*/, int /*q_block*/) const { return (lk + kBlockN - 1) / kBlockN; }
@@ -38,6 +39,7 @@ struct DenseKeyBlocks {
 // optionally only block_valid_keys[same slot] of them (null = full blocks, clipped at lk).
 template <int kBlockN>
 struct SparseKeyBlocks {
+  static constexpr bool kPacksPieces = false;
   const int* row_begin = nullptr;         // [heads * num_q_blocks + 1]
   const int* block_index = nullptr;       // [row_begin[last]]
   const int* block_valid_keys = nullptr;  // optional, same indexing as block_index
@@ -66,8 +68,18 @@ struct SparseKeyBlocks {
 // steps_per_block consecutive tiles; the second half of a ragged block may be empty (valid_keys 0).
 // Indices are read through the read-only cache: both kernels look a block up twice (load, then mask), and the
 // second lookup sits on the consumer's critical path.
+//
+// Tail packing (Hopper producer only, piece_rows > 0): a 1560-token frame is 12 blocks of 128 plus a 24-key tail,
+// and a tail visited as a tile of its own costs a whole 128-key tile of tensor-core work for 24 keys (6.7% more
+// tiles than tokens on a full mask). With packing, the full blocks of a row are visited as before, and its tails
+// are gathered `pieces_per_tile` at a time into one tile: each tail is a separate TMA box of piece_rows rows placed
+// at row j * piece_rows of the tile, and the tile's valid keys are the packed prefix. Softmax does not care which
+// keys share a tile, so the result is the same attention up to summation order. count() is then not a plain
+// difference of offsets: the producer warp counts the row's tails (tiles_in_row).
 template <int kBlockN>
 struct FrameAlignedSparseKeyBlocks {
+  static constexpr bool kPacksPieces = true;
+  static constexpr int kMaxPiecesPerTile = 8;
   const int* row_offsets = nullptr;  // [heads * query_blocks + 1], device
   const int* key_indices = nullptr;  // ascending within a row (not required: any order gives the same softmax)
   int query_blocks = 0;
@@ -76,6 +88,56 @@ struct FrameAlignedSparseKeyBlocks {
   int blocks_per_frame = 0;  // ceil(tokens_per_frame / key_block)
   int key_blocks = 0;        // frames * blocks_per_frame; indices outside [0, key_blocks) contribute nothing
   int steps_per_block = 1;   // 1 or 2
+  int piece_rows = 0;        // > 0: tails (blocks_per_frame - 1 of each frame) are packed, this many rows each
+  int pieces_per_tile = 1;   // kBlockN / piece_rows, at most kMaxPiecesPerTile
+
+  __device__ __forceinline__ bool is_packed_tail(int b) const {
+    return piece_rows > 0 && b >= 0 && b < key_blocks && b % blocks_per_frame == blocks_per_frame - 1;
+  }
+  __device__ __forceinline__ int block_first_key(int b) const {
+    const int frame = b / blocks_per_frame;
+    return frame * tokens_per_frame + (b - frame * blocks_per_frame) * key_block;
+  }
+
+  // Tiles the Hopper producer visits for this row; every lane of one warp calls it and gets the same value.
+  __device__ __forceinline__ int tiles_in_row(int head, int q_block, int lane) const {
+    const int row = head * query_blocks + q_block;
+    const int begin = __ldg(row_offsets + row), end = __ldg(row_offsets + row + 1);
+    if (piece_rows == 0) return (end - begin) * steps_per_block;
+    int tails = 0;
+    for (int j = begin + lane; j < end; j += 32) tails += is_packed_tail(__ldg(key_indices + j)) ? 1 : 0;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) tails += __shfl_xor_sync(0xffffffffu, tails, offset);
+    return (end - begin - tails) + (tails + pieces_per_tile - 1) / pieces_per_tile;
+  }
+
+  // Calls load.block(KeyBlock) for each whole tile and load.pieces(first_keys, n) for each packed tile, in visit
+  // order, exactly tiles_in_row() times. One thread.
+  template <class Load>
+  __device__ __forceinline__ void for_each_tile(int head, int q_block, Load& load) const {
+    const int row = head * query_blocks + q_block;
+    const int begin = __ldg(row_offsets + row), end = __ldg(row_offsets + row + 1);
+    if (piece_rows == 0) {
+      const int visits = (end - begin) * steps_per_block;
+      for (int i = 0; i < visits; ++i) load.block(block(head, q_block, i));
+      return;
+    }
+    int pending[kMaxPiecesPerTile];
+    int held = 0;
+    for (int j = begin; j < end; ++j) {
+      const int b = __ldg(key_indices + j);
+      if (!is_packed_tail(b)) {
+        load.block(block_at(b, 0));
+        continue;
+      }
+      pending[held++] = block_first_key(b);
+      if (held == pieces_per_tile) {
+        load.pieces(pending, held);
+        held = 0;
+      }
+    }
+    if (held > 0) load.pieces(pending, held);
+  }
 
   __device__ __forceinline__ int count(int head, int q_block) const {
     const int row = head * query_blocks + q_block;
@@ -84,7 +146,10 @@ struct FrameAlignedSparseKeyBlocks {
   __device__ __forceinline__ KeyBlock block(int head, int q_block, int i) const {
     const int step = steps_per_block == 1 ? 0 : (i & 1);
     const int slot = __ldg(row_offsets + head * query_blocks + q_block) + (steps_per_block == 1 ? i : (i >> 1));
-    const int b = __ldg(key_indices + slot);
+    return block_at(__ldg(key_indices + slot), step);
+  }
+  // Step `step` (0 or 1) of mask block b.
+  __device__ __forceinline__ KeyBlock block_at(int b, int step) const {
     if (b < 0 || b >= key_blocks) return {0, 0};
     const int frame = b / blocks_per_frame;
     const int inside = (b - frame * blocks_per_frame) * key_block;

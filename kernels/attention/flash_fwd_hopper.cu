@@ -53,13 +53,32 @@ bool hopper_kernels_built() {
   return attributes.sharedSizeBytes < size_t(kHopperStubMarkerBytes);
 }
 
+int hopper_persistent_ctas() {
+  int device = 0;
+  LF_CUDA_CHECK(cudaGetDevice(&device), "flash attention (hopper): current device");
+  static int cached_device = -1, cached_sms = 0;
+  if (device != cached_device) {
+    LF_CUDA_CHECK(cudaDeviceGetAttribute(&cached_sms, cudaDevAttrMultiProcessorCount, device),
+                  "flash attention (hopper): SM count of device {}", device);
+    cached_device = device;
+  }
+  return cached_sms;
+}
+
+bool& hopper_dense_persistent() {
+  static bool persistent = kHopperDensePersistent;
+  return persistent;
+}
+
 void run_flash_fwd_hopper_dense(const FlashKernelArgs& args, int head_dim, cudaStream_t stream) {
+  HopperLaunch launch;
+  if (hopper_dense_persistent()) launch.ctas = hopper_persistent_ctas();
   if (head_dim == 128) {
     using Traits = HopperDefaultTraits<128>;
-    launch_flash_fwd_hopper<Traits>(args, DenseKeyBlocks<Traits::kBlockN>{args.lk}, stream);
+    launch_flash_fwd_hopper<Traits>(args, DenseKeyBlocks<Traits::kBlockN>{args.lk}, stream, launch);
   } else if (head_dim == 64) {
     using Traits = HopperDefaultTraits<64>;
-    launch_flash_fwd_hopper<Traits>(args, DenseKeyBlocks<Traits::kBlockN>{args.lk}, stream);
+    launch_flash_fwd_hopper<Traits>(args, DenseKeyBlocks<Traits::kBlockN>{args.lk}, stream, launch);
   } else {
     fail("flash attention (hopper): head_dim {} is not instantiated (64 or 128)", head_dim);
   }

@@ -28,11 +28,23 @@ namespace lf::gpu::flash {
 // The host reads it back with cudaFuncGetAttributes to learn, without a launch, which build is loaded.
 constexpr int kHopperStubMarkerBytes = 16;
 
+// Work items and persistence. A work item is one (query block, head), item = head * query_blocks + q_block. A CTA
+// walks items blockIdx.x, blockIdx.x + gridDim.x, ...; launched with one CTA per item (the dense default) the loop
+// runs once. Launched persistent (gridDim.x = one CTA per SM), the producer loads the next item's Q as soon as both
+// consumers have issued their last S = Q K^T of the current one (q_empty), and its K/V ring simply carries on, so
+// the next item's loads overlap the current item's last P V, softmax finish and output store. That fixed prologue
+// and epilogue is what a short sparse row (4-30 tiles) cannot amortise in a CTA of its own.
+//
+// The producer tells the consumers what it loaded through shared memory, written before the mbarrier arrive that
+// publishes the data (arrive has release, try_wait acquire semantics): the tile count of each item (double
+// buffered by item parity) and the valid keys of each stage. So the consumers never read the schedule (a CSR lookup
+// of two dependent global loads used to sit on their critical path for the ragged-tile mask).
 template <class Traits, class Schedule>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     flash_fwd_hopper_kernel(const FlashKernelArgs args, const Schedule schedule,
                             const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
-                            const __grid_constant__ CUtensorMap v_map) {
+                            const __grid_constant__ CUtensorMap v_map, const __grid_constant__ CUtensorMap k_piece_map,
+                            const __grid_constant__ CUtensorMap v_piece_map, const int piece_rows) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace sm90;
   constexpr int kHeadDim = Traits::kHeadDim;
@@ -48,56 +60,121 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   static_assert(kHeadDim == 64 || kHeadDim == 128, "O += P V is issued as wgmma n64 per slab or n128");
 
   extern __shared__ uint8_t shared_raw[];
-  const uint32_t q_tile = (shared_address_of(shared_raw) + 1023u) & ~1023u;  // swizzle atoms are 1024-aligned
+  const uint32_t shared_base = shared_address_of(shared_raw);
+  const uint32_t q_tile = (shared_base + 1023u) & ~1023u;  // swizzle atoms are 1024-aligned
   const uint32_t k_ring = q_tile + Traits::kQTileBytes;
   const uint32_t v_ring = k_ring + kStages * Traits::kKVTileBytes;
   const uint32_t barriers = v_ring + kStages * Traits::kKVTileBytes;
   const uint32_t q_full = barriers;
-  auto k_full = [&](int stage) { return barriers + 8u * (1 + stage); };
-  auto v_full = [&](int stage) { return barriers + 8u * (1 + kStages + stage); };
-  auto kv_empty = [&](int stage) { return barriers + 8u * (1 + 2 * kStages + stage); };
+  const uint32_t q_empty = barriers + 8u;
+  auto k_full = [&](int stage) { return barriers + 8u * (2 + stage); };
+  auto v_full = [&](int stage) { return barriers + 8u * (2 + kStages + stage); };
+  auto kv_empty = [&](int stage) { return barriers + 8u * (2 + 2 * kStages + stage); };
+  volatile int* const stage_valid = reinterpret_cast<volatile int*>(shared_raw + (barriers - shared_base) +
+                                                                    8 * (2 + 3 * kStages));
+  volatile int* const item_tiles = stage_valid + kStages;  // [2], by item parity
 
-  const int q_block = blockIdx.x;
-  const int head = blockIdx.y;
+  const int query_blocks = (args.lq + kBlockM - 1) / kBlockM;
+  const int items = query_blocks * args.heads;
   const int warpgroup = threadIdx.x / 128;
-  const int num_blocks = schedule.count(head, q_block);
 
   if (threadIdx.x == 0) {
     mbarrier_init(q_full, 1);
+    mbarrier_init(q_empty, Traits::kConsumerWarpgroups * 4);  // one arrival per consumer warp
     for (int stage = 0; stage < kStages; ++stage) {
       mbarrier_init(k_full(stage), 1);
       mbarrier_init(v_full(stage), 1);
-      mbarrier_init(kv_empty(stage), Traits::kConsumerWarpgroups * 4);  // one arrival per consumer warp
+      mbarrier_init(kv_empty(stage), Traits::kConsumerWarpgroups * 4);
     }
     mbarrier_init_fence();
+  }
+  if (piece_rows > 0) {
+    // Packed tiles leave rows [pieces * piece_rows, kBlockN) unwritten; P is 0 there but P V still multiplies the
+    // stale rows, so they must hold finite values: zero the ring once (TMA and wgmma only ever put real K/V there).
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    uint4* ring = reinterpret_cast<uint4*>(shared_raw + (k_ring - shared_base));
+    for (int i = threadIdx.x; i < 2 * kStages * Traits::kKVTileBytes / 16; i += Traits::kThreads) ring[i] = zero;
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   }
   __syncthreads();
 
   if (warpgroup == 0) {
-    // ---- producer ----
+    // ---- producer: warp 0 (all lanes count a packed row's tiles, lane 0 issues) ----
     release_registers<Traits::kProducerRegisters>();
-    if (threadIdx.x == 0) {
-      tma_prefetch_descriptor(&q_map);
-      tma_prefetch_descriptor(&k_map);
-      tma_prefetch_descriptor(&v_map);
-      mbarrier_arrive_expect_tx(q_full, Traits::kQTileBytes);
-      for (int slab = 0; slab < kSlabs; ++slab)
-        tma_load_3d(q_tile + slab * Traits::kQSlabBytes, &q_map, q_full, slab * Traits::kSlabCols, head,
-                    q_block * kBlockM);
-      for (int i = 0; i < num_blocks; ++i) {
-        const int stage = i % kStages;
-        mbarrier_wait(kv_empty(stage), ((i / kStages) & 1) ^ 1);  // readers of round i/kStages - 1 are done
-        const KeyBlock block = schedule.block(head, q_block, i);
-        const uint32_t k_tile = k_ring + stage * Traits::kKVTileBytes;
-        const uint32_t v_tile = v_ring + stage * Traits::kKVTileBytes;
-        mbarrier_arrive_expect_tx(k_full(stage), Traits::kKVTileBytes);
-        for (int slab = 0; slab < kSlabs; ++slab)
-          tma_load_3d(k_tile + slab * Traits::kKVSlabBytes, &k_map, k_full(stage), slab * Traits::kSlabCols, head,
-                      block.first_key);
-        mbarrier_arrive_expect_tx(v_full(stage), Traits::kKVTileBytes);
-        for (int slab = 0; slab < kSlabs; ++slab)
-          tma_load_3d(v_tile + slab * Traits::kKVSlabBytes, &v_map, v_full(stage), slab * Traits::kSlabCols, head,
-                      block.first_key);
+    if (threadIdx.x < 32) {
+      const int lane = threadIdx.x;
+      if (lane == 0) {
+        tma_prefetch_descriptor(&q_map);
+        tma_prefetch_descriptor(&k_map);
+        tma_prefetch_descriptor(&v_map);
+      }
+      int loaded = 0;  // tiles put in the ring so far, over all items: the ring position carries across items
+      int parity = 0;  // of the item count
+      for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1) {
+        const int q_block = item % query_blocks, head = item / query_blocks;
+        int tiles;
+        if constexpr (Schedule::kPacksPieces)
+          tiles = schedule.tiles_in_row(head, q_block, lane);
+        else
+          tiles = schedule.count(head, q_block);
+        if (lane == 0) {
+          mbarrier_wait(q_empty, parity ^ 1);  // both consumers issued their last Q K^T of the previous item
+          item_tiles[parity] = tiles;
+          mbarrier_arrive_expect_tx(q_full, Traits::kQTileBytes);
+          for (int slab = 0; slab < kSlabs; ++slab)
+            tma_load_3d(q_tile + slab * Traits::kQSlabBytes, &q_map, q_full, slab * Traits::kSlabCols, head,
+                        q_block * kBlockM);
+          // One ring slot per tile: wait until its readers of the previous round are done, note its valid keys,
+          // then load K and V (whole boxes, or packed pieces).
+          auto claim = [&](int valid) {
+            const int stage = loaded % kStages;
+            mbarrier_wait(kv_empty(stage), ((loaded / kStages) & 1) ^ 1);
+            stage_valid[stage] = valid;
+            ++loaded;
+            return stage;
+          };
+          auto load_block = [&](const KeyBlock& block) {
+            const int stage = claim(block.valid_keys);
+            const uint32_t k_tile = k_ring + stage * Traits::kKVTileBytes;
+            const uint32_t v_tile = v_ring + stage * Traits::kKVTileBytes;
+            mbarrier_arrive_expect_tx(k_full(stage), Traits::kKVTileBytes);
+            for (int slab = 0; slab < kSlabs; ++slab)
+              tma_load_3d(k_tile + slab * Traits::kKVSlabBytes, &k_map, k_full(stage), slab * Traits::kSlabCols,
+                          head, block.first_key);
+            mbarrier_arrive_expect_tx(v_full(stage), Traits::kKVTileBytes);
+            for (int slab = 0; slab < kSlabs; ++slab)
+              tma_load_3d(v_tile + slab * Traits::kKVSlabBytes, &v_map, v_full(stage), slab * Traits::kSlabCols,
+                          head, block.first_key);
+          };
+          auto load_pieces = [&](const int* first_keys, int pieces) {
+            const int stage = claim(pieces * piece_rows);
+            const uint32_t k_tile = k_ring + stage * Traits::kKVTileBytes;
+            const uint32_t v_tile = v_ring + stage * Traits::kKVTileBytes;
+            const uint32_t bytes = uint32_t(pieces * piece_rows * 128 * kSlabs);
+            mbarrier_arrive_expect_tx(k_full(stage), bytes);
+            for (int j = 0; j < pieces; ++j)
+              for (int slab = 0; slab < kSlabs; ++slab)
+                tma_load_3d(k_tile + slab * Traits::kKVSlabBytes + j * piece_rows * 128, &k_piece_map, k_full(stage),
+                            slab * Traits::kSlabCols, head, first_keys[j]);
+            mbarrier_arrive_expect_tx(v_full(stage), bytes);
+            for (int j = 0; j < pieces; ++j)
+              for (int slab = 0; slab < kSlabs; ++slab)
+                tma_load_3d(v_tile + slab * Traits::kKVSlabBytes + j * piece_rows * 128, &v_piece_map, v_full(stage),
+                            slab * Traits::kSlabCols, head, first_keys[j]);
+          };
+          if constexpr (Schedule::kPacksPieces) {
+            struct {
+              decltype(load_block)& whole;
+              decltype(load_pieces)& packed;
+              __device__ __forceinline__ void block(const KeyBlock& b) { whole(b); }
+              __device__ __forceinline__ void pieces(const int* first_keys, int n) { packed(first_keys, n); }
+            } load{load_block, load_pieces};
+            schedule.for_each_tile(head, q_block, load);
+          } else {
+            for (int i = 0; i < tiles; ++i) load_block(schedule.block(head, q_block, i));
+          }
+        }
+        __syncwarp();
       }
     }
     return;
@@ -111,8 +188,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const bool warp_leader = lane == 0;
 
   // Turn-taking of the two consumers (kPingPong): a consumer issues GEMMs only after the other has arrived on
-  // its barrier. Consumer 1 hands consumer 0 the first turn and skips its own last hand-over, so every barrier
-  // sees exactly as many arrivals as waits.
+  // its barrier. Per item, consumer 1 hands consumer 0 the first turn and skips its own last hand-over, so every
+  // barrier sees exactly as many arrivals as waits and the next item starts from the same state.
   auto take_turn = [&]() {
     if constexpr (Traits::kPingPong) named_barrier_sync<kConsumerThreads>(kTurnBarrier + consumer);
   };
@@ -121,18 +198,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       if (!(consumer == 1 && last_turn)) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + (1 - consumer));
   };
 
+  // K-major descriptors step 16 columns (32 bytes) inside a 128-byte swizzled row, and a slab at a time.
+  const uint32_t q_rows = q_tile + consumer * Traits::kRowsPerConsumer * 128;
   float s[kKeyTiles][4];
   float o[kOutTiles][4];
   uint32_t p[kKeyTiles / 2][4];
-#pragma unroll
-  for (int j = 0; j < kKeyTiles; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-  for (int j = 0; j < kOutTiles; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  OnlineSoftmax<kKeyTiles> softmax;
-  softmax.init();
-
-  // K-major descriptors step 16 columns (32 bytes) inside a 128-byte swizzled row, and a slab at a time.
-  const uint32_t q_rows = q_tile + consumer * Traits::kRowsPerConsumer * 128;
   auto issue_qk = [&](int stage) {
     const uint32_t k_tile = k_ring + stage * Traits::kKVTileBytes;
 #pragma unroll
@@ -162,75 +232,98 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   auto release_stage = [&](int stage) {
     if (warp_leader) mbarrier_arrive(kv_empty(stage));
   };
-  auto mask_ragged = [&](int i) {
-    const KeyBlock block = schedule.block(head, q_block, i);
-    if (block.valid_keys < kBlockN) mask_columns(s, block.valid_keys, lane);
+  auto release_q = [&]() {
+    if (warp_leader) mbarrier_arrive(q_empty);
+  };
+  auto mask_ragged = [&](int stage) {
+    const int valid = stage_valid[stage];
+    if (valid < kBlockN) mask_columns(s, valid, lane);
   };
 
-  mbarrier_wait(q_full, 0);
-  if (num_blocks > 0) {
-    if constexpr (Traits::kPingPong)
-      if (consumer == 1) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
+  int consumed = 0;  // ring position, in step with the producer's `loaded`
+  int parity = 0;
+  for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1) {
+    const int q_block = item % query_blocks, head = item / query_blocks;
+#pragma unroll
+    for (int j = 0; j < kKeyTiles; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int j = 0; j < kOutTiles; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    OnlineSoftmax<kKeyTiles> softmax;
+    softmax.init();
 
-    // Block 0: S only (there is no P yet).
-    mbarrier_wait(k_full(0), 0);
-    take_turn();
-    wgmma_fence();
-    issue_qk(0);
-    wgmma_commit();
-    pass_turn(false);
-    wgmma_wait<0>();
-    pin_registers(s);
-    mask_ragged(0);
-    float rescale[2];
-    softmax.update(s, args.scale_log2, rescale);
-    probabilities_to_a_fragments(s, p);
+    mbarrier_wait(q_full, parity);
+    const int num_blocks = item_tiles[parity];
+    if (num_blocks == 0) {
+      release_q();
+    } else {
+      if constexpr (Traits::kPingPong)
+        if (consumer == 1) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
+      auto stage_of = [&](int i) { return (consumed + i) % kStages; };
+      auto phase_of = [&](int i) { return ((consumed + i) / kStages) & 1; };
 
-    for (int i = 1; i < num_blocks; ++i) {
-      const int stage = i % kStages;
-      const int previous = (i - 1) % kStages;
-      mbarrier_wait(k_full(stage), (i / kStages) & 1);
-      mbarrier_wait(v_full(previous), ((i - 1) / kStages) & 1);
+      // Block 0: S only (there is no P yet).
+      mbarrier_wait(k_full(stage_of(0)), phase_of(0));
+      take_turn();
+      wgmma_fence();
+      issue_qk(stage_of(0));
+      wgmma_commit();
+      pass_turn(false);
+      wgmma_wait<0>();
+      pin_registers(s);
+      if (num_blocks == 1) release_q();
+      mask_ragged(stage_of(0));
+      float rescale[2];
+      softmax.update(s, args.scale_log2, rescale);
+      probabilities_to_a_fragments(s, p);
+
+      for (int i = 1; i < num_blocks; ++i) {
+        const int stage = stage_of(i);
+        const int previous = stage_of(i - 1);
+        mbarrier_wait(k_full(stage), phase_of(i));
+        mbarrier_wait(v_full(previous), phase_of(i - 1));
+        take_turn();
+        pin_registers(o);
+        pin_registers(p);
+        wgmma_fence();
+        issue_qk(stage);
+        wgmma_commit();
+        issue_pv(previous);
+        wgmma_commit();
+        pass_turn(false);
+
+        wgmma_wait<1>();  // S_i is ready; O += P_{i-1} V_{i-1} may still run
+        pin_registers(s);
+        if (i == num_blocks - 1) release_q();  // the last read of Q is done: the next item's Q may land
+        mask_ragged(stage);
+        softmax.update(s, args.scale_log2, rescale);
+        wgmma_wait<0>();
+        pin_registers(o);
+        release_stage(previous);
+        scale_rows(o, rescale);
+        probabilities_to_a_fragments(s, p);
+      }
+
+      const int last = stage_of(num_blocks - 1);
+      mbarrier_wait(v_full(last), phase_of(num_blocks - 1));
       take_turn();
       pin_registers(o);
       pin_registers(p);
       wgmma_fence();
-      issue_qk(stage);
+      issue_pv(last);
       wgmma_commit();
-      issue_pv(previous);
-      wgmma_commit();
-      pass_turn(false);
-
-      wgmma_wait<1>();  // S_i is ready; O += P_{i-1} V_{i-1} may still run
-      pin_registers(s);
-      mask_ragged(i);
-      softmax.update(s, args.scale_log2, rescale);
+      pass_turn(true);
       wgmma_wait<0>();
       pin_registers(o);
-      release_stage(previous);
-      scale_rows(o, rescale);
-      probabilities_to_a_fragments(s, p);
+      release_stage(last);
+      consumed += num_blocks;
     }
 
-    const int last = (num_blocks - 1) % kStages;
-    mbarrier_wait(v_full(last), ((num_blocks - 1) / kStages) & 1);
-    take_turn();
-    pin_registers(o);
-    pin_registers(p);
-    wgmma_fence();
-    issue_pv(last);
-    wgmma_commit();
-    pass_turn(true);
-    wgmma_wait<0>();
-    pin_registers(o);
-    release_stage(last);
+    float inv_sum[2];
+    softmax.finish(inv_sum);
+    const int first_row = q_block * kBlockM + consumer * Traits::kRowsPerConsumer;
+    store_output_rows(o, inv_sum, args.out + int64_t(first_row) * args.out_row_stride + head * kHeadDim,
+                      args.out_row_stride, warp_in_group * 16, args.lq - first_row, lane);
   }
-
-  float inv_sum[2];
-  softmax.finish(inv_sum);
-  const int first_row = q_block * kBlockM + consumer * Traits::kRowsPerConsumer;
-  store_output_rows(o, inv_sum, args.out + int64_t(first_row) * args.out_row_stride + head * kHeadDim,
-                    args.out_row_stride, warp_in_group * 16, args.lq - first_row, lane);
 #elif defined(__CUDA_ARCH__)
   // Built without sm_90a: the host never launches this (see hopper_kernels_built); the marker tells it so.
   __shared__ volatile int stub_marker[kHopperStubMarkerBytes / 4];
@@ -247,8 +340,20 @@ CUtensorMap make_head_tensor_map(const void* base, int tokens, int heads, int he
 // Whether the loaded device image has the real sm_90a kernels (built with LF_CUDA_ARCHS=90a), not the stubs.
 bool hopper_kernels_built();
 
+// Launch options of the Hopper kernel. ctas 0 = one CTA per (query block, head); otherwise a persistent grid of
+// min(ctas, items) CTAs. piece_rows > 0 enables packed tiles of that many rows per piece (the schedule decides which
+// tiles are packed; FrameAlignedSparseKeyBlocks packs frame tails).
+struct HopperLaunch {
+  int ctas = 0;
+  int piece_rows = 0;
+};
+
+// One CTA per SM: the kernel takes 224 KB of shared memory.
+int hopper_persistent_ctas();
+
 template <class Traits, class Schedule>
-void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedule, cudaStream_t stream) {
+void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedule, cudaStream_t stream,
+                             HopperLaunch launch = {}) {
   constexpr int kHeadDim = Traits::kHeadDim;
   const CUtensorMap q_map = make_head_tensor_map(args.q, args.lq, args.heads, kHeadDim, args.q_row_stride,
                                                  Traits::kBlockM);
@@ -256,14 +361,34 @@ void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedu
                                                  Traits::kBlockN);
   const CUtensorMap v_map = make_head_tensor_map(args.v, args.lk, args.heads, kHeadDim, args.v_row_stride,
                                                  Traits::kBlockN);
+  LF_CHECK(launch.piece_rows == 0 || (Schedule::kPacksPieces && launch.piece_rows % 8 == 0 &&
+                                      launch.piece_rows <= Traits::kBlockN / 2),
+           "flash attention (hopper): packed pieces of {} rows (multiples of 8 up to {}, packing schedules only)",
+           launch.piece_rows, Traits::kBlockN / 2);
+  const CUtensorMap k_piece_map =
+      launch.piece_rows > 0
+          ? make_head_tensor_map(args.k, args.lk, args.heads, kHeadDim, args.k_row_stride, launch.piece_rows)
+          : k_map;
+  const CUtensorMap v_piece_map =
+      launch.piece_rows > 0
+          ? make_head_tensor_map(args.v, args.lk, args.heads, kHeadDim, args.v_row_stride, launch.piece_rows)
+          : v_map;
   auto kernel = flash_fwd_hopper_kernel<Traits, Schedule>;
   LF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
                 "flash attention (hopper) shared memory {} bytes", Traits::kSmemBytes);
-  const dim3 grid((args.lq + Traits::kBlockM - 1) / Traits::kBlockM, args.heads);
-  kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(args, schedule, q_map, k_map, v_map);
-  LF_CUDA_LAUNCH_CHECK("flash attention (hopper) lq {} lk {} heads {} head_dim {}", args.lq, args.lk, args.heads,
-                       kHeadDim);
+  const int items = ((args.lq + Traits::kBlockM - 1) / Traits::kBlockM) * args.heads;
+  const int ctas = launch.ctas > 0 ? (launch.ctas < items ? launch.ctas : items) : items;
+  kernel<<<ctas, Traits::kThreads, Traits::kSmemBytes, stream>>>(args, schedule, q_map, k_map, v_map, k_piece_map,
+                                                                  v_piece_map, launch.piece_rows);
+  LF_CUDA_LAUNCH_CHECK("flash attention (hopper) lq {} lk {} heads {} head_dim {} ctas {}", args.lq, args.lk,
+                       args.heads, kHeadDim, ctas);
 }
+
+// tuned: whether dense attention runs persistent (HopperLaunch::ctas = SMs). Dense rows are long (37-256 tiles),
+// so the overlap of one item's epilogue with the next one's prologue matters less than for sparse rows; the lab
+// (lab_sparse's dense rows, both ways) decides. hopper_dense_persistent() is the knob the labs flip.
+constexpr bool kHopperDensePersistent = false;
+bool& hopper_dense_persistent();
 
 // Dense attention with the default tiles (flash_fwd_hopper.cu); head_dim 64 or 128.
 void run_flash_fwd_hopper_dense(const FlashKernelArgs& args, int head_dim, cudaStream_t stream);

@@ -109,8 +109,10 @@ struct HopperTileTraits {
   static constexpr int kQTileBytes = kSlabs * kQSlabBytes;
   static constexpr int kKVTileBytes = kSlabs * kKVSlabBytes;
   // Q, then K[kStages], then V[kStages]; every tile starts on a 1024-byte boundary (swizzle atom), plus the
-  // mbarriers and 1024 bytes of slack to align the dynamic shared memory base.
-  static constexpr int kBarrierBytes = 8 * (1 + 3 * kStages);
+  // mbarriers (q_full, q_empty, k_full/v_full/kv_empty per stage), the producer's notes to the consumers (valid
+  // keys per stage, tile count per work item, double-buffered) and 1024 bytes of slack to align the dynamic shared
+  // memory base.
+  static constexpr int kBarrierBytes = 8 * (2 + 3 * kStages) + 4 * (kStages + 2);
   static constexpr int kSmemBytes = kQTileBytes + 2 * kStages * kKVTileBytes + 1024 + kBarrierBytes;
 
   static_assert(kHeadDim % kSlabCols == 0, "head_dim must be whole 128-byte slabs");

@@ -1,22 +1,51 @@
-// Instantiations of the Hopper (TMA + wgmma) flash attention kernel with the frame-aligned block-sparse schedule.
+// Instantiations of the Hopper (TMA + wgmma) flash attention kernel with the frame-aligned block-sparse schedule,
+// launched persistent and with packed frame tails (block_sparse_launch.cuh).
 #include "attention/flash_fwd_hopper.cuh"
 #include "sparse/block_sparse_launch.cuh"
 
 namespace lf::gpu::flash {
 
+BlockSparseHopperTuning& block_sparse_hopper_tuning() {
+  static BlockSparseHopperTuning tuning;
+  return tuning;
+}
+
+int packed_tail_rows(const FrameAlignedMask& mask, int tile_keys) {
+  if (mask.key_block != tile_keys) return 0;
+  const int blocks_per_frame = (mask.tokens_per_frame + mask.key_block - 1) / mask.key_block;
+  const int tail = mask.tokens_per_frame - (blocks_per_frame - 1) * mask.key_block;
+  return tail % 8 == 0 && tail <= tile_keys / 2 ? tail : 0;
+}
+
+namespace {
+
+template <class Traits>
+void launch_sparse(const FlashKernelArgs& args, const FrameAlignedMask& mask, cudaStream_t stream) {
+  static_assert(Traits::kBlockM == 128 && Traits::kBlockN == 128, "the selector's rules assume 128 x 128 tiles");
+  using Schedule = FrameAlignedSparseKeyBlocks<Traits::kBlockN>;
+  const BlockSparseHopperTuning& tuning = block_sparse_hopper_tuning();
+  Schedule schedule = frame_aligned_schedule<Traits::kBlockN>(mask);
+  HopperLaunch launch;
+  if (tuning.persistent) launch.ctas = hopper_persistent_ctas();
+  if (tuning.pack_tails) {
+    launch.piece_rows = packed_tail_rows(mask, Traits::kBlockN);
+    schedule.piece_rows = launch.piece_rows;
+    schedule.pieces_per_tile = launch.piece_rows > 0 ? Traits::kBlockN / launch.piece_rows : 1;
+    if (schedule.pieces_per_tile > Schedule::kMaxPiecesPerTile) schedule.pieces_per_tile = Schedule::kMaxPiecesPerTile;
+  }
+  launch_flash_fwd_hopper<Traits>(args, schedule, stream, launch);
+}
+
+}  // namespace
+
 void run_block_sparse_hopper(const FlashKernelArgs& args, const FrameAlignedMask& mask, int head_dim,
                              cudaStream_t stream) {
-  if (head_dim == 128) {
-    using Traits = HopperDefaultTraits<128>;
-    static_assert(Traits::kBlockM == 128 && Traits::kBlockN == 128, "the selector's rules assume 128 x 128 tiles");
-    launch_flash_fwd_hopper<Traits>(args, frame_aligned_schedule<Traits::kBlockN>(mask), stream);
-  } else if (head_dim == 64) {
-    using Traits = HopperDefaultTraits<64>;
-    static_assert(Traits::kBlockM == 128 && Traits::kBlockN == 128, "the selector's rules assume 128 x 128 tiles");
-    launch_flash_fwd_hopper<Traits>(args, frame_aligned_schedule<Traits::kBlockN>(mask), stream);
-  } else {
+  if (head_dim == 128)
+    launch_sparse<HopperDefaultTraits<128>>(args, mask, stream);
+  else if (head_dim == 64)
+    launch_sparse<HopperDefaultTraits<64>>(args, mask, stream);
+  else
     fail("block-sparse attention (hopper): head_dim {} is not instantiated (64 or 128)", head_dim);
-  }
 }
 
 }  // namespace lf::gpu::flash

@@ -43,6 +43,18 @@ FrameAlignedSparseKeyBlocks<kBlockN> frame_aligned_schedule(const FrameAlignedMa
 // query_block 64 or 128, key_block <= 2 x 64, head_dim 64 or 128.
 void run_block_sparse_mma(const FlashKernelArgs& args, const FrameAlignedMask& mask, int head_dim, int query_block,
                           cudaStream_t stream);
+// How the Hopper block-sparse kernel is launched: persistent (one CTA per SM walking the rows) and with frame tails
+// packed into shared tiles (FrameAlignedSparseKeyBlocks). Both default on; lab_sparse flips them to time each.
+struct BlockSparseHopperTuning {
+  bool persistent = true;
+  bool pack_tails = true;
+};
+BlockSparseHopperTuning& block_sparse_hopper_tuning();
+
+// Rows per packed piece for this mask on a kBlockN-key tile, 0 when its tails are not packed: only 128-key blocks
+// (one tile each) whose frame tail is a whole number of 8-row swizzle atoms and at most half a tile.
+int packed_tail_rows(const FrameAlignedMask& mask, int tile_keys);
+
 // query_block 128, key_block <= 128, head_dim 64 or 128; needs the sm_90a build.
 void run_block_sparse_hopper(const FlashKernelArgs& args, const FrameAlignedMask& mask, int head_dim,
                              cudaStream_t stream);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
 #include "sparse/sparse_recall.h"
+#include "sparse/sparse_select_detail.h"
 #include "test_util.h"
 
 namespace {
@@ -766,6 +768,177 @@ TEST_CASE("cached planners equal the whole planners bit for bit, also when the p
   hsa.topk = sparse::hsa_eligible_blocks(g, hsa) + 1;
   CHECK_THROWS_WITH_AS(sparse::plan_hsa_cached(bad, hsa, got.output()), doctest::Contains("budget invariant"),
                        lf::Error);
+}
+
+// ---- fast paths vs the exact old paths ------------------------------------------------------------------------
+namespace {
+
+// Sets the planner paths for a scope, restoring the previous ones (a failing CHECK must not leak a setting).
+struct PathsScope {
+  sparse::detail::PlannerPaths saved = sparse::detail::planner_paths();
+  explicit PathsScope(sparse::detail::PlannerPaths paths) { sparse::detail::set_planner_paths(paths); }
+  ~PathsScope() { sparse::detail::set_planner_paths(saved); }
+};
+
+// Scores that stress a threshold select: many exact ties (also across -0 / +0), NaN, +-inf, denormals, values
+// that share their high bits (one radix digit decides nothing) and ordinary randoms.
+std::vector<float> hostile_scores(int rows, int count, uint64_t seed) {
+  std::vector<float> scores(size_t(rows) * count);
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
+  auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+  const float specials[] = {0.f, -0.f, NAN, INFINITY, -INFINITY, 1e-40f, -1e-40f, 1.f, -1.f, 3.4e38f};
+  for (int r = 0; r < rows; ++r) {
+    const int style = r % 4;
+    for (int i = 0; i < count; ++i) {
+      float& s = scores[size_t(r) * count + i];
+      const uint64_t x = next();
+      if (style == 0) s = float(int(x % 7) - 3);                                 // heavy ties
+      if (style == 1) s = 1.f + float(x % 64) * 1e-7f;                           // equal high bits
+      if (style == 2) s = x % 5 == 0 ? specials[x / 5 % 10] : float(x % 2001) - 1000.f;
+      if (style == 3) s = (float(x % 1000000) - 5e5f) * 1e-3f;                    // mostly distinct
+    }
+  }
+  return scores;
+}
+
+struct MaskBits {
+  std::vector<int> offsets, indices;
+  std::vector<uint32_t> score_bits;
+  bool operator==(const MaskBits& o) const {
+    return offsets == o.offsets && indices == o.indices && score_bits == o.score_bits;
+  }
+};
+MaskBits mask_bits(const DeviceMask& mask, int rows) {
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  MaskBits m;
+  m.offsets = download<int>(mask.offsets.ptr, size_t(rows + 1));
+  m.indices = download<int>(mask.indices.ptr, size_t(m.offsets.back()));
+  m.score_bits = download<uint32_t>(mask.scores.ptr, size_t(m.offsets.back()));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("radix top-k / HSA selection equals the bitonic sort bit for bit (ties, NaN, -0, infinities)") {
+  const int rows = 24;
+  for (int key_blocks : {1, 31, 33, 273, 525, 1000, 4096}) {
+    const auto scores = hostile_scores(rows, key_blocks, uint64_t(key_blocks));
+    const DeviceBuffer ds(scores.size() * 4, scores.data());
+    for (int topk : {0, 1, key_blocks / 7, key_blocks / 2, key_blocks - 1, key_blocks}) {
+      if (topk < 0) continue;
+      const DeviceMask fast(rows, int64_t(rows) * key_blocks), exact(rows, int64_t(rows) * key_blocks);
+      {
+        const PathsScope paths({true, true});
+        sparse::select_topk(ds.as<float>(), rows, key_blocks, topk, fast.output(), nullptr);
+      }
+      {
+        const PathsScope paths({false, false});
+        sparse::select_topk(ds.as<float>(), rows, key_blocks, topk, exact.output(), nullptr);
+      }
+      CAPTURE(key_blocks);
+      CAPTURE(topk);
+      CHECK(mask_bits(fast, rows) == mask_bits(exact, rows));
+    }
+  }
+  struct Case {
+    int frames, chunk, keep_frames, sink, near, tokens_per_frame, key_block;
+  };
+  const Case cases[] = {{21, 3, 6, 1, 2, 1560, 64},  {21, 3, 6, 1, 2, 1560, 128}, {15, 3, 3, 1, 1, 1560, 64},
+                        {10, 3, 4, 0, 0, 100, 64},   {8, 3, 9, 1, 2, 100, 64},     {40, 3, 6, 1, 2, 100, 128}};
+  for (const Case& c : cases) {
+    sparse::PlannerGeometry g;
+    g.heads = 3;
+    g.head_dim = 64;
+    g.query_tokens = 1000;
+    g.query_block = 128;
+    g.key_frames = c.frames;
+    g.tokens_per_frame = c.tokens_per_frame;
+    g.key_block = c.key_block;
+    sparse::HsaParams hsa;
+    hsa.chunk_frames = c.chunk;
+    hsa.keep_frames = c.keep_frames;
+    hsa.keep_sink = c.sink;
+    hsa.keep_near = c.near;
+    const int rows = g.rows(), kb = g.key_blocks(), eligible = sparse::hsa_eligible_blocks(g, hsa);
+    const auto block_scores = hostile_scores(rows, kb, uint64_t(kb) + 7);
+    const auto frame_scores = hostile_scores(rows, c.frames, uint64_t(c.frames) + 11);
+    const DeviceBuffer dbs(block_scores.size() * 4, block_scores.data()),
+        dfs(frame_scores.size() * 4, frame_scores.data());
+    for (int topk : {0, 1, eligible / 3, eligible}) {
+      hsa.topk = topk;
+      const DeviceMask fast(rows, int64_t(rows) * kb), exact(rows, int64_t(rows) * kb);
+      {
+        const PathsScope paths({true, true});
+        sparse::select_hsa(dbs.as<float>(), dfs.as<float>(), g, hsa, fast.output(), nullptr);
+      }
+      {
+        const PathsScope paths({false, false});
+        sparse::select_hsa(dbs.as<float>(), dfs.as<float>(), g, hsa, exact.output(), nullptr);
+      }
+      CAPTURE(c.frames);
+      CAPTURE(c.key_block);
+      CAPTURE(topk);
+      CHECK(mask_bits(fast, rows) == mask_bits(exact, rows));
+    }
+  }
+}
+
+TEST_CASE("cached planners with the fast paths equal the exact old paths bit for bit, queued back to back") {
+  // The bench shape's frame layout (1560 tokens, 64- and 128-key blocks), fewer heads and frames; ten plans
+  // queued without a host synchronisation (dependent launches overlap), each checked against the old path.
+  for (int block : {64, 128}) {
+    sparse::PlannerGeometry g;
+    g.heads = 2;
+    g.head_dim = 128;
+    g.query_tokens = 3 * 1560;
+    g.query_block = 128;
+    g.key_frames = 12;
+    g.tokens_per_frame = 1560;
+    g.key_block = block;
+    const int64_t row = int64_t(g.heads) * g.head_dim;
+    const auto q = random_bf16(int64_t(g.query_tokens) * row, 41 + block, 2.f);
+    const auto k = random_bf16(int64_t(g.key_tokens()) * row, 42 + block, 2.f);
+    const DeviceBuffer dq(q.bits.size() * 2, q.bits.data()), dk(k.bits.size() * 2, k.bits.data());
+    const size_t bytes = sparse::cached_planner_workspace_bytes(g);
+    const DeviceBuffer workspace(bytes), pooled(size_t(g.heads) * g.key_blocks() * g.head_dim * 4);
+    sparse::HsaParams hsa;
+    hsa.topk = std::min(int(0.15 * g.key_blocks()), sparse::hsa_eligible_blocks(g, hsa));
+    sparse::CachedPlanInputs in;
+    in.q = dq.ptr;
+    in.q_row_stride = row;
+    in.k = dk.ptr;
+    in.k_row_stride = row;
+    in.geometry = g;
+    in.pooled_keys = pooled.as<float>();
+    in.workspace = workspace.ptr;
+    in.workspace_bytes = bytes;
+    const int64_t capacity = sparse::planner_max_selected(g);
+    for (int rule = 0; rule < 3; ++rule) {
+      auto plan = [&](const DeviceMask& mask, int first_new_frame) {
+        in.first_new_frame = first_new_frame;
+        if (rule == 0) sparse::plan_topk_cached(in, hsa.topk, mask.output());
+        if (rule == 1) sparse::plan_hsa_cached(in, hsa, mask.output());
+        if (rule == 2) sparse::plan_topp_cached(in, 1.f / std::sqrt(128.f), 0.9f, mask.output());
+      };
+      const DeviceMask exact(g.rows(), capacity);
+      {
+        const PathsScope paths({false, false});
+        plan(exact, 0);
+      }
+      const MaskBits want = mask_bits(exact, g.rows());
+      std::vector<std::unique_ptr<DeviceMask>> fast;
+      {
+        const PathsScope paths({true, true});
+        for (int i = 0; i < 10; ++i) {
+          fast.push_back(std::make_unique<DeviceMask>(g.rows(), capacity));
+          plan(*fast.back(), i == 0 ? 0 : g.key_frames - hsa.chunk_frames);
+        }
+      }
+      CAPTURE(block);
+      CAPTURE(rule);
+      for (const auto& mask : fast) CHECK(mask_bits(*mask, g.rows()) == want);
+    }
+  }
 }
 
 // ---- sampled recall ------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 // Lab for block-sparse flash attention and the GPU mask planners (llm.c dev/cuda style): checks, then times them
 // against the dense kernel in the same run. It calls the public APIs, so what is checked is what the engine runs.
 //
-//   lab_sparse [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--reps N] [--quick]
+//   lab_sparse [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] [--quick]
+//
+// --planner-only: the planner checks and the cached planner's per-launch breakdown (lab_sparse_planner.cuh,
+// JSON "planner_breakdown_rows"), no attention check or bench.
 //
 // Check: every supported (variant, query_block, key_block) on ragged frame-aligned blocks (1560 and 100 tokens per
 // frame) vs an fp64 CPU masked reference, output NaN-poisoned, rel-L2 < 1e-2, an empty row exactly 0; a full mask
@@ -33,6 +36,7 @@
 #include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
 #include "sparse/sparse_recall.h"
+#include "sparse/lab_sparse_planner.cuh"
 
 using namespace lf;
 using namespace lf::gpu;
@@ -502,6 +506,7 @@ struct BenchResult {
   std::vector<DenseRow> dense;
   std::vector<SparseRow> sparse;
   std::vector<PlannerRow> planner;
+  std::vector<lab::planner::BreakdownRow> planner_breakdown;  // lab_sparse_planner.cuh
 };
 
 void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
@@ -670,7 +675,9 @@ void write_json(const std::string& path, const std::string& device, const std::s
                  i ? "," : "", p.lk, p.block, p.pool_score_ms, p.topk, p.topk_ms, p.hsa_topk, p.hsa_ms, p.topp_ms,
                  p.cached_first_ms, p.cached_step_ms, p.cached_step_queued_ms, p.recall_ms);
   }
-  std::fprintf(f, "\n  ]\n}\n");
+  std::fprintf(f, "\n  ],\n  ");
+  lab::planner::write_breakdown_json(f, r.planner_breakdown);
+  std::fprintf(f, "\n}\n");
   std::fclose(f);
   std::printf("wrote %s\n", path.c_str());
 }
@@ -679,7 +686,7 @@ void write_json(const std::string& path, const std::string& device, const std::s
 
 int main(int argc, char** argv) {
   std::string json_path, commit = "unknown";
-  bool check = true, bench = true, quick = false;
+  bool check = true, bench = true, quick = false, planner_only = false;
   int reps = 20;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -695,9 +702,12 @@ int main(int argc, char** argv) {
       check = false;
     else if (a == "--quick")
       quick = true;
+    else if (a == "--planner-only")
+      planner_only = true;
     else {
       std::fprintf(stderr,
-                   "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--reps N] [--quick]\n",
+                   "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] "
+                   "[--quick]\n",
                    argv[0]);
       return 2;
     }
@@ -716,7 +726,7 @@ int main(int argc, char** argv) {
     if (check) {
       std::printf(
           "== correctness: sparse kernel vs fp64 CPU masked reference (rel_l2 < 1e-2), full mask vs dense ==\n");
-      failures += check_attention();
+      if (!planner_only) failures += check_attention();
       std::printf("== correctness: planners at lq %d, 21 frames x %d, %d heads ==\n", kBenchLq, kTokensPerFrame,
                   kBenchHeads);
       failures += check_planners();
@@ -724,7 +734,7 @@ int main(int argc, char** argv) {
                   failures == 1 ? "" : "s");
     }
     BenchResult result;
-    if (bench) {
+    if (bench && !planner_only) {
       std::printf(
           "== bench: lq %d, heads %d, head_dim %d, %d tokens/frame, median of %d; ratio = sparse / (token "
           "density x dense) ==\n",
@@ -732,6 +742,16 @@ int main(int argc, char** argv) {
       const std::vector<int> lks =
           quick ? std::vector<int>{4680, 32760} : std::vector<int>{4680, 9360, 14040, 18720, 23400, 28080, 32760};
       for (int lk : lks) bench_lk(lk, reps, size_t(props.l2CacheSize), result);
+    }
+    if (bench) {
+      std::printf("== planner breakdown: the cached planner per launch group, old / radix / new paths, median of %d ==\n",
+                  std::max(reps, 20));
+      int mismatches = 0;
+      result.planner_breakdown =
+          lab::planner::bench_breakdown(std::max(reps, 20), size_t(props.l2CacheSize), &mismatches);
+      lab::planner::print_breakdown(result.planner_breakdown);
+      if (mismatches > 0) std::printf("FAIL: %d planner masks differ from the old path\n", mismatches);
+      failures += mismatches;
     }
     if (!json_path.empty()) write_json(json_path, device, commit, argc, argv, check ? failures : -1, result);
     return failures ? 1 : 0;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "cuda_check.h"
+#include "sparse/sparse_launch.cuh"
 #include "sparse/sparse_planner.h"
 #include "sparse/sparse_select_detail.h"
 
@@ -72,6 +73,7 @@ __global__ void __launch_bounds__(kPoolThreads) pool_rows_kernel(const PoolJob j
   const int lanes = head_dim / 8;
   const int token_lanes = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes, token_lane = threadIdx.x / lanes;
+  detail::wait_for_previous_grid();  // q / k may come from the kernel before; the cache is read by the last plan
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   const __nv_bfloat16* column = src + int64_t(head) * head_dim + lane * 8;
   for (int base = token_lane; base < seg.count; base += kPoolRowsInFlight * token_lanes) {
@@ -94,6 +96,7 @@ __global__ void __launch_bounds__(kPoolThreads) pool_rows_kernel(const PoolJob j
       }
     }
   }
+  detail::allow_next_grid();
 #pragma unroll
   for (int e = 0; e < 8; ++e) partial[token_lane * head_dim + lane * 8 + e] = acc[e];
   __syncthreads();
@@ -149,6 +152,7 @@ __global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const Score
   const int key_count = job.stored + job.frames;
   const int stride = head_dim + 1;
   const float* head_keys = job.keys + int64_t(head) * job.stored * head_dim;
+  detail::wait_for_previous_grid();  // the pooled blocks come from the pooling launch
   for (int i = threadIdx.x; i < kScoreKeysPerCta * head_dim; i += blockDim.x) {
     const int row = i / head_dim, d = i % head_dim, key = first_key + row;
     float value = 0.f;
@@ -160,6 +164,7 @@ __global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const Score
     key_tile[row * stride + d] = value;
   }
   __syncthreads();
+  detail::allow_next_grid();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const float* own_key = key_tile + lane * stride;
   for (int qb = blockIdx.z * warps + warp; qb < min(job.query_blocks, int(blockIdx.z + 1) * warps); qb += warps) {
@@ -216,7 +221,7 @@ PoolJob pool_job(const PlannerGeometry& g) {
 void launch_pool(const PoolJob& job, int heads, cudaStream_t stream) {
   const int segments = job.query_blocks + (job.key_blocks - job.first_key_block);
   if (segments == 0) return;
-  pool_rows_kernel<<<dim3(segments, heads), pool_threads(job.head_dim), 0, stream>>>(job);
+  detail::launch_dependent(pool_rows_kernel, dim3(segments, heads), dim3(pool_threads(job.head_dim)), 0, stream, job);
   LF_CUDA_LAUNCH_CHECK("sparse pooling: {} query blocks + {} key blocks x {} heads", job.query_blocks,
                        job.key_blocks - job.first_key_block, heads);
 }
@@ -227,7 +232,7 @@ void launch_scores(const ScoreJob& job, int heads, cudaStream_t stream) {
   const dim3 grid((key_count + kScoreKeysPerCta - 1) / kScoreKeysPerCta, heads,
                   (job.query_blocks + kQueryBlocksPerCta - 1) / kQueryBlocksPerCta);
   const size_t shared = size_t(kScoreKeysPerCta) * (job.head_dim + 1) * sizeof(float);  // <= 32.9 KB
-  block_scores_kernel<<<grid, kScoreThreads, shared, stream>>>(job);
+  detail::launch_dependent(block_scores_kernel, grid, dim3(kScoreThreads), shared, stream, job);
   LF_CUDA_LAUNCH_CHECK("block_scores: {} x {} x {} (head_dim {})", heads, job.query_blocks, key_count, job.head_dim);
 }
 
@@ -373,9 +378,7 @@ struct CachedBuffers {
   size_t topp_scratch_bytes;
 };
 
-// Pools the queries and the key blocks of frames [first_new_frame, key_frames), then scores every stored block
-// (and, with frames, every frame): two launches.
-CachedBuffers cached_pool_and_score(const CachedPlanInputs& in, bool frames, cudaStream_t stream) {
+CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   const PlannerGeometry& g = in.geometry;
   check_geometry(g);
   check_rows_view(in.q, in.q_row_stride, g, "q");
@@ -395,7 +398,12 @@ CachedBuffers cached_pool_and_score(const CachedPlanInputs& in, bool frames, cud
   cursor += align_up(size_t(g.rows()) * (g.key_blocks() + g.key_frames) * 4);
   b.topp_scratch = cursor;
   b.topp_scratch_bytes = select_topp_workspace_bytes(g.rows(), g.key_blocks());
+  return b;
+}
 
+// Launch 1: the queries and the key blocks of frames [first_new_frame, key_frames) in one grid.
+void cached_pool(const CachedPlanInputs& in, const CachedBuffers& b, cudaStream_t stream) {
+  const PlannerGeometry& g = in.geometry;
   PoolJob pool = pool_job(g);
   pool.q = static_cast<const __nv_bfloat16*>(in.q);
   pool.q_row_stride = in.q_row_stride;
@@ -406,7 +414,11 @@ CachedBuffers cached_pool_and_score(const CachedPlanInputs& in, bool frames, cud
   pool.first_key_block = in.first_new_frame * g.blocks_per_frame();
   pool.pooled_keys = in.pooled_keys;
   launch_pool(pool, g.heads, stream);
+}
 
+// Launch 2: scores of every stored block and, with frames, of every frame.
+void cached_scores(const CachedPlanInputs& in, const CachedBuffers& b, bool frames, cudaStream_t stream) {
+  const PlannerGeometry& g = in.geometry;
   ScoreJob score{};
   score.queries = b.pooled_queries;
   score.keys = in.pooled_keys;
@@ -419,34 +431,57 @@ CachedBuffers cached_pool_and_score(const CachedPlanInputs& in, bool frames, cud
   score.blocks_per_frame = g.blocks_per_frame();
   score.scores = b.scores;
   launch_scores(score, g.heads, stream);
-  return b;
 }
 
 }  // namespace
 
-void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream) {
+void detail::plan_cached_phases(const CachedPlanInputs& in, const CachedRule& rule, unsigned phases,
+                                const MaskOutput& out, void* stream) {
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   const PlannerGeometry& g = in.geometry;
-  // Refused before any launch (select_topk would refuse it only after pooling).
-  LF_CHECK(topk >= 0 && topk <= g.key_blocks(), "select_topk: topk {} outside 0..{} key blocks", topk, g.key_blocks());
-  const CachedBuffers b = cached_pool_and_score(in, false, cuda_stream);
-  select_topk(b.scores, g.rows(), g.key_blocks(), topk, out, stream);
+  // Rule arguments are refused before any launch (the selectors would refuse them only after pooling).
+  if (rule.kind == CachedRule::TopK)
+    LF_CHECK(rule.topk >= 0 && rule.topk <= g.key_blocks(), "select_topk: topk {} outside 0..{} key blocks", rule.topk,
+             g.key_blocks());
+  if (rule.kind == CachedRule::Hsa) (void)check_hsa_budget(g, rule.hsa);
+  if (rule.kind == CachedRule::TopP) {
+    LF_CHECK(std::isfinite(rule.scale) && rule.scale > 0.f, "select_topp: scale {} must be finite and positive",
+             rule.scale);
+    LF_CHECK(rule.p > 0.f && rule.p <= 1.f, "select_topp: p {} outside (0, 1]", rule.p);
+  }
+  const CachedBuffers b = cached_buffers(in);
+  if (phases & kCachedPool) cached_pool(in, b, cuda_stream);
+  if (phases & kCachedScores) cached_scores(in, b, rule.kind == CachedRule::Hsa, cuda_stream);
+  if (!(phases & kCachedSelect)) return;
+  if (rule.kind == CachedRule::TopK) select_topk(b.scores, g.rows(), g.key_blocks(), rule.topk, out, stream);
+  if (rule.kind == CachedRule::Hsa)
+    select_hsa_strided(b.scores, b.scores + g.key_blocks(), int64_t(g.key_blocks()) + g.key_frames, g, rule.hsa, out,
+                       stream);
+  if (rule.kind == CachedRule::TopP)
+    select_topp(b.scores, g.rows(), g.key_blocks(), rule.scale, rule.p, out, b.topp_scratch, b.topp_scratch_bytes,
+                stream);
+}
+
+void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream) {
+  detail::CachedRule rule;
+  rule.kind = detail::CachedRule::TopK;
+  rule.topk = topk;
+  detail::plan_cached_phases(in, rule, detail::kCachedAll, out, stream);
 }
 
 void plan_hsa_cached(const CachedPlanInputs& in, const HsaParams& hsa, const MaskOutput& out, void* stream) {
-  const PlannerGeometry& g = in.geometry;
-  (void)detail::check_hsa_budget(g, hsa);  // refuses a bad configuration or budget before any launch
-  const CachedBuffers b = cached_pool_and_score(in, true, static_cast<cudaStream_t>(stream));
-  detail::select_hsa_strided(b.scores, b.scores + g.key_blocks(), int64_t(g.key_blocks()) + g.key_frames, g, hsa, out,
-                             stream);
+  detail::CachedRule rule;
+  rule.kind = detail::CachedRule::Hsa;
+  rule.hsa = hsa;
+  detail::plan_cached_phases(in, rule, detail::kCachedAll, out, stream);
 }
 
 void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const MaskOutput& out, void* stream) {
-  const PlannerGeometry& g = in.geometry;
-  LF_CHECK(std::isfinite(scale) && scale > 0.f, "select_topp: scale {} must be finite and positive", scale);
-  LF_CHECK(p > 0.f && p <= 1.f, "select_topp: p {} outside (0, 1]", p);
-  const CachedBuffers b = cached_pool_and_score(in, false, static_cast<cudaStream_t>(stream));
-  select_topp(b.scores, g.rows(), g.key_blocks(), scale, p, out, b.topp_scratch, b.topp_scratch_bytes, stream);
+  detail::CachedRule rule;
+  rule.kind = detail::CachedRule::TopP;
+  rule.scale = scale;
+  rule.p = p;
+  detail::plan_cached_phases(in, rule, detail::kCachedAll, out, stream);
 }
 
 // ---- phase timer ----------------------------------------------------------------------------------------------

@@ -1,18 +1,44 @@
 // Selection kernels of the GPU planners: top-k, HSA 2-stage and top-p over pooled block scores (definitions in
-// sparse_planner.h). One CTA per mask row: the row's blocks are sorted in shared memory as 64-bit keys
-// (orderable score bits, then the inverted index), so "highest score, ties toward the lower index" is plain
-// descending order and every key is distinct; the chosen blocks are then written in ascending index order.
+// sparse_planner.h). Top-k and HSA run the radix select of sparse_select_radix.cu; this file's sort path is top-p
+// and the exact old path for the other two (LF_SPARSE_SELECT=sort). One CTA per mask row: the row's blocks are
+// sorted in shared memory as 64-bit keys (orderable score bits, then the inverted index), so "highest score, ties
+// toward the lower index" is plain descending order and every key is distinct; the chosen blocks are then written
+// in ascending index order.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "cuda_check.h"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_launch.cuh"
 #include "sparse/sparse_select_detail.h"
+#include "sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse {
+
+// ---- path switches ------------------------------------------------------------------------------------------
+namespace {
+bool env_is(const char* name, const char* value) {
+  const char* set = std::getenv(name);
+  return set != nullptr && std::strcmp(set, value) == 0;
+}
+std::atomic<bool> radix_select_on{!env_is("LF_SPARSE_SELECT", "sort")};
+std::atomic<bool> dependent_launch_on{!env_is("LF_SPARSE_PDL", "0")};
+}  // namespace
+
+detail::PlannerPaths detail::planner_paths() {
+  return {radix_select_on.load(std::memory_order_relaxed), dependent_launch_on.load(std::memory_order_relaxed)};
+}
+void detail::set_planner_paths(const PlannerPaths& paths) {
+  radix_select_on.store(paths.radix_select, std::memory_order_relaxed);
+  dependent_launch_on.store(paths.dependent_launch, std::memory_order_relaxed);
+}
+bool detail::dependent_launch_enabled() { return dependent_launch_on.load(std::memory_order_relaxed); }
 
 namespace {
 
@@ -23,14 +49,7 @@ constexpr int kSelectWarps = kSelectThreads / 32;
 
 enum class Rule { TopK, Hsa, TopP };
 
-// Float bits mapped so that unsigned order = float order (negatives flipped). NaN counts as -inf and -0 as +0, so
-// keys tie exactly where the scores compare equal.
-__device__ __forceinline__ uint32_t orderable_bits(float score) {
-  if (isnan(score)) score = -INFINITY;
-  if (score == 0.f) score = 0.f;
-  const uint32_t bits = __float_as_uint(score);
-  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-}
+using detail::orderable_bits;
 __device__ __forceinline__ float score_of(uint64_t key) {
   const uint32_t bits = uint32_t(key >> 32);
   return __uint_as_float((bits & 0x80000000u) ? (bits & 0x7fffffffu) : ~bits);
@@ -108,24 +127,14 @@ struct SelectArgs {
 
 // HSA stage 1: marks the eligible frames of this row in `frame_eligible`.
 __device__ void mark_eligible_frames(const SelectArgs& a, int row, float* frame_score, uint8_t* frame_eligible) {
-  const int middle_first = a.keep_sink, middle_end = a.past_frames - a.keep_near;
   for (int f = threadIdx.x; f < a.key_frames; f += blockDim.x) {
     frame_score[f] = a.frame_scores[int64_t(row) * a.frame_stride + f];
     if (isnan(frame_score[f])) frame_score[f] = -INFINITY;
   }
   __syncthreads();
-  for (int f = threadIdx.x; f < a.key_frames; f += blockDim.x) {
-    bool eligible = f >= a.past_frames || f < a.keep_sink || f >= a.past_frames - a.keep_near;
-    if (!eligible && f >= middle_first && f < middle_end) {
-      // Rank among the middle frames: higher scores first, ties toward the lower frame.
-      int rank = 0;
-      const float own = frame_score[f];
-      for (int g = middle_first; g < middle_end; ++g)
-        rank += (frame_score[g] > own || (frame_score[g] == own && g < f)) ? 1 : 0;
-      eligible = rank < a.keep_middle;
-    }
-    frame_eligible[f] = eligible ? 1 : 0;
-  }
+  for (int f = threadIdx.x; f < a.key_frames; f += blockDim.x)
+    frame_eligible[f] =
+        detail::hsa_frame_eligible(frame_score, f, a.past_frames, a.keep_sink, a.keep_near, a.keep_middle) ? 1 : 0;
   __syncthreads();
 }
 
@@ -281,6 +290,19 @@ void select_topk(const float* scores, int rows, int key_blocks, int topk, const 
   check_output(out, "select_topk");
   LF_CHECK(topk >= 0 && topk <= key_blocks, "select_topk: topk {} outside 0..{} key blocks", topk, key_blocks);
   LF_CHECK(int64_t(rows) * topk < (int64_t(1) << 31), "select_topk: {} rows x {} overflow int offsets", rows, topk);
+  if (detail::planner_paths().radix_select) {
+    detail::RadixSelectArgs r;
+    r.scores = scores;
+    r.score_stride = key_blocks;
+    r.rows = rows;
+    r.key_blocks = key_blocks;
+    r.topk = topk;
+    r.key_indices = out.key_indices;
+    r.selected_scores = out.selected_scores;
+    r.row_offsets = out.row_offsets;
+    detail::launch_radix_select(r, static_cast<cudaStream_t>(stream), "select_topk");
+    return;
+  }
   a.topk = topk;
   a.key_indices = out.key_indices;
   a.selected_scores = out.selected_scores;
@@ -338,6 +360,27 @@ void launch_hsa(const float* block_scores, int64_t score_stride, const float* fr
   a.selected_scores = out.selected_scores;
   a.row_stride = hsa.topk;
   a.row_offsets = out.row_offsets;
+  if (detail::planner_paths().radix_select) {
+    detail::RadixSelectArgs r;
+    r.scores = block_scores;
+    r.score_stride = score_stride;
+    r.frame_scores = frame_scores;
+    r.frame_stride = frame_stride;
+    r.rows = rows;
+    r.key_blocks = key_blocks;
+    r.topk = hsa.topk;
+    r.key_frames = a.key_frames;
+    r.blocks_per_frame = a.blocks_per_frame;
+    r.past_frames = a.past_frames;
+    r.keep_sink = a.keep_sink;
+    r.keep_near = a.keep_near;
+    r.keep_middle = a.keep_middle;
+    r.key_indices = out.key_indices;
+    r.selected_scores = out.selected_scores;
+    r.row_offsets = out.row_offsets;
+    detail::launch_radix_select(r, stream, "select_hsa");
+    return;
+  }
   launch_select<Rule::Hsa>(a, rows, stream, "select_hsa");
 }
 

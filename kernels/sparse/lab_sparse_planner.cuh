@@ -1,7 +1,9 @@
 #pragma once
 // lab_sparse's planner breakdown: the engine's cached planner (plan_*_cached) timed launch group by launch group,
 // for each implementation path, so one GPU run says where a call's time goes and what each change bought.
-//   paths:  old    = bitonic-sort selection, plain launches (the planner before the radix select)
+//   paths:  old    = bitonic-sort selection, plain launches (the planner before the radix select, except that
+//                    HSA's frame keys have their own launch in every path; the pre-change planner is commit
+//                    b54c4e3's lab_sparse, cached_step_queued_ms)
 //           radix  = radix selection, plain launches
 //           new    = radix selection, programmatic dependent launches (the default)
 //   groups: pool (queries + the chunk's key blocks), scores (+ HSA frame scores), select (top-p: its three

@@ -127,8 +127,9 @@ void plan_topp(const void* q, int64_t q_row_stride, const void* k, int64_t k_row
 // its refresh pass rewrite only the chunk's own frames), and re-pooling all of Lk each call streamed up to
 // 100 MB (Lk 32760) per call. A caller keeps the pooled keys of each layer in `pooled_keys` and passes the first
 // frame whose keys may have changed; only the query blocks and the key blocks from that frame on are pooled.
-// The whole plan is three launches (top-p five): pool (queries + new key blocks), scores (HSA's frame scores in
-// the same launch: frame keys are formed from the pooled blocks of the frame, never stored), select. No host
+// The whole plan is three launches (HSA four, top-p five): pool (queries + new key blocks), [HSA: frame keys from
+// the pooled blocks, into the workspace], scores (HSA's frame scores in the same launch), select; on Hopper they
+// are programmatic dependent launches (each grid is set up while the previous one runs). No host
 // synchronisation, no host round trip. The arithmetic is that of the building blocks above (the same pooled
 // values, frame keys, scores and selection), so the mask equals plan_topk / plan_hsa / plan_topp bit for bit.
 struct CachedPlanInputs {
@@ -144,7 +145,7 @@ struct CachedPlanInputs {
   void* workspace = nullptr;     // cached_planner_workspace_bytes
   size_t workspace_bytes = 0;
 };
-// Pooled queries, scores [rows, key_blocks + key_frames] and the top-p scratch.
+// Pooled queries, scores [rows, key_blocks + key_frames], frame keys [heads, key_frames, head_dim], top-p scratch.
 size_t cached_planner_workspace_bytes(const PlannerGeometry& geometry);
 void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream = nullptr);
 void plan_hsa_cached(const CachedPlanInputs& in, const HsaParams& hsa, const MaskOutput& out, void* stream = nullptr);

@@ -109,36 +109,53 @@ __global__ void __launch_bounds__(kPoolThreads) pool_rows_kernel(const PoolJob j
   }
 }
 
-// Frame key = mean of the frame's keys = sum over its blocks of (block mean x block length) / tokens_per_frame.
-// One expression for the stored frame keys (pool_frames_kernel) and the ones the score kernel forms on the fly.
+// Frame key = mean of the frame's keys = sum over its blocks of (block mean x block length) / tokens_per_frame,
+// the blocks added in order. The loads of a batch are issued before its additions: a frame of 13-25 blocks is a
+// few load latencies instead of one per block (the sums are unchanged).
+constexpr int kFrameLoadsInFlight = 8;
 __device__ __forceinline__ float frame_key_value(const float* head_keys, int frame, int d, int head_dim, int key_block,
                                                  int tokens_per_frame, int blocks_per_frame) {
   float sum = 0.f;
-  for (int i = 0; i < blocks_per_frame; ++i) {
-    const int length = min(key_block, tokens_per_frame - i * key_block);
-    sum = __fmaf_rn(head_keys[int64_t(frame * blocks_per_frame + i) * head_dim + d], float(length), sum);
+  for (int base = 0; base < blocks_per_frame; base += kFrameLoadsInFlight) {
+    float block_mean[kFrameLoadsInFlight];
+#pragma unroll
+    for (int u = 0; u < kFrameLoadsInFlight; ++u)
+      block_mean[u] = base + u < blocks_per_frame
+                          ? head_keys[int64_t(frame * blocks_per_frame + base + u) * head_dim + d]
+                          : 0.f;
+#pragma unroll
+    for (int u = 0; u < kFrameLoadsInFlight; ++u) {
+      const int i = base + u;
+      if (i >= blocks_per_frame) break;
+      const int length = min(key_block, tokens_per_frame - i * key_block);
+      sum = __fmaf_rn(block_mean[u], float(length), sum);
+    }
   }
   return sum / float(tokens_per_frame);
 }
 
+// One frame key element per thread. Its own launch (also in the cached planner) because forming frame keys inside
+// the score kernel put up to 16 elements x 25 dependent block loads on a few CTAs per head, repeated for every
+// query group: the tail of the score launch.
 __global__ void pool_frames_kernel(const float* pooled_keys, int head_dim, int key_block, int tokens_per_frame,
                                    int blocks_per_frame, int key_frames, float* pooled_frame_keys) {
   const int frame = blockIdx.x, head = blockIdx.y;
   const int key_blocks = key_frames * blocks_per_frame;
   const float* head_keys = pooled_keys + int64_t(head) * key_blocks * head_dim;
+  detail::wait_for_previous_grid();  // the pooled blocks come from the pooling launch
+  detail::allow_next_grid();
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
     pooled_frame_keys[(int64_t(head) * key_frames + frame) * head_dim + d] =
         frame_key_value(head_keys, frame, d, head_dim, key_block, tokens_per_frame, blocks_per_frame);
 }
 
-// Scores of `stored` pooled keys per head ([heads, stored, head_dim]) and, after them, of `frames` frame keys
-// formed from those stored blocks (HSA's frame stage in the same launch): scores[h, qb, j], row stride
-// stored + frames.
+// Scores of `stored` pooled keys per head ([heads, stored, head_dim]) and, after them, of `frames` pooled frame
+// keys (HSA's frame stage in the same launch): scores[h, qb, j], row stride stored + frames.
 struct ScoreJob {
-  const float* queries;  // [heads, query_blocks, head_dim]
-  const float* keys;     // [heads, stored, head_dim]
+  const float* queries;     // [heads, query_blocks, head_dim]
+  const float* keys;        // [heads, stored, head_dim]
+  const float* frame_keys;  // [heads, frames, head_dim]; frames > 0 only
   int query_blocks, stored, frames, head_dim;
-  int key_block, tokens_per_frame, blocks_per_frame;  // frames > 0 only
   float* scores;
 };
 
@@ -159,8 +176,7 @@ __global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const Score
     if (key < job.stored)
       value = head_keys[int64_t(key) * head_dim + d];
     else if (key < key_count)
-      value = frame_key_value(head_keys, key - job.stored, d, head_dim, job.key_block, job.tokens_per_frame,
-                              job.blocks_per_frame);
+      value = job.frame_keys[(int64_t(head) * job.frames + key - job.stored) * head_dim + d];
     key_tile[row * stride + d] = value;
   }
   __syncthreads();
@@ -226,6 +242,13 @@ void launch_pool(const PoolJob& job, int heads, cudaStream_t stream) {
                        job.key_blocks - job.first_key_block, heads);
 }
 
+void launch_frames(const float* pooled_keys, const PlannerGeometry& g, float* pooled_frame_keys, cudaStream_t stream) {
+  detail::launch_dependent(pool_frames_kernel, dim3(g.key_frames, g.heads), dim3(g.head_dim), 0, stream, pooled_keys,
+                           g.head_dim, g.key_block, g.tokens_per_frame, g.blocks_per_frame(), g.key_frames,
+                           pooled_frame_keys);
+  LF_CUDA_LAUNCH_CHECK("pool frames: {} frames x {} heads", g.key_frames, g.heads);
+}
+
 void launch_scores(const ScoreJob& job, int heads, cudaStream_t stream) {
   const int key_count = job.stored + job.frames;
   constexpr int kQueryBlocksPerCta = kScoreThreads / 32;
@@ -263,9 +286,7 @@ void pool_keys(const void* k, int64_t k_row_stride, const PlannerGeometry& g, fl
   job.pooled_keys = pooled_keys;
   launch_pool(job, g.heads, cuda_stream);
   if (pooled_frame_keys == nullptr) return;
-  pool_frames_kernel<<<dim3(g.key_frames, g.heads), g.head_dim, 0, cuda_stream>>>(
-      pooled_keys, g.head_dim, g.key_block, g.tokens_per_frame, g.blocks_per_frame(), g.key_frames, pooled_frame_keys);
-  LF_CUDA_LAUNCH_CHECK("pool_keys: {} frames x {} heads", g.key_frames, g.heads);
+  launch_frames(pooled_keys, g, pooled_frame_keys, cuda_stream);
 }
 
 void block_scores(const float* pooled_queries, const float* pooled_keys, int heads, int query_blocks, int key_count,
@@ -365,7 +386,7 @@ size_t cached_planner_workspace_bytes(const PlannerGeometry& g) {
   check_geometry(g);
   const size_t rows = size_t(g.rows());
   return align_up(size_t(g.heads) * g.query_blocks() * g.head_dim * 4) +
-         align_up(rows * (g.key_blocks() + g.key_frames) * 4) +
+         align_up(rows * (g.key_blocks() + g.key_frames) * 4) + align_up(size_t(g.heads) * g.key_frames * g.head_dim * 4) +
          align_up(select_topp_workspace_bytes(g.rows(), g.key_blocks()));
 }
 
@@ -374,6 +395,7 @@ namespace {
 struct CachedBuffers {
   float* pooled_queries;
   float* scores;  // [rows, key_blocks (+ key_frames for HSA)]
+  float* frame_keys;  // HSA: [heads, key_frames, head_dim]
   void* topp_scratch;
   size_t topp_scratch_bytes;
 };
@@ -396,6 +418,8 @@ CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   cursor += align_up(size_t(g.heads) * g.query_blocks() * g.head_dim * 4);
   b.scores = reinterpret_cast<float*>(cursor);
   cursor += align_up(size_t(g.rows()) * (g.key_blocks() + g.key_frames) * 4);
+  b.frame_keys = reinterpret_cast<float*>(cursor);
+  cursor += align_up(size_t(g.heads) * g.key_frames * g.head_dim * 4);
   b.topp_scratch = cursor;
   b.topp_scratch_bytes = select_topp_workspace_bytes(g.rows(), g.key_blocks());
   return b;
@@ -416,19 +440,19 @@ void cached_pool(const CachedPlanInputs& in, const CachedBuffers& b, cudaStream_
   launch_pool(pool, g.heads, stream);
 }
 
-// Launch 2: scores of every stored block and, with frames, of every frame.
+// Launch 2 (HSA: 2 and 3): the frame keys from the pooled blocks, then the scores of every stored block and of
+// every frame.
 void cached_scores(const CachedPlanInputs& in, const CachedBuffers& b, bool frames, cudaStream_t stream) {
   const PlannerGeometry& g = in.geometry;
+  if (frames) launch_frames(in.pooled_keys, g, b.frame_keys, stream);
   ScoreJob score{};
   score.queries = b.pooled_queries;
   score.keys = in.pooled_keys;
+  score.frame_keys = b.frame_keys;
   score.query_blocks = g.query_blocks();
   score.stored = g.key_blocks();
   score.frames = frames ? g.key_frames : 0;
   score.head_dim = g.head_dim;
-  score.key_block = g.key_block;
-  score.tokens_per_frame = g.tokens_per_frame;
-  score.blocks_per_frame = g.blocks_per_frame();
   score.scores = b.scores;
   launch_scores(score, g.heads, stream);
 }

@@ -15,7 +15,12 @@ ORDER = ["lightforcing", "block-topk", "block-topp", "sliding-tile", "radial"]
 # The check-prompts settings of fidelity.sh (its reports do not carry the overrides).
 PROMPT_SETTINGS = {"dense": "", "lightforcing": "lightforcing-short, sparsity=0.8", "block-topk": "sparsity=0.8",
                    "block-topp": "top_p=0.7", "sliding-tile": "window_frames=0, window_blocks=2",
-                   "radial": "radial_window_blocks=2"}
+                   "radial": "radial_window_blocks=2",
+                   # the other settings of each sweep (run by hand; fidelity.sh's `check` lines show the pattern)
+                   "block-topp-p0.5": "top_p=0.5", "block-topp-p0.85": "top_p=0.85",
+                   "sliding-tile-w1": "window_frames=0, window_blocks=1",
+                   "sliding-tile-w3": "window_frames=0, window_blocks=3",
+                   "radial-w1": "radial_window_blocks=1", "radial-w4": "radial_window_blocks=4"}
 
 
 def main():
@@ -38,9 +43,13 @@ def main():
     print("|---|---|---|---|")
     names = ["dense"] + ORDER
     extra = sorted(f[len("prompts-"):-len(".json")] for f in os.listdir(out)
-                   if f.startswith("prompts-") and "-s0." in f)  # e.g. prompts-block-topk-s0.9.json
-    for name in sorted(names + extra, key=lambda n: (names.index(n.split("-s0.")[0]) if n.split("-s0.")[0] in names
-                                                     else 99, n)):
+                   if f.startswith("prompts-") and ("-s0." in f or f[len("prompts-"):-len(".json")] in PROMPT_SETTINGS)
+                   and f[len("prompts-"):-len(".json")] not in names)  # e.g. prompts-block-topk-s0.9.json
+
+    def base_of(n):
+        return next((b for b in sorted(names, key=len, reverse=True) if n == b or n.startswith(b + "-")), n)
+
+    for name in sorted(names + extra, key=lambda n: (names.index(base_of(n)) if base_of(n) in names else 99, n)):
         path = os.path.join(out, f"prompts-{name}.json")
         if not os.path.exists(path):
             continue

@@ -33,7 +33,9 @@
 #include "cuda_check.h"
 #include "lab_common.h"
 #include "device_info.h"
+#include "attention/flash_fwd_hopper.cuh"
 #include "sparse/block_sparse_attention.h"
+#include "sparse/block_sparse_launch.cuh"
 #include "sparse/sparse_planner.h"
 #include "sparse/sparse_recall.h"
 #include "sparse/lab_sparse_planner.cuh"
@@ -181,6 +183,15 @@ const Combo kCombos[] = {{FlashVariant::MmaSync, 128, 64},  {FlashVariant::MmaSy
                          {FlashVariant::Hopper, 128, 128},  {FlashVariant::Hopper, 128, 64},
                          {FlashVariant::Auto, 128, 128},    {FlashVariant::Auto, 64, 64}};
 
+// The Hopper block-sparse launches the lab checks and times ("grid" = one CTA per row, no packing: the kernel as it
+// was before; the last is the default).
+struct HopperTuning {
+  const char* name;
+  bool persistent, pack_tails;
+};
+const HopperTuning kHopperTunings[] = {
+    {"grid", false, false}, {"persistent", true, false}, {"persistent+packed", true, true}};
+
 std::string combo_name(const Combo& c) {
   return fmt::format("{} q{} k{}", flash_variant_name(c.variant), c.query_block, c.key_block);
 }
@@ -245,7 +256,9 @@ int check_attention() {
   struct Case {
     int tokens_per_frame, frames, lq, dim;
   };
-  const Case cases[] = {{1560, 3, 1000, 128}, {100, 5, 150, 64}, {100, 4, 333, 128}};
+  // 1560: 24-key tails packed 5 to a tile on Hopper; 296 (2 x 128 + 40): tails of 40, 3 to a tile; 100: unpacked.
+  const Case cases[] = {{1560, 3, 1000, 128}, {100, 5, 150, 64}, {100, 4, 333, 128}, {296, 9, 300, 128},
+                        {296, 7, 260, 64}};
   uint64_t seed = 1;
   for (const Case& c : cases)
     for (const Combo& combo : kCombos) {
@@ -268,19 +281,27 @@ int check_attention() {
         std::printf("  skip %s: %s\n", what.c_str(), why.c_str());
         continue;
       }
-      LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
-      flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
-      synchronize_or_die("check " + what);
-      const auto got = download<uint16_t>(dout.ptr, q.size());
-      const double error = rel_l2(got, reference_attention(q, k, v, g, heads, c.dim, mask, p.scale));
-      bool empty_row_zero = true;  // last query block of the last head
-      for (int row = (g.query_blocks() - 1) * g.query_block; row < g.lq; ++row)
-        for (int d = 0; d < c.dim; ++d) empty_row_zero &= got[(size_t(row) * heads + heads - 1) * c.dim + d] == 0;
-      const bool ok = error < 1e-2 && empty_row_zero;
-      failures += ok ? 0 : 1;
-      std::printf("  %s %s: rel_l2 %.2e, empty row %s (%zu of %d blocks)\n", ok ? "ok  " : "FAIL", what.c_str(), error,
-                  empty_row_zero ? "zero" : "NOT ZERO", mask.key_indices.size(),
-                  heads * g.query_blocks() * g.key_blocks());
+      const std::vector<float> want = reference_attention(q, k, v, g, heads, c.dim, mask, p.scale);
+      // Every Hopper launch (grid, persistent, persistent + packed tails) against the same reference.
+      for (const HopperTuning& tuning : kHopperTunings) {
+        if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;
+        flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails};
+        LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
+        flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
+        synchronize_or_die("check " + what + " " + tuning.name);
+        const auto got = download<uint16_t>(dout.ptr, q.size());
+        const double error = rel_l2(got, want);
+        bool empty_row_zero = true;  // last query block of the last head
+        for (int row = (g.query_blocks() - 1) * g.query_block; row < g.lq; ++row)
+          for (int d = 0; d < c.dim; ++d) empty_row_zero &= got[(size_t(row) * heads + heads - 1) * c.dim + d] == 0;
+        const bool ok = error < 1e-2 && empty_row_zero;
+        failures += ok ? 0 : 1;
+        std::printf("  %s %s %s: rel_l2 %.2e, empty row %s (%zu of %d blocks)\n", ok ? "ok  " : "FAIL", what.c_str(),
+                    combo.variant == FlashVariant::Hopper ? tuning.name : "", error,
+                    empty_row_zero ? "zero" : "NOT ZERO", mask.key_indices.size(),
+                    heads * g.query_blocks() * g.key_blocks());
+      }
+      flash::block_sparse_hopper_tuning() = {};
     }
 
   // Full mask vs dense at a bench-sized shape (no CPU reference needed).
@@ -313,6 +334,19 @@ int check_attention() {
     synchronize_or_die("check " + what);
     const size_t n = size_t(g.lq) * heads * kBenchDim;
     const auto sparse_bits = download<uint16_t>(sparse_out.ptr, n), dense_bits = download<uint16_t>(dense_out.ptr, n);
+    if (dense_variant == FlashVariant::Hopper) {
+      // The persistent dense launch visits the same tiles in the same order per item: the same bits.
+      flash::hopper_dense_persistent() = !flash::kHopperDensePersistent;
+      LF_CUDA_CHECK(cudaMemset(dense_out.ptr, 0xff, n * 2), "poison");
+      flash_attention_forward(p, dense_variant, nullptr);
+      synchronize_or_die("check persistent dense");
+      flash::hopper_dense_persistent() = flash::kHopperDensePersistent;
+      const bool same = download<uint16_t>(dense_out.ptr, n) == dense_bits;
+      failures += same ? 0 : 1;
+      std::printf("  %s hopper dense %s launch vs %s: %s\n", same ? "ok  " : "FAIL",
+                  flash::kHopperDensePersistent ? "grid" : "persistent",
+                  flash::kHopperDensePersistent ? "persistent" : "grid", same ? "bitwise identical" : "DIFFERENT");
+    }
     const double error = rel_l2(sparse_bits, to_float(dense_bits));
     const bool identical = sparse_bits == dense_bits;
     failures += error < 1e-2 ? 0 : 1;
@@ -479,17 +513,36 @@ double time_ms(const std::function<void(int)>& launch, int reps, const std::stri
   return median(times);
 }
 
+// Kernel rows: kQueuedLaunches launches (rotating input sets) between one pair of events, divided: the GPU time of
+// a launch in a queue, as in the engine. One launch alone between events also counts the host's launch work
+// (tensor-map encoding, attribute calls), which at density 0.1 and Lk 4680 is as long as the kernel itself.
+constexpr int kQueuedLaunches = 10;
+double time_queued_ms(const std::function<void(int)>& launch, int reps, const std::string& what) {
+  return time_ms(
+             [&](int r) {
+               for (int i = 0; i < kQueuedLaunches; ++i) launch(r * kQueuedLaunches + i);
+             },
+             reps, what) /
+         kQueuedLaunches;
+}
+
 struct DenseRow {
   int lk;
-  std::string variant;
-  double ms;
+  std::string variant, launch;  // launch: "grid" (one CTA per item) or "persistent" (Hopper)
+  double ms;        // queued (kQueuedLaunches per event pair)
+  double alone_ms;  // one launch per event pair
 };
+// ratio = sparse_ms / (token_density x dense_ms), block_ratio = sparse_ms / (density x dense_ms), with dense_ms the
+// faster dense launch of the chosen variant in this run. tuning: the Hopper sparse launch ("grid" = the kernel as
+// it was before persistence and packing, "persistent", "persistent+packed" = the default).
 struct SparseRow {
   int lk;
-  std::string requested, chosen;
+  std::string requested, chosen, tuning;
   int query_block, key_block;
-  double density, token_density, sparse_ms, dense_ms, ratio;
+  double density, token_density, sparse_ms, dense_ms, ratio, block_ratio;
+  double sparse_alone_ms;  // one launch per event pair (host launch work included)
 };
+
 struct PlannerRow {
   int lk, block, topk, hsa_topk;
   double pool_score_ms, topk_ms, hsa_ms, topp_ms;
@@ -528,13 +581,27 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
   std::map<FlashVariant, double> dense_ms;
   for (FlashVariant v : {FlashVariant::MmaSync, FlashVariant::Hopper}) {
     if (!flash_attention_supported(params[0], v, nullptr)) continue;
-    dense_ms[v] = time_ms([&](int i) { flash_attention_forward(params[size_t(i % sets)], v, nullptr); }, reps,
-                          fmt::format("dense {} lk {}", flash_variant_name(v), lk));
-    result.dense.push_back({lk, flash_variant_name(v), dense_ms[v]});
-    std::printf("lk %5d dense %-8s %8.3f ms\n", lk, flash_variant_name(v), dense_ms[v]);
+    for (bool persistent : {false, true}) {
+      if (persistent && v != FlashVariant::Hopper) continue;
+      flash::hopper_dense_persistent() = persistent;
+      const double ms =
+          time_queued_ms([&](int i) { flash_attention_forward(params[size_t(i % sets)], v, nullptr); }, reps,
+                         fmt::format("dense {} lk {}", flash_variant_name(v), lk));
+      const double alone_ms = time_ms([&](int i) { flash_attention_forward(params[size_t(i % sets)], v, nullptr); },
+                                      reps, fmt::format("dense {} lk {} alone", flash_variant_name(v), lk));
+      const char* launch = persistent ? "persistent" : "grid";
+      result.dense.push_back({lk, flash_variant_name(v), launch, ms, alone_ms});
+      dense_ms[v] = dense_ms.count(v) ? std::min(dense_ms[v], ms) : ms;
+      std::printf("lk %5d dense %-8s %-10s %8.3f ms queued (%.3f ms alone)\n", lk, flash_variant_name(v), launch, ms,
+                  alone_ms);
+    }
+    flash::hopper_dense_persistent() = flash::kHopperDensePersistent;
   }
-  for (const Combo& combo : kCombos) {
+  for (const Combo& combo : kCombos)
+  for (const HopperTuning& tuning : kHopperTunings) {
     if (combo.variant == FlashVariant::Auto) continue;  // the same kernels as the explicit rows
+    if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;  // one launch
+    flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails};
     const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
     for (double density : kDensities) {
       const int per_row = std::max(1, int(std::lround(density * g.key_blocks())));
@@ -547,20 +614,26 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
         if (density == kDensities[0]) std::printf("lk %5d skip %s: %s\n", lk, combo_name(combo).c_str(), why.c_str());
         break;
       }
-      const double ms = time_ms(
-          [&](int i) {
-            flash_attention_block_sparse_forward(params[size_t(i % sets)], layout, combo.variant, nullptr);
-          },
-          reps, fmt::format("sparse {} lk {} density {}", combo_name(combo), lk, density));
+      auto launch = [&](int i) {
+        flash_attention_block_sparse_forward(params[size_t(i % sets)], layout, combo.variant, nullptr);
+      };
+      const double ms =
+          time_queued_ms(launch, reps, fmt::format("sparse {} lk {} density {}", combo_name(combo), lk, density));
+      const double alone_ms = time_ms(launch, reps, "sparse alone");
       const double tokens = token_density(g, mask), dense = dense_ms[chosen];
-      result.sparse.push_back({lk, flash_variant_name(combo.variant), flash_variant_name(chosen), combo.query_block,
-                               combo.key_block, double(per_row) / g.key_blocks(), tokens, ms, dense,
-                               ms / (tokens * dense)});
-      std::printf("lk %5d %-18s density %.2f (tokens %.3f): sparse %8.3f ms, dense %8.3f ms, ratio %.2f\n", lk,
-                  combo_name(combo).c_str(), double(per_row) / g.key_blocks(), tokens, ms, dense,
-                  ms / (tokens * dense));
+      const double blocks = double(per_row) / g.key_blocks();
+      const char* tuning_name = chosen == FlashVariant::Hopper ? tuning.name : "grid";
+      result.sparse.push_back({lk, flash_variant_name(combo.variant), flash_variant_name(chosen), tuning_name,
+                               combo.query_block, combo.key_block, blocks, tokens, ms, dense, ms / (tokens * dense),
+                               ms / (blocks * dense), alone_ms});
+      std::printf(
+          "lk %5d %-18s %-17s density %.2f (tokens %.3f): sparse %8.3f ms, dense %8.3f ms, ratio %.2f (blocks "
+          "%.2f); alone %.3f ms\n",
+          lk, combo_name(combo).c_str(), tuning_name, blocks, tokens, ms, dense, ms / (tokens * dense),
+          ms / (blocks * dense), alone_ms);
     }
   }
+  flash::block_sparse_hopper_tuning() = {};
   // Planners on the same shape (one input set: pooling streams q and k once, like the attention call).
   for (int block : {64, 128}) {
     sparse::PlannerGeometry g;
@@ -653,17 +726,19 @@ void write_json(const std::string& path, const std::string& device, const std::s
                "\"tokens_per_frame\": %d,\n  \"dense\": [",
                failures, kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame);
   for (size_t i = 0; i < r.dense.size(); ++i)
-    std::fprintf(f, "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"ms\": %.4f}", i ? "," : "", r.dense[i].lk,
-                 r.dense[i].variant.c_str(), r.dense[i].ms);
+    std::fprintf(f, "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"launch\": \"%s\", \"ms\": %.4f, \"alone_ms\": %.4f}",
+                 i ? "," : "", r.dense[i].lk, r.dense[i].variant.c_str(), r.dense[i].launch.c_str(), r.dense[i].ms,
+                 r.dense[i].alone_ms);
   std::fprintf(f, "\n  ],\n  \"sparse\": [");
   for (size_t i = 0; i < r.sparse.size(); ++i) {
     const SparseRow& s = r.sparse[i];
     std::fprintf(
         f,
-        "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"query_block\": %d, \"key_block\": %d, "
-        "\"density\": %.4f, \"token_density\": %.4f, \"sparse_ms\": %.4f, \"dense_ms\": %.4f, \"ratio\": %.3f}",
-        i ? "," : "", s.lk, s.chosen.c_str(), s.query_block, s.key_block, s.density, s.token_density, s.sparse_ms,
-        s.dense_ms, s.ratio);
+        "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"tuning\": \"%s\", \"query_block\": %d, \"key_block\": %d, "
+        "\"density\": %.4f, \"token_density\": %.4f, \"sparse_ms\": %.4f, \"dense_ms\": %.4f, \"ratio\": %.3f, "
+        "\"block_ratio\": %.3f, \"sparse_alone_ms\": %.4f}",
+        i ? "," : "", s.lk, s.chosen.c_str(), s.tuning.c_str(), s.query_block, s.key_block, s.density,
+        s.token_density, s.sparse_ms, s.dense_ms, s.ratio, s.block_ratio, s.sparse_alone_ms);
   }
   std::fprintf(f, "\n  ],\n  \"planner\": [");
   for (size_t i = 0; i < r.planner.size(); ++i) {

@@ -2,7 +2,7 @@
 # Issue 4, kernel session (2026-12-05): persistent Hopper block-sparse launch + packed frame tails + valid keys in
 # shared memory. Tests, lab (grid vs persistent vs persistent+packed, dense grid vs persistent), e2e dense vs hopper.
 set -uo pipefail
-C=build-gpu/carry
+C=${C:-build-gpu/c3}
 export LF_TEST_TMP=/tmp
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }

@@ -1,6 +1,9 @@
 // Host side of the Hopper kernel: TMA descriptors, the build probe, and the instantiations the public API uses.
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
+#include <array>
+#include <atomic>
+
 #include "attention/flash_fwd_hopper.cuh"
 
 namespace lf::gpu::flash {
@@ -22,10 +25,8 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encoder;
 }
 
-}  // namespace
-
-CUtensorMap make_head_tensor_map(const void* base, int tokens, int heads, int head_dim, int64_t row_stride,
-                                 int box_rows) {
+CUtensorMap encode_head_tensor_map(const void* base, int tokens, int heads, int head_dim, int64_t row_stride,
+                                   int box_rows) {
   CUtensorMap map{};
   const cuuint64_t dims[3] = {cuuint64_t(head_dim), cuuint64_t(heads), cuuint64_t(tokens)};
   const cuuint64_t strides_bytes[2] = {cuuint64_t(head_dim) * 2, cuuint64_t(row_stride) * 2};
@@ -42,15 +43,64 @@ CUtensorMap make_head_tensor_map(const void* base, int tokens, int heads, int he
   return map;
 }
 
+}  // namespace
+
+// Why a cache: the engine calls attention with the same few (pointer, shape) pairs over and over (a layer's KV
+// cache, the shared q buffer), and a sparse call at density 0.1 and Lk 4680 runs for ~30 us of GPU time, so the
+// host's launch work (five encodes among it) must stay well under that for the launches to queue ahead. A map depends only on its arguments (address and shape, not on
+// what the memory holds), so a hit is exact even after the memory is freed and reused. Per thread, no locking;
+// direct-mapped, a collision just re-encodes.
+CUtensorMap make_head_tensor_map(const void* base, int tokens, int heads, int head_dim, int64_t row_stride,
+                                 int box_rows) {
+  struct Entry {
+    const void* base = nullptr;
+    int tokens = 0, heads = 0, head_dim = 0, box_rows = 0;
+    int64_t row_stride = 0;
+    CUtensorMap map{};
+  };
+  constexpr size_t kEntries = 256;
+  thread_local std::array<Entry, kEntries> cache{};
+  uint64_t h = reinterpret_cast<uintptr_t>(base) * 0x9e3779b97f4a7c15ull;
+  h ^= (uint64_t(tokens) << 32 | uint32_t(box_rows)) * 0xbf58476d1ce4e5b9ull;
+  h ^= (uint64_t(heads) << 32 | uint32_t(head_dim)) * 0x94d049bb133111ebull;
+  h ^= uint64_t(row_stride) * 0xd6e8feb86659fd93ull;
+  Entry& e = cache[(h ^ (h >> 29)) % kEntries];
+  if (e.base != base || e.tokens != tokens || e.heads != heads || e.head_dim != head_dim || e.box_rows != box_rows ||
+      e.row_stride != row_stride) {
+    e.map = encode_head_tensor_map(base, tokens, heads, head_dim, row_stride, box_rows);  // throws before caching
+    e.base = base;
+    e.tokens = tokens;
+    e.heads = heads;
+    e.head_dim = head_dim;
+    e.box_rows = box_rows;
+    e.row_stride = row_stride;
+  }
+  return e.map;
+}
+
 bool hopper_kernels_built() {
+  // Asked on every attention call (the variant selector); cudaFuncGetAttributes is not free, so the answer is kept
+  // per device (the image loaded for a device does not change within a process).
+  constexpr int kDevices = 64;
+  static std::array<std::atomic<int8_t>, kDevices> known{};  // 0 unknown, 1 built, 2 stubs or no image
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (device >= 0 && device < kDevices && known[device].load(std::memory_order_relaxed) != 0)
+    return known[device].load(std::memory_order_relaxed) == 1;
   using Traits = HopperDefaultTraits<128>;
   cudaFuncAttributes attributes{};
+  bool built = false;
   if (cudaFuncGetAttributes(&attributes, flash_fwd_hopper_kernel<Traits, DenseKeyBlocks<Traits::kBlockN>>) !=
       cudaSuccess) {
     (void)cudaGetLastError();  // no loadable image for this device: not an error for the caller to trip over
-    return false;
+  } else {
+    built = attributes.sharedSizeBytes < size_t(kHopperStubMarkerBytes);
   }
-  return attributes.sharedSizeBytes < size_t(kHopperStubMarkerBytes);
+  if (device >= 0 && device < kDevices) known[device].store(built ? 1 : 2, std::memory_order_relaxed);
+  return built;
 }
 
 int hopper_persistent_ctas() {

@@ -16,6 +16,8 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 #include "attention/flash_block_schedule.cuh"
 #include "attention/flash_hopper_primitives.cuh"
 #include "attention/flash_softmax.cuh"
@@ -374,8 +376,16 @@ void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedu
           ? make_head_tensor_map(args.v, args.lk, args.heads, kHeadDim, args.v_row_stride, launch.piece_rows)
           : v_map;
   auto kernel = flash_fwd_hopper_kernel<Traits, Schedule>;
-  LF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
-                "flash attention (hopper) shared memory {} bytes", Traits::kSmemBytes);
+  // The attribute is per device and per kernel and never changes: set once, not on every call (host launch work).
+  static std::atomic<uint64_t> configured_devices{0};
+  int device = 0;
+  LF_CUDA_CHECK(cudaGetDevice(&device), "flash attention (hopper): current device");
+  const uint64_t device_bit = device < 64 ? uint64_t(1) << device : 0;
+  if ((configured_devices.load(std::memory_order_relaxed) & device_bit) == 0 || device_bit == 0) {
+    LF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
+                  "flash attention (hopper) shared memory {} bytes", Traits::kSmemBytes);
+    configured_devices.fetch_or(device_bit, std::memory_order_relaxed);
+  }
   const int items = ((args.lq + Traits::kBlockM - 1) / Traits::kBlockM) * args.heads;
   const int ctas = launch.ctas > 0 ? (launch.ctas < items ? launch.ctas : items) : items;
   kernel<<<ctas, Traits::kThreads, Traits::kSmemBytes, stream>>>(args, schedule, q_map, k_map, v_map, k_piece_map,

@@ -192,6 +192,15 @@ struct HopperTuning {
 const HopperTuning kHopperTunings[] = {
     {"grid", false, false}, {"persistent", true, false}, {"persistent+packed", true, true}};
 
+// Narrowing flags (for ncu, which replays each kernel: one shape, one density, the default Hopper launch).
+struct BenchFilter {
+  int lk = 0;             // 0 = every Lk
+  double density = -1;    // < 0 = every density
+  bool hopper_default = false;  // only hopper q128 k128 persistent+packed (and the dense rows)
+  bool planner = true;    // the planner breakdown after the kernel rows
+};
+BenchFilter g_filter;
+
 std::string combo_name(const Combo& c) {
   return fmt::format("{} q{} k{}", flash_variant_name(c.variant), c.query_block, c.key_block);
 }
@@ -526,11 +535,29 @@ double time_queued_ms(const std::function<void(int)>& launch, int reps, const st
          kQueuedLaunches;
 }
 
+// Host time of one launch call (selector, tensor maps, attributes, the launch itself): the mean over
+// kQueuedLaunches calls without synchronisation, median over reps. When it exceeds the kernel's GPU time, a queue of
+// launches is host-bound and the GPU idles between kernels.
+double host_launch_us(const std::function<void(int)>& launch, int reps, const std::string& what) {
+  for (int w = 0; w < 3; ++w) launch(w);
+  synchronize_or_die(what + " warm-up");
+  std::vector<float> times;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kQueuedLaunches; ++i) launch(r * kQueuedLaunches + i);
+    const auto t1 = std::chrono::steady_clock::now();
+    synchronize_or_die(what);
+    times.push_back(float(std::chrono::duration<double, std::micro>(t1 - t0).count() / kQueuedLaunches));
+  }
+  return median(times);
+}
+
 struct DenseRow {
   int lk;
   std::string variant, launch;  // launch: "grid" (one CTA per item) or "persistent" (Hopper)
   double ms;        // queued (kQueuedLaunches per event pair)
   double alone_ms;  // one launch per event pair
+  double host_us;   // host_launch_us
 };
 // ratio = sparse_ms / (token_density x dense_ms), block_ratio = sparse_ms / (density x dense_ms), with dense_ms the
 // faster dense launch of the chosen variant in this run. tuning: the Hopper sparse launch ("grid" = the kernel as
@@ -541,6 +568,7 @@ struct SparseRow {
   int query_block, key_block;
   double density, token_density, sparse_ms, dense_ms, ratio, block_ratio;
   double sparse_alone_ms;  // one launch per event pair (host launch work included)
+  double host_us;          // host_launch_us
 };
 
 struct PlannerRow {
@@ -590,20 +618,27 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
       const double alone_ms = time_ms([&](int i) { flash_attention_forward(params[size_t(i % sets)], v, nullptr); },
                                       reps, fmt::format("dense {} lk {} alone", flash_variant_name(v), lk));
       const char* launch = persistent ? "persistent" : "grid";
-      result.dense.push_back({lk, flash_variant_name(v), launch, ms, alone_ms});
+      const double host_us =
+          host_launch_us([&](int i) { flash_attention_forward(params[size_t(i % sets)], v, nullptr); }, reps,
+                         fmt::format("dense {} lk {} host", flash_variant_name(v), lk));
+      result.dense.push_back({lk, flash_variant_name(v), launch, ms, alone_ms, host_us});
       dense_ms[v] = dense_ms.count(v) ? std::min(dense_ms[v], ms) : ms;
-      std::printf("lk %5d dense %-8s %-10s %8.3f ms queued (%.3f ms alone)\n", lk, flash_variant_name(v), launch, ms,
-                  alone_ms);
+      std::printf("lk %5d dense %-8s %-10s %8.3f ms queued (%.3f ms alone, host %.1f us per launch)\n", lk,
+                  flash_variant_name(v), launch, ms, alone_ms, host_us);
     }
     flash::hopper_dense_persistent() = flash::kHopperDensePersistent;
   }
   for (const Combo& combo : kCombos)
   for (const HopperTuning& tuning : kHopperTunings) {
     if (combo.variant == FlashVariant::Auto) continue;  // the same kernels as the explicit rows
+    if (g_filter.hopper_default && !(combo.variant == FlashVariant::Hopper && combo.key_block == 128 &&
+                                     tuning.persistent && tuning.pack_tails))
+      continue;
     if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;  // one launch
     flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails};
     const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
     for (double density : kDensities) {
+      if (g_filter.density >= 0 && std::abs(density - g_filter.density) > 1e-9) continue;
       const int per_row = std::max(1, int(std::lround(density * g.key_blocks())));
       const Csr mask = random_mask(g, heads, per_row, uint64_t(lk) * 31 + per_row);
       const DeviceMask device_mask = upload_mask(mask);
@@ -620,20 +655,22 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
       const double ms =
           time_queued_ms(launch, reps, fmt::format("sparse {} lk {} density {}", combo_name(combo), lk, density));
       const double alone_ms = time_ms(launch, reps, "sparse alone");
+      const double host_us = host_launch_us(launch, reps, "sparse host");
       const double tokens = token_density(g, mask), dense = dense_ms[chosen];
       const double blocks = double(per_row) / g.key_blocks();
       const char* tuning_name = chosen == FlashVariant::Hopper ? tuning.name : "grid";
       result.sparse.push_back({lk, flash_variant_name(combo.variant), flash_variant_name(chosen), tuning_name,
                                combo.query_block, combo.key_block, blocks, tokens, ms, dense, ms / (tokens * dense),
-                               ms / (blocks * dense), alone_ms});
+                               ms / (blocks * dense), alone_ms, host_us});
       std::printf(
           "lk %5d %-18s %-17s density %.2f (tokens %.3f): sparse %8.3f ms, dense %8.3f ms, ratio %.2f (blocks "
-          "%.2f); alone %.3f ms\n",
+          "%.2f); alone %.3f ms, host %.1f us\n",
           lk, combo_name(combo).c_str(), tuning_name, blocks, tokens, ms, dense, ms / (tokens * dense),
-          ms / (blocks * dense), alone_ms);
+          ms / (blocks * dense), alone_ms, host_us);
     }
   }
   flash::block_sparse_hopper_tuning() = {};
+  if (!g_filter.planner) return;
   // Planners on the same shape (one input set: pooling streams q and k once, like the attention call).
   for (int block : {64, 128}) {
     sparse::PlannerGeometry g;
@@ -726,9 +763,10 @@ void write_json(const std::string& path, const std::string& device, const std::s
                "\"tokens_per_frame\": %d,\n  \"dense\": [",
                failures, kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame);
   for (size_t i = 0; i < r.dense.size(); ++i)
-    std::fprintf(f, "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"launch\": \"%s\", \"ms\": %.4f, \"alone_ms\": %.4f}",
+    std::fprintf(f, "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"launch\": \"%s\", \"ms\": %.4f, \"alone_ms\": %.4f, "
+                 "\"host_launch_us\": %.2f}",
                  i ? "," : "", r.dense[i].lk, r.dense[i].variant.c_str(), r.dense[i].launch.c_str(), r.dense[i].ms,
-                 r.dense[i].alone_ms);
+                 r.dense[i].alone_ms, r.dense[i].host_us);
   std::fprintf(f, "\n  ],\n  \"sparse\": [");
   for (size_t i = 0; i < r.sparse.size(); ++i) {
     const SparseRow& s = r.sparse[i];
@@ -736,9 +774,9 @@ void write_json(const std::string& path, const std::string& device, const std::s
         f,
         "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"tuning\": \"%s\", \"query_block\": %d, \"key_block\": %d, "
         "\"density\": %.4f, \"token_density\": %.4f, \"sparse_ms\": %.4f, \"dense_ms\": %.4f, \"ratio\": %.3f, "
-        "\"block_ratio\": %.3f, \"sparse_alone_ms\": %.4f}",
+        "\"block_ratio\": %.3f, \"sparse_alone_ms\": %.4f, \"host_launch_us\": %.2f}",
         i ? "," : "", s.lk, s.chosen.c_str(), s.tuning.c_str(), s.query_block, s.key_block, s.density,
-        s.token_density, s.sparse_ms, s.dense_ms, s.ratio, s.block_ratio, s.sparse_alone_ms);
+        s.token_density, s.sparse_ms, s.dense_ms, s.ratio, s.block_ratio, s.sparse_alone_ms, s.host_us);
   }
   std::fprintf(f, "\n  ],\n  \"planner\": [");
   for (size_t i = 0; i < r.planner.size(); ++i) {
@@ -779,10 +817,18 @@ int main(int argc, char** argv) {
       quick = true;
     else if (a == "--planner-only")
       planner_only = true;
+    else if (a == "--lk" && i + 1 < argc)
+      g_filter.lk = std::atoi(argv[++i]);
+    else if (a == "--density" && i + 1 < argc)
+      g_filter.density = std::atof(argv[++i]);
+    else if (a == "--hopper-default")
+      g_filter.hopper_default = true;
+    else if (a == "--no-planner")
+      g_filter.planner = false;
     else {
       std::fprintf(stderr,
                    "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] "
-                   "[--quick]\n",
+                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner]\n",
                    argv[0]);
       return 2;
     }
@@ -816,9 +862,10 @@ int main(int argc, char** argv) {
           kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame, reps);
       const std::vector<int> lks =
           quick ? std::vector<int>{4680, 32760} : std::vector<int>{4680, 9360, 14040, 18720, 23400, 28080, 32760};
-      for (int lk : lks) bench_lk(lk, reps, size_t(props.l2CacheSize), result);
+      for (int lk : g_filter.lk > 0 ? std::vector<int>{g_filter.lk} : lks)
+        bench_lk(lk, reps, size_t(props.l2CacheSize), result);
     }
-    if (bench) {
+    if (bench && g_filter.planner) {
       std::printf("== planner breakdown: the cached planner per launch group, old / radix / new paths, median of %d ==\n",
                   std::max(reps, 20));
       int mismatches = 0;

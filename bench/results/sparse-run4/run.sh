@@ -30,3 +30,18 @@ stamp "profile-sparsity tiny (GPU stats path)"
 timeout 30 $C/lightforce profile-sparsity -m tiny --prompt "a red circle moves right" --device cuda --attention lightforcing-hopper --recall-row-stride 4 --out-dir /tmp/prof -q; echo "rc=$?"
 cp /tmp/prof/sparsity.json $OUT/profile-sparsity-tiny-cuda.json 2>/dev/null
 stamp done
+stamp "ncu: L2 hit rate and DRAM bytes of the sparse kernel (density 0.1) and dense, Lk 32760 and 4680"
+if command -v ncu >/dev/null && [ $(( $(date +%s) - t0 )) -lt 420 ]; then
+  for lk in 32760 4680; do
+    for k in FrameAligned DenseKeyBlocks; do
+      [ $(( $(date +%s) - t0 )) -lt 530 ] || continue
+      timeout 45 ncu --clock-control none --kernel-name-base demangled -k "regex:$k" --launch-count 2 \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_elapsed \
+        $C/lab_sparse --bench-only --no-planner --hopper-default --lk $lk --density 0.1 --reps 5 > $OUT/ncu-$lk-$k.txt 2>&1
+      echo "ncu lk $lk $k rc=$?"; grep -E "dram__|lts__|gpu__time|sm__pipe" $OUT/ncu-$lk-$k.txt | head -10
+    done
+  done
+fi
+stamp done-ncu
+# At most 8 files come back: one archive.
+(cd $OUT && tar czf run4.tgz --exclude=run4.tgz . && find . -type f ! -name run4.tgz -delete)

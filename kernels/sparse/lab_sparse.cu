@@ -198,6 +198,7 @@ struct BenchFilter {
   double density = -1;    // < 0 = every density
   bool hopper_default = false;  // only hopper q128 k128 persistent+packed (and the dense rows)
   bool planner = true;    // the planner breakdown after the kernel rows
+  bool warm = false;      // one input set: K/V stay in L2 between launches (default: sets > 3x L2, cold as in the engine)
 };
 BenchFilter g_filter;
 
@@ -594,7 +595,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
   const int lq = kBenchLq, heads = kBenchHeads, dim = kBenchDim;
   const int64_t row = int64_t(heads) * dim;
   const size_t set_bytes = (size_t(lq) * 2 + size_t(lk) * 2) * row * 2;  // q, out, k, v
-  const int sets = int(std::max<size_t>(2, (3 * l2_bytes + set_bytes - 1) / set_bytes));
+  const int sets = g_filter.warm ? 1 : int(std::max<size_t>(2, (3 * l2_bytes + set_bytes - 1) / set_bytes));
   std::vector<std::unique_ptr<DeviceBuffer>> buffers;
   std::vector<FlashAttentionParams> params;
   for (int i = 0; i < sets; ++i) {
@@ -637,8 +638,10 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
     if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;  // one launch
     flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails};
     const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
-    for (double density : kDensities) {
-      if (g_filter.density >= 0 && std::abs(density - g_filter.density) > 1e-9) continue;
+    const std::vector<double> densities =
+        g_filter.density >= 0 ? std::vector<double>{g_filter.density}
+                              : std::vector<double>(std::begin(kDensities), std::end(kDensities));
+    for (double density : densities) {
       const int per_row = std::max(1, int(std::lround(density * g.key_blocks())));
       const Csr mask = random_mask(g, heads, per_row, uint64_t(lk) * 31 + per_row);
       const DeviceMask device_mask = upload_mask(mask);
@@ -646,7 +649,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
       FlashVariant chosen = combo.variant;
       std::string why;
       if (!flash_attention_block_sparse_select(params[0], layout, combo.variant, &chosen, &why)) {
-        if (density == kDensities[0]) std::printf("lk %5d skip %s: %s\n", lk, combo_name(combo).c_str(), why.c_str());
+        if (density == densities[0]) std::printf("lk %5d skip %s: %s\n", lk, combo_name(combo).c_str(), why.c_str());
         break;
       }
       auto launch = [&](int i) {
@@ -825,10 +828,12 @@ int main(int argc, char** argv) {
       g_filter.hopper_default = true;
     else if (a == "--no-planner")
       g_filter.planner = false;
+    else if (a == "--warm")
+      g_filter.warm = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] "
-                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner]\n",
+                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner] [--warm]\n",
                    argv[0]);
       return 2;
     }

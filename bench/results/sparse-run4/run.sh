@@ -44,4 +44,6 @@ if command -v ncu >/dev/null && [ $(( $(date +%s) - t0 )) -lt 420 ]; then
 fi
 stamp done-ncu
 # At most 8 files come back: one archive.
+# In the real run this tar failed ("file changed as we read it": ncu was still writing), so only the first 8
+# files came back; planner.txt was copied by hand from the command's output.
 (cd $OUT && tar czf run4.tgz --exclude=run4.tgz . && find . -type f ! -name run4.tgz -delete)

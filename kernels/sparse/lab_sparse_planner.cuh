@@ -5,9 +5,11 @@
 //                    HSA's frame keys have their own launch in every path; the pre-change planner is commit
 //                    b54c4e3's lab_sparse, cached_step_queued_ms)
 //           radix  = radix selection, plain launches
-//           new    = radix selection, programmatic dependent launches (the default)
+//           pdl    = radix selection, programmatic dependent launches (run 4's "new")
+//           fused  = pdl with scores and selection of top-k / HSA in one launch (the default; top-p as pdl)
 //   groups: pool (queries + the chunk's key blocks), scores (+ HSA frame scores), select (top-p: its three
-//           launches), and the whole call. Each is queued 20 times back to back (per launch: what it costs
+//           launches), and the whole call; on the fused path scores is HSA's frame keys only and select the fused
+//           launch. Each is queued 20 times back to back (per launch: what it costs
 //           between other GPU work) and the median over `reps` taken; q/k rotate over sets larger than 3x the L2,
 //           as in the engine, where the GEMMs between planner calls evict them. call_alone_ms is one call on an
 //           idle GPU (adds the host's launch latency).
@@ -102,7 +104,10 @@ inline std::vector<BreakdownRow> bench_breakdown(int reps, size_t l2_bytes, int*
     const char* name;
     sp::detail::PlannerPaths paths;
   };
-  const Path paths[] = {{"old", {false, false}}, {"radix", {true, false}}, {"new", {true, true}}};
+  const Path paths[] = {{"old", {false, false, false}},
+                        {"radix", {true, false, false}},
+                        {"pdl", {true, true, false}},
+                        {"fused", {true, true, true}}};
   const sp::detail::PlannerPaths saved = sp::detail::planner_paths();
   std::vector<BreakdownRow> rows;
   const int64_t row_elems = int64_t(kHeads) * kDim;

@@ -24,6 +24,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ops/gpu_ops.h"
+
 namespace lf::gpu::sparse {
 
 // Shapes of one planning call; mirrors lf::BlockGeometry plus heads and head_dim.
@@ -144,12 +146,32 @@ struct CachedPlanInputs {
   float* pooled_keys = nullptr;  // [heads, key_blocks, head_dim] fp32, updated in place
   void* workspace = nullptr;     // cached_planner_workspace_bytes
   size_t workspace_bytes = 0;
+  // Optional, from rope_and_pool in the RoPE pass (so this call reads neither q nor the chunk's keys again):
+  // the pooled queries [heads, query_blocks, head_dim], and the pooled key blocks of frames
+  // [given_first_frame, key_frames) as [heads, (key_frames - given_first_frame) * blocks_per_frame, head_dim].
+  // Given blocks are read from there and not written to `pooled_keys` (a chunk's later calls re-pool its own
+  // frames anyway); frames [first_new_frame, given_first_frame) are pooled into the cache as usual.
+  const float* given_pooled_queries = nullptr;
+  const float* given_key_blocks = nullptr;
+  int given_first_frame = 0;  // with given_key_blocks: first_new_frame <= given_first_frame <= key_frames
 };
 // Pooled queries, scores [rows, key_blocks + key_frames], frame keys [heads, key_frames, head_dim], top-p scratch.
 size_t cached_planner_workspace_bytes(const PlannerGeometry& geometry);
 void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream = nullptr);
 void plan_hsa_cached(const CachedPlanInputs& in, const HsaParams& hsa, const MaskOutput& out, void* stream = nullptr);
 void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const MaskOutput& out, void* stream = nullptr);
+
+// ---- RoPE and pooling in one pass (sparse_rope_pool.cu) -------------------------------------------------------
+// x: bf16 [tokens, heads, head_dim] (row stride in elements, 0 = heads * head_dim, 16-byte aligned rows), roped
+// in place exactly as gpu::rope_apply(x, row_stride, tokens, layout, frame_positions, frame_count) does; pooled:
+// [heads, rope_pool_blocks(...), head_dim] fp32, the mean of each block of the roped rows exactly as
+// pool_queries (frame_aligned false: blocks of `block` rows from row 0) or pool_keys (frame_aligned true: blocks
+// of `block` inside each frame of layout.tokens_per_frame, the last one ragged; tokens a whole number of frames)
+// give for the roped x. At most 64 frames (one RoPE launch).
+int64_t rope_pool_blocks(int64_t tokens, int64_t tokens_per_frame, int block, bool frame_aligned);
+void rope_and_pool(uint16_t* x, int64_t row_stride, int64_t tokens, const RopeLayout& layout,
+                   const int64_t* frame_positions, int64_t frame_count, int block, bool frame_aligned, float* pooled,
+                   void* stream = nullptr);
 
 // ---- stream-ordered stopwatch --------------------------------------------------------------------------------
 // Times the phases of one attention call (planner, kernel) with CUDA events, so statistics need no host clock

@@ -10,6 +10,7 @@
 #include "sparse/sparse_launch.cuh"
 #include "sparse/sparse_planner.h"
 #include "sparse/sparse_select_detail.h"
+#include "sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse {
 
@@ -49,8 +50,8 @@ struct PoolJob {
   float* pooled_queries;  // [heads, query_blocks, head_dim]
   const __nv_bfloat16* k;
   int64_t k_row_stride;
-  int key_block, tokens_per_frame, blocks_per_frame, first_key_block, key_blocks;
-  float* pooled_keys;  // [heads, key_blocks, head_dim]
+  int key_block, tokens_per_frame, blocks_per_frame, first_key_block, key_block_end, key_blocks;
+  float* pooled_keys;  // [heads, key_blocks, head_dim]; blocks [first_key_block, key_block_end) are pooled
   int head_dim;
 };
 
@@ -113,15 +114,16 @@ __global__ void __launch_bounds__(kPoolThreads) pool_rows_kernel(const PoolJob j
 // the blocks added in order. The loads of a batch are issued before its additions: a frame of 13-25 blocks is a
 // few load latencies instead of one per block (the sums are unchanged).
 constexpr int kFrameLoadsInFlight = 8;
-__device__ __forceinline__ float frame_key_value(const float* head_keys, int frame, int d, int head_dim, int key_block,
-                                                 int tokens_per_frame, int blocks_per_frame) {
+__device__ __forceinline__ float frame_key_value(const detail::KeySource& keys, int head, int frame, int d,
+                                                 int head_dim, int key_block, int tokens_per_frame,
+                                                 int blocks_per_frame) {
   float sum = 0.f;
   for (int base = 0; base < blocks_per_frame; base += kFrameLoadsInFlight) {
     float block_mean[kFrameLoadsInFlight];
 #pragma unroll
     for (int u = 0; u < kFrameLoadsInFlight; ++u)
       block_mean[u] = base + u < blocks_per_frame
-                          ? head_keys[int64_t(frame * blocks_per_frame + base + u) * head_dim + d]
+                          ? detail::key_row(keys, head, frame * blocks_per_frame + base + u, head_dim)[d]
                           : 0.f;
 #pragma unroll
     for (int u = 0; u < kFrameLoadsInFlight; ++u) {
@@ -137,23 +139,21 @@ __device__ __forceinline__ float frame_key_value(const float* head_keys, int fra
 // One frame key element per thread. Its own launch (also in the cached planner) because forming frame keys inside
 // the score kernel put up to 16 elements x 25 dependent block loads on a few CTAs per head, repeated for every
 // query group: the tail of the score launch.
-__global__ void pool_frames_kernel(const float* pooled_keys, int head_dim, int key_block, int tokens_per_frame,
+__global__ void pool_frames_kernel(const detail::KeySource keys, int head_dim, int key_block, int tokens_per_frame,
                                    int blocks_per_frame, int key_frames, float* pooled_frame_keys) {
   const int frame = blockIdx.x, head = blockIdx.y;
-  const int key_blocks = key_frames * blocks_per_frame;
-  const float* head_keys = pooled_keys + int64_t(head) * key_blocks * head_dim;
   detail::wait_for_previous_grid();  // the pooled blocks come from the pooling launch
   detail::allow_next_grid();
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
     pooled_frame_keys[(int64_t(head) * key_frames + frame) * head_dim + d] =
-        frame_key_value(head_keys, frame, d, head_dim, key_block, tokens_per_frame, blocks_per_frame);
+        frame_key_value(keys, head, frame, d, head_dim, key_block, tokens_per_frame, blocks_per_frame);
 }
 
 // Scores of `stored` pooled keys per head ([heads, stored, head_dim]) and, after them, of `frames` pooled frame
 // keys (HSA's frame stage in the same launch): scores[h, qb, j], row stride stored + frames.
 struct ScoreJob {
   const float* queries;     // [heads, query_blocks, head_dim]
-  const float* keys;        // [heads, stored, head_dim]
+  detail::KeySource keys;   // `stored` blocks per head
   const float* frame_keys;  // [heads, frames, head_dim]; frames > 0 only
   int query_blocks, stored, frames, head_dim;
   float* scores;
@@ -168,13 +168,12 @@ __global__ void __launch_bounds__(kScoreThreads) block_scores_kernel(const Score
   const int first_key = blockIdx.x * kScoreKeysPerCta, head = blockIdx.y, head_dim = job.head_dim;
   const int key_count = job.stored + job.frames;
   const int stride = head_dim + 1;
-  const float* head_keys = job.keys + int64_t(head) * job.stored * head_dim;
   detail::wait_for_previous_grid();  // the pooled blocks come from the pooling launch
   for (int i = threadIdx.x; i < kScoreKeysPerCta * head_dim; i += blockDim.x) {
     const int row = i / head_dim, d = i % head_dim, key = first_key + row;
     float value = 0.f;
     if (key < job.stored)
-      value = head_keys[int64_t(key) * head_dim + d];
+      value = detail::key_row(job.keys, head, key, head_dim)[d];
     else if (key < key_count)
       value = job.frame_keys[(int64_t(head) * job.frames + key - job.stored) * head_dim + d];
     key_tile[row * stride + d] = value;
@@ -230,20 +229,26 @@ PoolJob pool_job(const PlannerGeometry& g) {
   job.tokens_per_frame = g.tokens_per_frame;
   job.blocks_per_frame = g.blocks_per_frame();
   job.key_blocks = g.key_blocks();
+  job.key_block_end = job.key_blocks;
   job.head_dim = g.head_dim;
   return job;
 }
 
+detail::KeySource whole_keys(const float* pooled_keys, const PlannerGeometry& g) {
+  return {pooled_keys, nullptr, g.key_blocks(), g.key_blocks()};
+}
+
 void launch_pool(const PoolJob& job, int heads, cudaStream_t stream) {
-  const int segments = job.query_blocks + (job.key_blocks - job.first_key_block);
+  const int segments = job.query_blocks + (job.key_block_end - job.first_key_block);
   if (segments == 0) return;
   detail::launch_dependent(pool_rows_kernel, dim3(segments, heads), dim3(pool_threads(job.head_dim)), 0, stream, job);
   LF_CUDA_LAUNCH_CHECK("sparse pooling: {} query blocks + {} key blocks x {} heads", job.query_blocks,
-                       job.key_blocks - job.first_key_block, heads);
+                       job.key_block_end - job.first_key_block, heads);
 }
 
-void launch_frames(const float* pooled_keys, const PlannerGeometry& g, float* pooled_frame_keys, cudaStream_t stream) {
-  detail::launch_dependent(pool_frames_kernel, dim3(g.key_frames, g.heads), dim3(g.head_dim), 0, stream, pooled_keys,
+void launch_frames(const detail::KeySource& keys, const PlannerGeometry& g, float* pooled_frame_keys,
+                   cudaStream_t stream) {
+  detail::launch_dependent(pool_frames_kernel, dim3(g.key_frames, g.heads), dim3(g.head_dim), 0, stream, keys,
                            g.head_dim, g.key_block, g.tokens_per_frame, g.blocks_per_frame(), g.key_frames,
                            pooled_frame_keys);
   LF_CUDA_LAUNCH_CHECK("pool frames: {} frames x {} heads", g.key_frames, g.heads);
@@ -286,7 +291,7 @@ void pool_keys(const void* k, int64_t k_row_stride, const PlannerGeometry& g, fl
   job.pooled_keys = pooled_keys;
   launch_pool(job, g.heads, cuda_stream);
   if (pooled_frame_keys == nullptr) return;
-  launch_frames(pooled_keys, g, pooled_frame_keys, cuda_stream);
+  launch_frames(whole_keys(pooled_keys, g), g, pooled_frame_keys, cuda_stream);
 }
 
 void block_scores(const float* pooled_queries, const float* pooled_keys, int heads, int query_blocks, int key_count,
@@ -297,7 +302,7 @@ void block_scores(const float* pooled_queries, const float* pooled_keys, int hea
   LF_CHECK(head_dim > 0 && head_dim <= kMaxHeadDim, "block_scores: head_dim {} (1..{})", head_dim, kMaxHeadDim);
   ScoreJob job{};
   job.queries = pooled_queries;
-  job.keys = pooled_keys;
+  job.keys = detail::KeySource{pooled_keys, nullptr, key_count, key_count};
   job.query_blocks = query_blocks;
   job.stored = key_count;
   job.head_dim = head_dim;
@@ -393,7 +398,8 @@ size_t cached_planner_workspace_bytes(const PlannerGeometry& g) {
 namespace {
 
 struct CachedBuffers {
-  float* pooled_queries;
+  float* pooled_queries;  // the workspace's, or the given ones (then only read)
+  detail::KeySource keys;  // the cache, and the given blocks when set
   float* scores;  // [rows, key_blocks (+ key_frames for HSA)]
   float* frame_keys;  // HSA: [heads, key_frames, head_dim]
   void* topp_scratch;
@@ -408,6 +414,10 @@ CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   LF_CHECK(in.pooled_keys != nullptr, "sparse planner: the pooled-key cache is null");
   LF_CHECK(in.first_new_frame >= 0 && in.first_new_frame <= g.key_frames,
            "sparse planner: first_new_frame {} outside 0..{} key frames", in.first_new_frame, g.key_frames);
+  LF_CHECK(in.given_key_blocks == nullptr ||
+               (in.given_first_frame >= in.first_new_frame && in.given_first_frame <= g.key_frames),
+           "sparse planner: given key blocks from frame {} (first_new_frame {}, key frames {})", in.given_first_frame,
+           in.first_new_frame, g.key_frames);
   const size_t needed = cached_planner_workspace_bytes(g);
   LF_CHECK(in.workspace != nullptr && in.workspace_bytes >= needed,
            "sparse planner: workspace of {} bytes, {} needed (cached_planner_workspace_bytes)", in.workspace_bytes,
@@ -416,23 +426,31 @@ CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   CachedBuffers b;
   b.pooled_queries = reinterpret_cast<float*>(cursor);
   cursor += align_up(size_t(g.heads) * g.query_blocks() * g.head_dim * 4);
+  if (in.given_pooled_queries != nullptr) b.pooled_queries = const_cast<float*>(in.given_pooled_queries);  // read only
   b.scores = reinterpret_cast<float*>(cursor);
   cursor += align_up(size_t(g.rows()) * (g.key_blocks() + g.key_frames) * 4);
   b.frame_keys = reinterpret_cast<float*>(cursor);
   cursor += align_up(size_t(g.heads) * g.key_frames * g.head_dim * 4);
   b.topp_scratch = cursor;
   b.topp_scratch_bytes = select_topp_workspace_bytes(g.rows(), g.key_blocks());
+  b.keys = whole_keys(in.pooled_keys, g);
+  if (in.given_key_blocks != nullptr) {
+    b.keys.given = in.given_key_blocks;
+    b.keys.given_first = in.given_first_frame * g.blocks_per_frame();
+  }
   return b;
 }
 
-// Launch 1: the queries and the key blocks of frames [first_new_frame, key_frames) in one grid.
+// Launch 1: the queries and the key blocks of frames [first_new_frame, key_frames) in one grid, less what was
+// given (nothing at all on a chunk's later calls with both given: no launch).
 void cached_pool(const CachedPlanInputs& in, const CachedBuffers& b, cudaStream_t stream) {
   const PlannerGeometry& g = in.geometry;
   PoolJob pool = pool_job(g);
   pool.q = static_cast<const __nv_bfloat16*>(in.q);
   pool.q_row_stride = in.q_row_stride;
-  pool.query_blocks = g.query_blocks();
+  pool.query_blocks = in.given_pooled_queries != nullptr ? 0 : g.query_blocks();
   pool.pooled_queries = b.pooled_queries;
+  pool.key_block_end = b.keys.given_first;
   pool.k = static_cast<const __nv_bfloat16*>(in.k);
   pool.k_row_stride = in.k_row_stride;
   pool.first_key_block = in.first_new_frame * g.blocks_per_frame();
@@ -444,10 +462,10 @@ void cached_pool(const CachedPlanInputs& in, const CachedBuffers& b, cudaStream_
 // every frame.
 void cached_scores(const CachedPlanInputs& in, const CachedBuffers& b, bool frames, cudaStream_t stream) {
   const PlannerGeometry& g = in.geometry;
-  if (frames) launch_frames(in.pooled_keys, g, b.frame_keys, stream);
+  if (frames) launch_frames(b.keys, g, b.frame_keys, stream);
   ScoreJob score{};
   score.queries = b.pooled_queries;
-  score.keys = in.pooled_keys;
+  score.keys = b.keys;
   score.frame_keys = b.frame_keys;
   score.query_blocks = g.query_blocks();
   score.stored = g.key_blocks();
@@ -455,6 +473,39 @@ void cached_scores(const CachedPlanInputs& in, const CachedBuffers& b, bool fram
   score.head_dim = g.head_dim;
   score.scores = b.scores;
   launch_scores(score, g.heads, stream);
+}
+
+// The fused path's last launch: scores of every block (and HSA frame) and the selection, from the pooled data.
+void cached_fused_select(const CachedPlanInputs& in, const CachedBuffers& b, const detail::CachedRule& rule,
+                         const MaskOutput& out, cudaStream_t stream) {
+  const PlannerGeometry& g = in.geometry;
+  LF_CHECK(out.row_offsets != nullptr && out.key_indices != nullptr,
+           "sparse planner: row_offsets and key_indices are needed");
+  const bool hsa = rule.kind == detail::CachedRule::Hsa;
+  const int topk = hsa ? rule.hsa.topk : rule.topk;
+  LF_CHECK(int64_t(g.rows()) * topk < (int64_t(1) << 31), "sparse planner: {} rows x {} overflow int offsets",
+           g.rows(), topk);
+  detail::FusedSelectArgs a;
+  a.queries = b.pooled_queries;
+  a.keys = b.keys;
+  a.frame_keys = hsa ? b.frame_keys : nullptr;
+  a.heads = g.heads;
+  a.query_blocks = g.query_blocks();
+  a.key_blocks = g.key_blocks();
+  a.head_dim = g.head_dim;
+  a.topk = topk;
+  if (hsa) {
+    a.key_frames = g.key_frames;
+    a.blocks_per_frame = g.blocks_per_frame();
+    a.past_frames = g.key_frames - rule.hsa.chunk_frames;
+    a.keep_sink = rule.hsa.keep_sink;
+    a.keep_near = rule.hsa.keep_near;
+    a.keep_middle = rule.hsa.keep_frames - rule.hsa.keep_sink - rule.hsa.keep_near;
+  }
+  a.row_offsets = out.row_offsets;
+  a.key_indices = out.key_indices;
+  a.selected_scores = out.selected_scores;
+  detail::launch_fused_score_select(a, stream, hsa ? "select_hsa" : "select_topk");
 }
 
 }  // namespace
@@ -475,7 +526,15 @@ void detail::plan_cached_phases(const CachedPlanInputs& in, const CachedRule& ru
   }
   const CachedBuffers b = cached_buffers(in);
   if (phases & kCachedPool) cached_pool(in, b, cuda_stream);
-  if (phases & kCachedScores) cached_scores(in, b, rule.kind == CachedRule::Hsa, cuda_stream);
+  const bool hsa = rule.kind == CachedRule::Hsa;
+  const PlannerPaths paths = planner_paths();
+  if (rule.kind != CachedRule::TopP && paths.fused_score_select && paths.radix_select &&
+      fused_score_select_fits(g.key_blocks(), hsa ? g.key_frames : 0, g.head_dim)) {
+    if ((phases & kCachedScores) && hsa) launch_frames(b.keys, g, b.frame_keys, cuda_stream);
+    if (phases & kCachedSelect) cached_fused_select(in, b, rule, out, cuda_stream);
+    return;
+  }
+  if (phases & kCachedScores) cached_scores(in, b, hsa, cuda_stream);
   if (!(phases & kCachedSelect)) return;
   if (rule.kind == CachedRule::TopK) select_topk(b.scores, g.rows(), g.key_blocks(), rule.topk, out, stream);
   if (rule.kind == CachedRule::Hsa)

@@ -29,14 +29,17 @@ bool env_is(const char* name, const char* value) {
 }
 std::atomic<bool> radix_select_on{!env_is("LF_SPARSE_SELECT", "sort")};
 std::atomic<bool> dependent_launch_on{!env_is("LF_SPARSE_PDL", "0")};
+std::atomic<bool> fused_on{!env_is("LF_SPARSE_FUSED", "0")};
 }  // namespace
 
 detail::PlannerPaths detail::planner_paths() {
-  return {radix_select_on.load(std::memory_order_relaxed), dependent_launch_on.load(std::memory_order_relaxed)};
+  return {radix_select_on.load(std::memory_order_relaxed), dependent_launch_on.load(std::memory_order_relaxed),
+          fused_on.load(std::memory_order_relaxed)};
 }
 void detail::set_planner_paths(const PlannerPaths& paths) {
   radix_select_on.store(paths.radix_select, std::memory_order_relaxed);
   dependent_launch_on.store(paths.dependent_launch, std::memory_order_relaxed);
+  fused_on.store(paths.fused_score_select, std::memory_order_relaxed);
 }
 bool detail::dependent_launch_enabled() { return dependent_launch_on.load(std::memory_order_relaxed); }
 

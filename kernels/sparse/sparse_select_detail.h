@@ -21,10 +21,13 @@ void select_hsa_strided(const float* block_scores, const float* frame_scores, in
 // Which implementation the planners run. Both settings give the same masks bit for bit (tested); the old ones
 // stay reachable (STYLE habit 6) from the environment, read once: LF_SPARSE_SELECT=sort selects top-k / HSA rows
 // with the bitonic sort instead of the radix select; LF_SPARSE_PDL=0 launches the planner kernels plainly
-// instead of as programmatic dependents. Top-p always sorts (its mass is summed in sorted order).
+// instead of as programmatic dependents; LF_SPARSE_FUSED=0 scores and selects top-k / HSA in two launches
+// instead of the fused one (sparse_score_select.cu; it needs the radix select). Top-p always sorts (its mass is
+// summed in sorted order).
 struct PlannerPaths {
   bool radix_select = true;
   bool dependent_launch = true;
+  bool fused_score_select = true;
 };
 PlannerPaths planner_paths();
 void set_planner_paths(const PlannerPaths& paths);  // lab and tests: time and compare both
@@ -44,8 +47,34 @@ struct RadixSelectArgs {
 };
 void launch_radix_select(const RadixSelectArgs& args, cudaStream_t stream, const char* name);
 
+// Where pooled key block b of a head lives: blocks [0, given_first) in `cached` ([heads, blocks, head_dim], the
+// per-layer cache), blocks [given_first, blocks) in `given` ([heads, blocks - given_first, head_dim], from
+// rope_and_pool). key_row (sparse_select_device.cuh) resolves it on the device.
+struct KeySource {
+  const float* cached = nullptr;
+  const float* given = nullptr;
+  int blocks = 0, given_first = 0;  // no given blocks: given_first == blocks
+};
+
+// Scores + radix select of top-k (frame_keys null) or HSA in one launch (sparse_score_select.cu): the same masks
+// as block_scores + launch_radix_select. The host has checked topk (and HSA's budget).
+struct FusedSelectArgs {
+  const float* queries = nullptr;     // [heads, query_blocks, head_dim]
+  KeySource keys;                     // key_blocks blocks per head
+  const float* frame_keys = nullptr;  // HSA: [heads, key_frames, head_dim]
+  int heads = 0, query_blocks = 0, key_blocks = 0, head_dim = 0, topk = 0;
+  int key_frames = 0, blocks_per_frame = 1, past_frames = 0, keep_sink = 0, keep_near = 0, keep_middle = 0;  // HSA
+  int* row_offsets = nullptr;
+  int* key_indices = nullptr;  // rows of topk
+  float* selected_scores = nullptr;
+};
+// Whether a row's scores and selection state fit the fused launch's shared memory (else: the two launches).
+bool fused_score_select_fits(int key_blocks, int key_frames, int head_dim);
+void launch_fused_score_select(const FusedSelectArgs& args, cudaStream_t stream, const char* name);
+
 // The cached planner's launch groups, for the lab's per-launch breakdown: plan_*_cached run all three in order.
-// Select of top-p is its three launches (select, offsets, compaction).
+// Select of top-p is its three launches (select, offsets, compaction). On the fused path, scores is HSA's frame
+// keys only (nothing for top-k) and select is the fused score + select launch.
 enum CachedPhase : unsigned { kCachedPool = 1, kCachedScores = 2, kCachedSelect = 4, kCachedAll = 7 };
 struct CachedRule {
   enum Kind { TopK, Hsa, TopP } kind = TopK;

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "sparse/sparse_select_detail.h"
+
 namespace lf::gpu::sparse::detail {
 
 // Float bits mapped so that unsigned order = float order (negatives flipped). NaN counts as -inf and -0 as +0, so
@@ -33,6 +35,13 @@ __device__ __forceinline__ bool hsa_frame_eligible(const float* frame_score, int
     eligible = rank < keep_middle;
   }
   return eligible;
+}
+
+// Pooled key block b of `head` (head_dim floats).
+__device__ __forceinline__ const float* key_row(const KeySource& keys, int head, int b, int head_dim) {
+  return b < keys.given_first ? keys.cached + (int64_t(head) * keys.blocks + b) * head_dim
+                              : keys.given + (int64_t(head) * (keys.blocks - keys.given_first) + (b - keys.given_first)) *
+                                                 head_dim;
 }
 
 }  // namespace lf::gpu::sparse::detail

@@ -1,11 +1,8 @@
 // Top-k and HSA selection by radix select, one warp per mask row (the default path; the bitonic sort of
 // sparse_select.cu stays reachable with LF_SPARSE_SELECT=sort and gives the same masks bit for bit).
-// Why: only the topk highest of a row's few hundred blocks are needed, not their order. Sorting the whole row
-// (45-55 barrier stages over 64-bit keys per CTA) was the largest part of the cached planner after pooling.
-// Here the threshold is found by at most four 8-bit histogram passes over the orderable score bits
-// (sparse_select_device.cuh), a warp owns its row (no CTA barriers), and one ascending sweep writes the chosen
-// blocks: every score above the threshold, and of the scores equal to it the lowest indices first, exactly the
-// "ties toward the lower index" order of the sort.
+// Why: sorting the whole row (45-55 barrier stages over 64-bit keys per CTA) was the largest part of the cached
+// planner after pooling. Here a warp owns its row (no CTA barriers) and runs radix_topk_row
+// (sparse_radix_row.cuh) over the row's values in shared memory.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -14,6 +11,7 @@
 #include "cuda_check.h"
 #include "sparse/sparse_launch.cuh"
 #include "sparse/sparse_select_detail.h"
+#include "sparse/sparse_radix_row.cuh"
 #include "sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse::detail {
@@ -23,10 +21,7 @@ namespace {
 // tuned: rows (warps) per CTA. 444 rows at the bench shape: 4 spread them over 111 SMs; the passes are
 // latency-bound, so more rows per SM only queue behind each other.
 constexpr int kRadixWarpsPerCta = 4;
-constexpr int kRadixBins = 256;  // 8 bits per pass, 8 bins per lane
-constexpr int kRadixBinsPerLane = kRadixBins / 32;
 constexpr int kMaxSharedPerCta = 48 * 1024;  // no opt-in attribute needed
-constexpr unsigned kFullWarp = 0xffffffffu;
 
 // Shared memory of one warp: histogram, the row's candidate values, and for HSA the frame scores and flags.
 int warp_shared_bytes(int key_blocks, int key_frames) {
@@ -49,22 +44,9 @@ __global__ void __launch_bounds__(kRadixWarpsPerCta * 32) select_radix_kernel(co
   const int n = a.key_blocks;
   const float* row_scores = a.scores + int64_t(row) * a.score_stride;
 
-  if constexpr (kHsa) {
-    for (int f = lane; f < a.key_frames; f += 32) {
-      const float s = a.frame_scores[int64_t(row) * a.frame_stride + f];
-      frame_score[f] = isnan(s) ? -INFINITY : s;
-    }
-    __syncwarp();
-    for (int f = lane; f < a.key_frames; f += 32)
-      frame_ok[f] = hsa_frame_eligible(frame_score, f, a.past_frames, a.keep_sink, a.keep_near, a.keep_middle) ? 1 : 0;
-    __syncwarp();
-  }
-  // Lane-private from here: lane l only ever touches values[l + 32 j].
-  for (int i = lane; i < n; i += 32) {
-    bool eligible = true;
-    if constexpr (kHsa) eligible = frame_ok[i / a.blocks_per_frame] != 0;
-    values[i] = eligible ? orderable_bits(row_scores[i]) : 0u;
-  }
+  radix_row_values<kHsa>(row_scores, a.frame_scores + (kHsa ? int64_t(row) * a.frame_stride : 0), n, a.key_frames,
+                         a.blocks_per_frame, a.past_frames, a.keep_sink, a.keep_near, a.keep_middle, frame_score,
+                         frame_ok, values, lane);
   if (lane == 0) {
     a.row_offsets[row + 1] = (row + 1) * a.topk;
     if (row == 0) a.row_offsets[0] = 0;
@@ -72,79 +54,8 @@ __global__ void __launch_bounds__(kRadixWarpsPerCta * 32) select_radix_kernel(co
   allow_next_grid();
   if (a.topk == 0) return;
 
-  // Threshold: the value group (prefix under mask) holding the topk-th highest value; `need` of that group are
-  // kept. The host guarantees topk <= the eligible blocks, so some lane always finds the digit.
-  uint32_t prefix = 0, mask = 0;
-  int need = a.topk, group = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = lane; b < kRadixBins; b += 32) histogram[b] = 0;
-    __syncwarp();
-    for (int i = lane; i < n; i += 32) {
-      const uint32_t v = values[i];
-      if (v != 0 && (v & mask) == prefix) atomicAdd(&histogram[(v >> shift) & 0xff], 1);
-    }
-    __syncwarp();
-    int count[kRadixBinsPerLane], local = 0;
-#pragma unroll
-    for (int j = 0; j < kRadixBinsPerLane; ++j) {
-      count[j] = histogram[lane * kRadixBinsPerLane + j];
-      local += count[j];
-    }
-    int at_or_above = local;  // candidates in this lane's bins and every higher lane's
-#pragma unroll
-    for (int offset = 1; offset < 32; offset <<= 1) {
-      const int other = __shfl_down_sync(kFullWarp, at_or_above, offset);
-      if (lane + offset < 32) at_or_above += other;
-    }
-    int above = at_or_above - local;  // candidates with a higher digit than this lane's bins
-    int digit = -1, digit_need = 0, digit_count = 0;
-#pragma unroll
-    for (int j = kRadixBinsPerLane - 1; j >= 0; --j) {
-      if (digit < 0 && above < need && need <= above + count[j]) {
-        digit = lane * kRadixBinsPerLane + j;
-        digit_need = need - above;
-        digit_count = count[j];
-      }
-      above += count[j];
-    }
-    const unsigned found = __ballot_sync(kFullWarp, digit >= 0);
-    __syncwarp();  // every lane has read the histogram before the next pass clears it
-    if (found == 0) break;  // unreachable under the host's budget check
-    const int source = __ffs(found) - 1;
-    digit = __shfl_sync(kFullWarp, digit, source);
-    need = __shfl_sync(kFullWarp, digit_need, source);
-    group = __shfl_sync(kFullWarp, digit_count, source);
-    prefix |= uint32_t(digit) << shift;
-    mask |= 0xffu << shift;
-    if (group == need) break;  // the whole group is kept: lower bits cannot change the set
-  }
-  const bool ties = group > need;  // only after the last pass: equal values, the lowest indices kept
-
-  // Ascending sweep: slots by warp prefix counts.
-  const unsigned lanes_below = (1u << lane) - 1u;
-  int* out_indices = a.key_indices + int64_t(row) * a.topk;
-  float* out_scores = a.selected_scores != nullptr ? a.selected_scores + int64_t(row) * a.topk : nullptr;
-  int written = 0, ties_seen = 0;
-  for (int base = 0; base < n; base += 32) {
-    const int i = base + lane;
-    const uint32_t v = i < n ? values[i] : 0u;
-    bool take;
-    if (!ties) {
-      take = v != 0 && (v & mask) >= prefix;
-    } else {
-      const bool tie = v != 0 && v == prefix;
-      const unsigned tie_lanes = __ballot_sync(kFullWarp, tie);
-      take = (v != 0 && v > prefix) || (tie && ties_seen + __popc(tie_lanes & lanes_below) < need);
-      ties_seen += __popc(tie_lanes);
-    }
-    const unsigned take_lanes = __ballot_sync(kFullWarp, take);
-    if (take) {
-      const int slot = written + __popc(take_lanes & lanes_below);
-      out_indices[slot] = i;
-      if (out_scores != nullptr) out_scores[slot] = row_scores[i];
-    }
-    written += __popc(take_lanes);
-  }
+  radix_topk_row(values, histogram, n, a.topk, row_scores, a.key_indices + int64_t(row) * a.topk,
+                 a.selected_scores != nullptr ? a.selected_scores + int64_t(row) * a.topk : nullptr, lane);
 }
 
 }  // namespace

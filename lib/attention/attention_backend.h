@@ -4,6 +4,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attention/block_mask.h"
@@ -12,6 +13,15 @@
 #include "core/tensor.h"
 
 namespace lf {
+
+// Pooled post-RoPE blocks that the caller's RoPE pass produced for the planner (ops::rope_apply_pooled), when
+// the backend asked for them (AttentionBackend::pooling): the GPU planners then read neither q nor the chunk's
+// keys again.
+struct RopePooled {
+  int64_t query_block = 0, key_block = 0;
+  Tensor queries;   // f32 [heads, query blocks, head_dim]
+  Tensor new_keys;  // f32 [heads, frames_in_chunk x blocks per frame, head_dim]: the current chunk's frames
+};
 
 // Everything a planner may look at: where in the video the call is, and the tensors (post-RoPE).
 struct AttentionCall {
@@ -26,6 +36,7 @@ struct AttentionCall {
   int64_t frames_in_chunk = 0;  // frames in q
   int64_t tokens_per_frame = 0;
   double scale = 0;             // softmax scale, 1/sqrt(head_dim)
+  const RopePooled* pooled = nullptr;  // optional, see RopePooled
 };
 
 class AttentionBackend {
@@ -33,6 +44,14 @@ class AttentionBackend {
   virtual ~AttentionBackend() = default;
   virtual std::string name() const = 0;
   virtual Tensor run(const AttentionCall& call) = 0;
+  // The (query_block, key_block) whose pooled q and new keys this call's planner would compute, when the caller's
+  // RoPE pass may produce them instead (RopePooled); {0, 0} when not wanted. `call` has its positions and frame
+  // counts but no tensors yet; on_gpu: where q and k are.
+  virtual std::pair<int64_t, int64_t> pooling(const AttentionCall& call, bool on_gpu) const {
+    (void)call;
+    (void)on_gpu;
+    return {0, 0};
+  }
 };
 
 // One self-attention call's statistics (per head where it says so).

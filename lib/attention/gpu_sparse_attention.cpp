@@ -178,6 +178,21 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
       in.pooled_keys = static_cast<float*>(ensure_bytes(cache.pooled, pooled_capacity));
       in.workspace_bytes = gpu::sparse::cached_planner_workspace_bytes(pg);
       in.workspace = ensure_bytes(s.workspace, gpu::sparse::cached_planner_workspace_bytes(capacity));
+      // Pooled q and the chunk's key blocks from the RoPE pass, when they are of this plan's blocks and shapes.
+      if (const RopePooled* given = call.pooled; given != nullptr && given->query_block == config.query_block &&
+                                                 given->key_block == config.key_block) {
+        const int64_t new_blocks = call.frames_in_chunk * pg.blocks_per_frame();
+        LF_CHECK(given->queries.shape() == Shape({heads, int64_t(pg.query_blocks()), head_dim}) &&
+                     given->new_keys.shape() == Shape({heads, new_blocks, head_dim}) &&
+                     given->queries.dtype() == DType::F32 && given->new_keys.dtype() == DType::F32 &&
+                     given->queries.is_cuda() && given->new_keys.is_cuda(),
+                 "GPU sparse attention: pooled blocks {} / {} do not fit {} heads x {} query blocks / {} key blocks",
+                 shape_str(given->queries.shape()), shape_str(given->new_keys.shape()), heads, pg.query_blocks(),
+                 new_blocks);
+        in.given_pooled_queries = static_cast<const float*>(given->queries.raw());
+        in.given_key_blocks = static_cast<const float*>(given->new_keys.raw());
+        in.given_first_frame = int(past);
+      }
       const gpu::sparse::MaskOutput out{
           static_cast<int*>(ensure_bytes(s.row_offsets, size_t(rows + 1) * sizeof(int))),
           static_cast<int*>(

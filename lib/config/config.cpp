@@ -129,6 +129,7 @@ AttentionConfig read_attention(const YAML::Node& node) {
   reader.get("window_blocks", attention.window_blocks);
   reader.get("radial_window_blocks", attention.radial_window_blocks);
   reader.get("sparse_first_chunk", attention.sparse_first_chunk);
+  reader.get("fused_rope_pooling", attention.fused_rope_pooling);
   reader.finish();
   return attention;
 }
@@ -406,6 +407,7 @@ std::string to_yaml(const RunConfig& config) {
   out << YAML::Key << "window_blocks" << YAML::Value << a.window_blocks;
   out << YAML::Key << "radial_window_blocks" << YAML::Value << a.radial_window_blocks;
   out << YAML::Key << "sparse_first_chunk" << YAML::Value << a.sparse_first_chunk;
+  out << YAML::Key << "fused_rope_pooling" << YAML::Value << a.fused_rope_pooling;
   out << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "fps" << YAML::Value << config.output.fps;

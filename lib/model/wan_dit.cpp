@@ -27,23 +27,36 @@ CachedSelfAttention::CachedSelfAttention(KvCache& cache, AttentionBackend& backe
 
 Tensor CachedSelfAttention::attend(int64_t layer, Tensor q, Tensor k, const Tensor& v) {
   const std::vector<int64_t> query_positions = cache_.query_positions();
-  ops::rope_apply(q, rope_, query_positions);
-  if (!cache_.relative_positions()) ops::rope_apply(k, rope_, query_positions);  // cached post-RoPE
-  cache_.write(layer, k, v);
-  const Tensor keys = cache_.keys(layer);
-  const Tensor values = cache_.values(layer);
   AttentionCall call;
   call.chunk = info_.chunk;
   call.step = info_.step;
   call.layer = layer;
   call.is_refresh = info_.is_refresh;
-  call.q = &q;
-  call.k = &keys;
-  call.v = &values;
-  call.frames_visible = cache_.visible_frame_count();
+  call.frames_visible = cache_.visible_frame_count();  // the current chunk's slot is already chosen
   call.frames_in_chunk = int64_t(query_positions.size());
   call.tokens_per_frame = rope_.tokens_per_frame;
   call.scale = scale_;
+  // A GPU planner that pools q and the chunk's keys gets them from this RoPE pass (one read of each instead of
+  // two). Relative positions cache raw keys and re-rope them on read, so there only the planner can pool them.
+  const auto [query_block, key_block] = cache_.relative_positions() ? std::pair<int64_t, int64_t>{0, 0}
+                                                                    : backend_.pooling(call, q.is_cuda());
+  RopePooled pooled;
+  if (query_block > 0) {
+    pooled.query_block = query_block;
+    pooled.key_block = key_block;
+    pooled.queries = ops::rope_apply_pooled(q, rope_, query_positions, query_block, /*frame_aligned=*/false);
+    pooled.new_keys = ops::rope_apply_pooled(k, rope_, query_positions, key_block, /*frame_aligned=*/true);
+    call.pooled = &pooled;
+  } else {
+    ops::rope_apply(q, rope_, query_positions);
+    if (!cache_.relative_positions()) ops::rope_apply(k, rope_, query_positions);  // cached post-RoPE
+  }
+  cache_.write(layer, k, v);
+  const Tensor keys = cache_.keys(layer);
+  const Tensor values = cache_.values(layer);
+  call.q = &q;
+  call.k = &keys;
+  call.v = &values;
   const ops::OpClassScope timed_as("self_attention");
   return backend_.run(call);
 }

@@ -12,6 +12,7 @@
 #include "runtime/axpby.h"
 #include "runtime/device_allocator.h"
 #include "runtime/op_timer.h"
+#include "sparse/sparse_planner.h"
 
 namespace lf::ops {
 
@@ -155,20 +156,37 @@ void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_pe
   else gpu::gated_residual_f32(f32(x), f32(y), tokens, width, rows, tokens_per_frame, nullptr);
 }
 
-void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions) {
-  LF_CHECK(x.rank() == 3, "rope_apply: expected [tokens, heads, head_dim], found {}", shape_str(x.shape()));
+static gpu::RopeLayout rope_layout(const Tensor& x, const RopeGrid& grid) {
   gpu::RopeLayout layout;
   layout.heads = x.dim(1);
   layout.head_dim = x.dim(2);
   layout.tokens_per_frame = grid.tokens_per_frame;
   layout.grid_width = grid.grid_width;
   layout.theta = grid.theta;
+  return layout;
+}
+
+void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions) {
+  LF_CHECK(x.rank() == 3, "rope_apply: expected [tokens, heads, head_dim], found {}", shape_str(x.shape()));
+  const gpu::RopeLayout layout = rope_layout(x, grid);
   const Timed timed("norm");
   if (x.dtype() == DType::BF16)
     gpu::rope_apply(bf16(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()), nullptr);
   else
     gpu::rope_apply_f32(f32(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()),
                         nullptr);
+}
+
+Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions, int64_t block,
+                         bool frame_aligned) {
+  expect(x, DType::BF16, "rope_apply_pooled", "x");
+  const gpu::RopeLayout layout = rope_layout(x, grid);
+  const int64_t blocks = gpu::sparse::rope_pool_blocks(x.dim(0), grid.tokens_per_frame, int(block), frame_aligned);
+  Tensor pooled = Tensor::empty({x.dim(1), blocks, x.dim(2)}, DType::F32, Device::CUDA);
+  const Timed timed("norm");  // it replaces the rope_apply pass of the same class
+  gpu::sparse::rope_and_pool(bf16(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()),
+                             int(block), frame_aligned, f32(pooled), nullptr);
+  return pooled;
 }
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {

@@ -13,6 +13,8 @@ Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& s
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_per_frame);
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions);
+Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions, int64_t block,
+                         bool frame_aligned);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w);
 Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,

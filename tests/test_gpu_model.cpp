@@ -117,6 +117,33 @@ TEST_CASE("sparse backends run on the GPU: deterministic, finite, close to the C
   }
 }
 
+TEST_CASE("GPU planners with pooling in the RoPE pass give the same bytes as the planner pooling itself") {
+  // rope_and_pool gives the planner q's and the chunk's pooled blocks, and a refresh pass stores them so the next
+  // chunk reuses every past frame; a stale or misplaced block would change a mask and so the latents. Global and
+  // rolling (evicting: no reuse across chunks) caches, the HSA rule included (past frames > keep_frames).
+  ops::initialize_cuda();
+  for (const char* cache : {"{mode: global}", "{mode: rolling, window_frames: 6, sink_frames: 1}"}) {
+    for (const char* backend : {"lightforcing", "block-topk", "block-topp"}) {
+      CAPTURE(cache);
+      CAPTURE(backend);
+      RunConfig run = small_run(128, cache);
+      run.attention.backend = backend;
+      run.attention.query_block = 128;
+      run.attention.key_block = 64;
+      run.attention.keep_frames = 3, run.attention.keep_sink = 1, run.attention.keep_near = 1;
+      run.attention.sparsity = 0.5, run.attention.sparsity_base = 0.6;
+      validate(run);
+      const WanWeights weights = random_weights(run.model);
+      const Tensor context = test::random_tensor({run.model.text_len, run.model.text_dim}, 9);
+      run.attention.fused_rope_pooling = true;
+      const Tensor fused = generate_on(Device::CUDA, run, weights, context);
+      run.attention.fused_rope_pooling = false;
+      const Tensor plain = generate_on(Device::CUDA, run, weights, context);
+      CHECK(std::memcmp(fused.raw(), plain.raw(), fused.nbytes()) == 0);
+    }
+  }
+}
+
 TEST_CASE("GPU errors name the op") {
   ops::initialize_cuda();
   Tensor x = Tensor::zeros({4, 8}, DType::F32, Device::CUDA);

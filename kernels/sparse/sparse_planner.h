@@ -143,7 +143,10 @@ struct CachedPlanInputs {
   // Frames [0, first_new_frame) of `pooled_keys` hold the pooled blocks of exactly these keys (the caller's
   // promise); 0 pools every key block, key_frames pools none.
   int first_new_frame = 0;
-  float* pooled_keys = nullptr;  // [heads, key_blocks, head_dim] fp32, updated in place
+  float* pooled_keys = nullptr;  // [heads, pooled_keys_stride, head_dim] fp32, updated in place
+  // Blocks per head in pooled_keys; 0 = key_blocks. A fixed stride (the caller's capacity) keeps a frame's
+  // blocks where they are when the visible frames grow, so a cache can stay valid from one chunk to the next.
+  int pooled_keys_stride = 0;
   void* workspace = nullptr;     // cached_planner_workspace_bytes
   size_t workspace_bytes = 0;
   // Optional, from rope_and_pool in the RoPE pass (so this call reads neither q nor the chunk's keys again):
@@ -160,6 +163,10 @@ size_t cached_planner_workspace_bytes(const PlannerGeometry& geometry);
 void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream = nullptr);
 void plan_hsa_cached(const CachedPlanInputs& in, const HsaParams& hsa, const MaskOutput& out, void* stream = nullptr);
 void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const MaskOutput& out, void* stream = nullptr);
+// Copies the given key blocks (frames [given_first_frame, key_frames)) into pooled_keys at their place, so that
+// the cache then holds every frame: a chunk's last call (its refresh pass) does this, and the next chunk's first
+// call reuses all its past frames instead of pooling them again. One strided copy, asynchronous on `stream`.
+void store_given_key_blocks(const CachedPlanInputs& in, void* stream = nullptr);
 
 // ---- RoPE and pooling in one pass (sparse_rope_pool.cu) -------------------------------------------------------
 // x: bf16 [tokens, heads, head_dim] (row stride in elements, 0 = heads * head_dim, 16-byte aligned rows), roped

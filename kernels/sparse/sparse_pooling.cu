@@ -51,7 +51,8 @@ struct PoolJob {
   const __nv_bfloat16* k;
   int64_t k_row_stride;
   int key_block, tokens_per_frame, blocks_per_frame, first_key_block, key_block_end, key_blocks;
-  float* pooled_keys;  // [heads, key_blocks, head_dim]; blocks [first_key_block, key_block_end) are pooled
+  float* pooled_keys;  // [heads, key_stride, head_dim]; blocks [first_key_block, key_block_end) are pooled
+  int key_stride;      // blocks per head in pooled_keys (>= key_blocks)
   int head_dim;
 };
 
@@ -102,7 +103,7 @@ __global__ void __launch_bounds__(kPoolThreads) pool_rows_kernel(const PoolJob j
   for (int e = 0; e < 8; ++e) partial[token_lane * head_dim + lane * 8 + e] = acc[e];
   __syncthreads();
   float* out = is_query ? job.pooled_queries + (int64_t(head) * job.query_blocks + segment) * head_dim
-                        : job.pooled_keys + (int64_t(head) * job.key_blocks + segment) * head_dim;
+                        : job.pooled_keys + (int64_t(head) * job.key_stride + segment) * head_dim;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float sum = 0.f;
     for (int t = 0; t < token_lanes; ++t) sum += partial[t * head_dim + d];
@@ -230,12 +231,13 @@ PoolJob pool_job(const PlannerGeometry& g) {
   job.blocks_per_frame = g.blocks_per_frame();
   job.key_blocks = g.key_blocks();
   job.key_block_end = job.key_blocks;
+  job.key_stride = job.key_blocks;
   job.head_dim = g.head_dim;
   return job;
 }
 
 detail::KeySource whole_keys(const float* pooled_keys, const PlannerGeometry& g) {
-  return {pooled_keys, nullptr, g.key_blocks(), g.key_blocks()};
+  return {pooled_keys, nullptr, g.key_blocks(), g.key_blocks(), g.key_blocks()};
 }
 
 void launch_pool(const PoolJob& job, int heads, cudaStream_t stream) {
@@ -302,7 +304,7 @@ void block_scores(const float* pooled_queries, const float* pooled_keys, int hea
   LF_CHECK(head_dim > 0 && head_dim <= kMaxHeadDim, "block_scores: head_dim {} (1..{})", head_dim, kMaxHeadDim);
   ScoreJob job{};
   job.queries = pooled_queries;
-  job.keys = detail::KeySource{pooled_keys, nullptr, key_count, key_count};
+  job.keys = detail::KeySource{pooled_keys, nullptr, key_count, key_count, key_count};
   job.query_blocks = query_blocks;
   job.stored = key_count;
   job.head_dim = head_dim;
@@ -412,6 +414,8 @@ CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   check_rows_view(in.q, in.q_row_stride, g, "q");
   check_rows_view(in.k, in.k_row_stride, g, "k");
   LF_CHECK(in.pooled_keys != nullptr, "sparse planner: the pooled-key cache is null");
+  LF_CHECK(in.pooled_keys_stride == 0 || in.pooled_keys_stride >= g.key_blocks(),
+           "sparse planner: pooled-key cache stride {} below {} key blocks", in.pooled_keys_stride, g.key_blocks());
   LF_CHECK(in.first_new_frame >= 0 && in.first_new_frame <= g.key_frames,
            "sparse planner: first_new_frame {} outside 0..{} key frames", in.first_new_frame, g.key_frames);
   LF_CHECK(in.given_key_blocks == nullptr ||
@@ -434,6 +438,7 @@ CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   b.topp_scratch = cursor;
   b.topp_scratch_bytes = select_topp_workspace_bytes(g.rows(), g.key_blocks());
   b.keys = whole_keys(in.pooled_keys, g);
+  b.keys.cached_stride = in.pooled_keys_stride > 0 ? in.pooled_keys_stride : g.key_blocks();
   if (in.given_key_blocks != nullptr) {
     b.keys.given = in.given_key_blocks;
     b.keys.given_first = in.given_first_frame * g.blocks_per_frame();
@@ -455,6 +460,7 @@ void cached_pool(const CachedPlanInputs& in, const CachedBuffers& b, cudaStream_
   pool.k_row_stride = in.k_row_stride;
   pool.first_key_block = in.first_new_frame * g.blocks_per_frame();
   pool.pooled_keys = in.pooled_keys;
+  pool.key_stride = b.keys.cached_stride;
   launch_pool(pool, g.heads, stream);
 }
 
@@ -543,6 +549,24 @@ void detail::plan_cached_phases(const CachedPlanInputs& in, const CachedRule& ru
   if (rule.kind == CachedRule::TopP)
     select_topp(b.scores, g.rows(), g.key_blocks(), rule.scale, rule.p, out, b.topp_scratch, b.topp_scratch_bytes,
                 stream);
+}
+
+void store_given_key_blocks(const CachedPlanInputs& in, void* stream) {
+  const PlannerGeometry& g = in.geometry;
+  check_geometry(g);
+  LF_CHECK(in.pooled_keys != nullptr && in.given_key_blocks != nullptr &&
+               in.given_first_frame >= 0 && in.given_first_frame <= g.key_frames,
+           "store_given_key_blocks: needs the cache and given blocks from a frame in 0..{} (got {})", g.key_frames,
+           in.given_first_frame);
+  const int stride = in.pooled_keys_stride > 0 ? in.pooled_keys_stride : g.key_blocks();
+  LF_CHECK(stride >= g.key_blocks(), "store_given_key_blocks: stride {} below {} key blocks", stride, g.key_blocks());
+  const int first = in.given_first_frame * g.blocks_per_frame(), count = g.key_blocks() - first;
+  if (count == 0) return;
+  const size_t row_bytes = size_t(g.head_dim) * sizeof(float);
+  LF_CUDA_CHECK(cudaMemcpy2DAsync(in.pooled_keys + size_t(first) * g.head_dim, size_t(stride) * row_bytes,
+                                  in.given_key_blocks, size_t(count) * row_bytes, size_t(count) * row_bytes,
+                                  size_t(g.heads), cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)),
+                "store_given_key_blocks: {} blocks x {} heads", count, g.heads);
 }
 
 void plan_topk_cached(const CachedPlanInputs& in, int topk, const MaskOutput& out, void* stream) {

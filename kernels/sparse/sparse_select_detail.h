@@ -47,13 +47,14 @@ struct RadixSelectArgs {
 };
 void launch_radix_select(const RadixSelectArgs& args, cudaStream_t stream, const char* name);
 
-// Where pooled key block b of a head lives: blocks [0, given_first) in `cached` ([heads, blocks, head_dim], the
-// per-layer cache), blocks [given_first, blocks) in `given` ([heads, blocks - given_first, head_dim], from
-// rope_and_pool). key_row (sparse_select_device.cuh) resolves it on the device.
+// Where pooled key block b of a head lives: blocks [0, given_first) in `cached` ([heads, cached_stride,
+// head_dim], the per-layer cache), blocks [given_first, blocks) in `given` ([heads, blocks - given_first,
+// head_dim], from rope_and_pool). key_row (sparse_select_device.cuh) resolves it on the device.
 struct KeySource {
   const float* cached = nullptr;
   const float* given = nullptr;
   int blocks = 0, given_first = 0;  // no given blocks: given_first == blocks
+  int cached_stride = 0;            // blocks per head in `cached` (>= blocks)
 };
 
 // Scores + radix select of top-k (frame_keys null) or HSA in one launch (sparse_score_select.cu): the same masks

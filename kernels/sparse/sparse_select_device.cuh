@@ -39,7 +39,7 @@ __device__ __forceinline__ bool hsa_frame_eligible(const float* frame_score, int
 
 // Pooled key block b of `head` (head_dim floats).
 __device__ __forceinline__ const float* key_row(const KeySource& keys, int head, int b, int head_dim) {
-  return b < keys.given_first ? keys.cached + (int64_t(head) * keys.blocks + b) * head_dim
+  return b < keys.given_first ? keys.cached + (int64_t(head) * keys.cached_stride + b) * head_dim
                               : keys.given + (int64_t(head) * (keys.blocks - keys.given_first) + (b - keys.given_first)) *
                                                  head_dim;
 }

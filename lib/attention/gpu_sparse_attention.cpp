@@ -22,21 +22,34 @@ namespace {
 
 // One layer's pooled keys and what they were pooled from. Valid for the calls of one chunk: its denoising steps
 // and refresh pass see the same past frames (only the chunk's own frames are rewritten), so after the chunk's
-// first call only the chunk's frames are pooled again. Every chunk's first call (step 0) pools everything, so
-// nothing carries over between chunks or between generations, whatever the cache does between chunks (rolling
-// windows, re-roped relative positions).
+// first call only the chunk's frames are pooled again. Across chunks only in one case (carries_all_frames):
+// the previous chunk's refresh pass stored every frame's blocks, and the next chunk sees exactly those frames
+// plus its own (same storage, frame count grown by the chunk: no rolling eviction moved them, and the fixed
+// per-head stride kept every block in place). Otherwise a chunk's first call pools everything, whatever the KV
+// cache did between chunks (rolling windows, re-roped relative positions), and nothing carries between
+// generations (a new generation restarts at chunk 0).
 struct LayerKeys {
-  Tensor pooled;  // fp32 [heads, key_blocks, head_dim], capacity grown on demand
+  Tensor pooled;  // fp32 [heads, stride, head_dim], capacity grown on demand
   bool valid = false;
+  bool carries_all_frames = false;  // every visible frame's blocks are in `pooled` (stored by a refresh pass)
   int64_t chunk = -1, frames_visible = 0, frames_in_chunk = 0, tokens_per_frame = 0, key_block = 0, heads = 0,
-          head_dim = 0;
+          head_dim = 0, stride = 0;
   const void* k = nullptr;  // the keys' storage: a different tensor is never trusted to hold the same frames
 
+  bool same_layout(const AttentionCall& call, const AttentionConfig& config, int64_t call_heads,
+                   int64_t call_head_dim, int64_t call_stride) const {
+    return valid && tokens_per_frame == call.tokens_per_frame && key_block == config.key_block &&
+           heads == call_heads && head_dim == call_head_dim && stride == call_stride && k == call.k->raw();
+  }
   bool holds_past_of(const AttentionCall& call, const AttentionConfig& config, int64_t call_heads,
-                     int64_t call_head_dim) const {
-    return valid && chunk == call.chunk && frames_visible == call.frames_visible &&
-           frames_in_chunk == call.frames_in_chunk && tokens_per_frame == call.tokens_per_frame &&
-           key_block == config.key_block && heads == call_heads && head_dim == call_head_dim && k == call.k->raw();
+                     int64_t call_head_dim, int64_t call_stride) const {
+    return same_layout(call, config, call_heads, call_head_dim, call_stride) && chunk == call.chunk &&
+           frames_visible == call.frames_visible && frames_in_chunk == call.frames_in_chunk;
+  }
+  bool holds_previous_chunk_of(const AttentionCall& call, const AttentionConfig& config, int64_t call_heads,
+                               int64_t call_head_dim, int64_t call_stride) const {
+    return same_layout(call, config, call_heads, call_head_dim, call_stride) && carries_all_frames &&
+           chunk + 1 == call.chunk && frames_visible + call.frames_in_chunk == call.frames_visible;
   }
 };
 
@@ -163,11 +176,14 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
       const bool first_call_of_chunk = call.step == 0 && !call.is_refresh;
       gpu::sparse::PlannerGeometry capacity = pg;  // what the buffers are sized for
       capacity.key_frames = int(capacity_frames(call.frames_visible));
-      const size_t pooled_bytes = size_t(heads) * size_t(pg.key_blocks()) * size_t(head_dim) * sizeof(float);
       const size_t pooled_capacity = size_t(heads) * size_t(capacity.key_blocks()) * size_t(head_dim) * sizeof(float);
-      const bool reuse = !first_call_of_chunk && cache.holds_past_of(call, config, heads, head_dim) &&
-                         cache.pooled.nbytes() >= pooled_bytes;
+      const int64_t stride = capacity.key_blocks();  // fixed per head while the capacity holds
+      const bool fits = cache.pooled.defined() && cache.pooled.nbytes() >= pooled_capacity;
+      const bool reuse = fits && (first_call_of_chunk
+                                      ? cache.holds_previous_chunk_of(call, config, heads, head_dim, stride)
+                                      : cache.holds_past_of(call, config, heads, head_dim, stride));
       cache.valid = false;  // until this plan has been issued
+      cache.carries_all_frames = false;
       gpu::sparse::CachedPlanInputs in;
       in.q = q.raw();
       in.q_row_stride = heads * head_dim;
@@ -176,6 +192,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
       in.geometry = pg;
       in.first_new_frame = reuse ? int(past) : 0;
       in.pooled_keys = static_cast<float*>(ensure_bytes(cache.pooled, pooled_capacity));
+      in.pooled_keys_stride = int(stride);
       in.workspace_bytes = gpu::sparse::cached_planner_workspace_bytes(pg);
       in.workspace = ensure_bytes(s.workspace, gpu::sparse::cached_planner_workspace_bytes(capacity));
       // Pooled q and the chunk's key blocks from the RoPE pass, when they are of this plan's blocks and shapes.
@@ -216,6 +233,12 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
       } else {  // lightforcing 1-stage and block-topk
         gpu::sparse::plan_topk_cached(in, topk, out);
       }
+      // The refresh pass is the chunk's last write of its keys: store its given blocks so that the next chunk's
+      // first call finds every past frame pooled.
+      if (call.is_refresh && in.given_key_blocks != nullptr) {
+        gpu::sparse::store_given_key_blocks(in);
+        cache.carries_all_frames = true;
+      }
       cache.chunk = call.chunk;
       cache.frames_visible = call.frames_visible;
       cache.frames_in_chunk = call.frames_in_chunk;
@@ -223,6 +246,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
       cache.key_block = config.key_block;
       cache.heads = heads;
       cache.head_dim = head_dim;
+      cache.stride = stride;
       cache.k = call.k->raw();
       cache.valid = true;
       row_offsets = out.row_offsets;

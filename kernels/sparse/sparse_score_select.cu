@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "cuda_check.h"
@@ -23,26 +24,28 @@ namespace {
 
 // tuned: mask rows per CTA. 444 rows at the bench shape (37 query blocks x 12 heads) give 120 CTAs, about one per
 // SM; each thread keeps kFusedRows independent fmaf chains per key, enough to hide the FMA latency.
+// LF_SPARSE_FUSED_ROWS=2 or 8 picks another count (read once), for timing the trade-off on a device: fewer rows
+// per CTA mean more CTAs and less work per thread, more rows more fmaf chains per key load.
 constexpr int kFusedRows = 4;
-constexpr int kFusedThreads = 256;  // every warp scores; the first kFusedRows select
+constexpr int kFusedThreads = 256;  // every warp scores; the first rows_per_cta select
 constexpr int kKeyLoadsInFlight = 8;  // 16-byte loads of a key row per thread in flight (128 of 512 bytes)
 constexpr int kMaxFusedShared = 48 * 1024;  // no opt-in attribute needed; larger rows take the two-launch path
 
 // Shared memory: the CTA's pooled queries, then per row: histogram, values, raw scores, frame scores, frame flags.
-__host__ __device__ constexpr int fused_query_bytes(int head_dim) { return kFusedRows * head_dim * 4; }
+__host__ __device__ constexpr int fused_query_bytes(int head_dim, int rows) { return rows * head_dim * 4; }
 int fused_row_bytes(int key_blocks, int key_frames) {
   const int bytes = kRadixBins * 4 + key_blocks * 8 + key_frames * 4 + key_frames;
   return (bytes + 15) / 16 * 16;
 }
 
-template <bool kHsa>
+template <bool kHsa, int kRows>
 __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const FusedSelectArgs a, int row_bytes) {
   extern __shared__ __align__(16) uint8_t shared[];
-  const int head = int(blockIdx.y), first_block = int(blockIdx.x) * kFusedRows, head_dim = a.head_dim;
-  const int rows_here = min(kFusedRows, a.query_blocks - first_block);
+  const int head = int(blockIdx.y), first_block = int(blockIdx.x) * kRows, head_dim = a.head_dim;
+  const int rows_here = min(kRows, a.query_blocks - first_block);
   const int n = a.key_blocks, frames = kHsa ? a.key_frames : 0;
-  float* queries = reinterpret_cast<float*>(shared);  // [kFusedRows][head_dim]
-  uint8_t* row_base = shared + fused_query_bytes(head_dim);
+  float* queries = reinterpret_cast<float*>(shared);  // [kRows][head_dim]
+  uint8_t* row_base = shared + fused_query_bytes(head_dim, kRows);
   auto histogram_of = [&](int r) { return reinterpret_cast<int*>(row_base + size_t(r) * row_bytes); };
   auto values_of = [&](int r) { return reinterpret_cast<uint32_t*>(histogram_of(r) + kRadixBins); };
   auto scores_of = [&](int r) { return reinterpret_cast<float*>(values_of(r) + n); };
@@ -51,7 +54,7 @@ __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const Fused
 
   wait_for_previous_grid();  // the pooled queries, keys and frame keys come from the launches before
   const float* head_queries = a.queries + (int64_t(head) * a.query_blocks + first_block) * head_dim;
-  for (int i = int(threadIdx.x); i < kFusedRows * head_dim; i += int(blockDim.x))
+  for (int i = int(threadIdx.x); i < kRows * head_dim; i += int(blockDim.x))
     queries[i] = i / head_dim < rows_here ? head_queries[i] : 0.f;
   __syncthreads();
 
@@ -59,9 +62,9 @@ __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const Fused
   for (int j = int(threadIdx.x); j < n + frames; j += int(blockDim.x)) {
     const float* key = j < n ? key_row(a.keys, head, j, head_dim)
                              : a.frame_keys + (int64_t(head) * frames + (j - n)) * head_dim;
-    float dot[kFusedRows];
+    float dot[kRows];
 #pragma unroll
-    for (int r = 0; r < kFusedRows; ++r) dot[r] = 0.f;
+    for (int r = 0; r < kRows; ++r) dot[r] = 0.f;
     // The key row is read kKeyLoadsInFlight vectors at a time, all issued before any is used: one dependent
     // 16-byte load per step made each thread wait head_dim / 4 L2 latencies (run 6: 17.7 us at Lk 32760).
     for (int base = 0; base < head_dim; base += 4 * kKeyLoadsInFlight) {
@@ -75,7 +78,7 @@ __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const Fused
         const int d = base + 4 * u;
         if (d >= head_dim) break;
 #pragma unroll
-        for (int r = 0; r < kFusedRows; ++r) {
+        for (int r = 0; r < kRows; ++r) {
           const float4 q4 = *reinterpret_cast<const float4*>(queries + r * head_dim + d);
           dot[r] = __fmaf_rn(q4.x, k4[u].x, dot[r]);
           dot[r] = __fmaf_rn(q4.y, k4[u].y, dot[r]);
@@ -85,7 +88,7 @@ __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const Fused
       }
     }
 #pragma unroll
-    for (int r = 0; r < kFusedRows; ++r) {
+    for (int r = 0; r < kRows; ++r) {
       if (r >= rows_here) break;
       if (j < n) scores_of(r)[j] = dot[r];
       else frame_scores_of(r)[j - n] = dot[r];
@@ -110,8 +113,26 @@ __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const Fused
                  a.selected_scores != nullptr ? a.selected_scores + int64_t(row) * a.topk : nullptr, lane);
 }
 
+int fused_rows_per_cta() {
+  static const int rows = [] {
+    const char* set = std::getenv("LF_SPARSE_FUSED_ROWS");
+    const int value = set != nullptr ? std::atoi(set) : kFusedRows;
+    return value == 2 || value == 8 ? value : kFusedRows;
+  }();
+  return rows;
+}
+
 size_t fused_shared_bytes(int key_blocks, int key_frames, int head_dim) {
-  return size_t(fused_query_bytes(head_dim)) + size_t(kFusedRows) * fused_row_bytes(key_blocks, key_frames);
+  const int rows = fused_rows_per_cta();
+  return size_t(fused_query_bytes(head_dim, rows)) + size_t(rows) * fused_row_bytes(key_blocks, key_frames);
+}
+
+template <bool kHsa>
+void launch_rows(const FusedSelectArgs& a, int rows, size_t shared, int row_bytes, cudaStream_t stream) {
+  const dim3 grid((a.query_blocks + rows - 1) / rows, a.heads);
+  if (rows == 2) launch_dependent(score_select_kernel<kHsa, 2>, grid, dim3(kFusedThreads), shared, stream, a, row_bytes);
+  else if (rows == 8) launch_dependent(score_select_kernel<kHsa, 8>, grid, dim3(kFusedThreads), shared, stream, a, row_bytes);
+  else launch_dependent(score_select_kernel<kHsa, kFusedRows>, grid, dim3(kFusedThreads), shared, stream, a, row_bytes);
 }
 
 }  // namespace
@@ -128,13 +149,10 @@ void launch_fused_score_select(const FusedSelectArgs& a, cudaStream_t stream, co
            a.key_blocks, frames, a.head_dim, fused_shared_bytes(a.key_blocks, frames, a.head_dim));
   LF_CHECK(a.heads > 0 && a.heads <= 65535 && a.query_blocks > 0, "{} (fused): heads {} query_blocks {}", name,
            a.heads, a.query_blocks);
-  const dim3 grid((a.query_blocks + kFusedRows - 1) / kFusedRows, a.heads);
   const size_t shared = fused_shared_bytes(a.key_blocks, frames, a.head_dim);
   const int row_bytes = fused_row_bytes(a.key_blocks, frames);
-  if (hsa)
-    launch_dependent(score_select_kernel<true>, grid, dim3(kFusedThreads), shared, stream, a, row_bytes);
-  else
-    launch_dependent(score_select_kernel<false>, grid, dim3(kFusedThreads), shared, stream, a, row_bytes);
+  if (hsa) launch_rows<true>(a, fused_rows_per_cta(), shared, row_bytes, stream);
+  else launch_rows<false>(a, fused_rows_per_cta(), shared, row_bytes, stream);
   LF_CUDA_LAUNCH_CHECK("{} (fused): {} rows x {} key blocks", name, a.heads * a.query_blocks, a.key_blocks);
 }
 

@@ -871,7 +871,7 @@ int main(int argc, char** argv) {
         bench_lk(lk, reps, size_t(props.l2CacheSize), result);
     }
     if (bench && g_filter.planner) {
-      std::printf("== planner breakdown: the cached planner per launch group, old / radix / new paths, median of %d ==\n",
+      std::printf("== planner breakdown: the cached planner per launch group, old / radix / pdl / fused paths, median of %d ==\n",
                   std::max(reps, 20));
       int mismatches = 0;
       result.planner_breakdown =

@@ -9,6 +9,7 @@
 #include "cuda_check.h"
 #include "sparse/sparse_launch.cuh"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_pool_segments.cuh"
 #include "sparse/sparse_select_detail.h"
 #include "sparse/sparse_select_device.cuh"
 
@@ -24,21 +25,9 @@ constexpr int kScoreKeysPerCta = 32;
 constexpr int kScoreThreads = 256;
 constexpr int kMaxHeadDim = 256;
 
-// One segment of rows to average: the query block or the frame-aligned key block `segment`.
-struct Segment {
-  int first, count;
-};
-
-__device__ __forceinline__ Segment query_segment(int segment, int query_block, int query_tokens) {
-  const int first = segment * query_block;
-  return {first, min(query_block, query_tokens - first)};
-}
-
-__device__ __forceinline__ Segment key_segment(int segment, int key_block, int tokens_per_frame, int blocks_per_frame) {
-  const int frame = segment / blocks_per_frame;
-  const int inside = (segment - frame * blocks_per_frame) * key_block;
-  return {frame * tokens_per_frame + inside, min(key_block, tokens_per_frame - inside)};
-}
+using detail::key_segment;
+using detail::query_segment;
+using detail::Segment;
 
 // One pooling launch: the query blocks [0, query_blocks) of q, then the key blocks [first_key_block, key_blocks)
 // of k (either part may be empty). The separate pool_queries / pool_keys entry points and the cached planner's
@@ -400,7 +389,8 @@ size_t cached_planner_workspace_bytes(const PlannerGeometry& g) {
 namespace {
 
 struct CachedBuffers {
-  float* pooled_queries;  // the workspace's, or the given ones (then only read)
+  float* pooled_queries;   // the workspace's (written by the pool launch)
+  const float* queries;    // what the scores read: the given pooled queries, else pooled_queries
   detail::KeySource keys;  // the cache, and the given blocks when set
   float* scores;  // [rows, key_blocks (+ key_frames for HSA)]
   float* frame_keys;  // HSA: [heads, key_frames, head_dim]
@@ -430,7 +420,7 @@ CachedBuffers cached_buffers(const CachedPlanInputs& in) {
   CachedBuffers b;
   b.pooled_queries = reinterpret_cast<float*>(cursor);
   cursor += align_up(size_t(g.heads) * g.query_blocks() * g.head_dim * 4);
-  if (in.given_pooled_queries != nullptr) b.pooled_queries = const_cast<float*>(in.given_pooled_queries);  // read only
+  b.queries = in.given_pooled_queries != nullptr ? in.given_pooled_queries : b.pooled_queries;
   b.scores = reinterpret_cast<float*>(cursor);
   cursor += align_up(size_t(g.rows()) * (g.key_blocks() + g.key_frames) * 4);
   b.frame_keys = reinterpret_cast<float*>(cursor);
@@ -470,7 +460,7 @@ void cached_scores(const CachedPlanInputs& in, const CachedBuffers& b, bool fram
   const PlannerGeometry& g = in.geometry;
   if (frames) launch_frames(b.keys, g, b.frame_keys, stream);
   ScoreJob score{};
-  score.queries = b.pooled_queries;
+  score.queries = b.queries;
   score.keys = b.keys;
   score.frame_keys = b.frame_keys;
   score.query_blocks = g.query_blocks();
@@ -492,7 +482,7 @@ void cached_fused_select(const CachedPlanInputs& in, const CachedBuffers& b, con
   LF_CHECK(int64_t(g.rows()) * topk < (int64_t(1) << 31), "sparse planner: {} rows x {} overflow int offsets",
            g.rows(), topk);
   detail::FusedSelectArgs a;
-  a.queries = b.pooled_queries;
+  a.queries = b.queries;
   a.keys = b.keys;
   a.frame_keys = hsa ? b.frame_keys : nullptr;
   a.heads = g.heads;
@@ -500,14 +490,7 @@ void cached_fused_select(const CachedPlanInputs& in, const CachedBuffers& b, con
   a.key_blocks = g.key_blocks();
   a.head_dim = g.head_dim;
   a.topk = topk;
-  if (hsa) {
-    a.key_frames = g.key_frames;
-    a.blocks_per_frame = g.blocks_per_frame();
-    a.past_frames = g.key_frames - rule.hsa.chunk_frames;
-    a.keep_sink = rule.hsa.keep_sink;
-    a.keep_near = rule.hsa.keep_near;
-    a.keep_middle = rule.hsa.keep_frames - rule.hsa.keep_sink - rule.hsa.keep_near;
-  }
+  if (hsa) detail::set_hsa_rule(a, g, rule.hsa);
   a.row_offsets = out.row_offsets;
   a.key_indices = out.key_indices;
   a.selected_scores = out.selected_scores;

@@ -14,6 +14,7 @@
 #include "ops/device_helpers.cuh"
 #include "ops/rope_params.cuh"
 #include "sparse/sparse_planner.h"
+#include "sparse/sparse_pool_segments.cuh"
 
 namespace lf::gpu::sparse {
 
@@ -41,16 +42,10 @@ __global__ void __launch_bounds__(kRopePoolThreads)
   __shared__ float partial[kRopePoolThreads * 8 * kHeadsPerCta];
   gpu::detail::rope_load_shared(params, rope);
   const int segment = int(blockIdx.x), group = int(blockIdx.y), head_dim = job.head_dim;
-  int first, count;
-  if (job.frame_aligned) {
-    const int frame = segment / job.blocks_per_frame;
-    const int inside = (segment - frame * job.blocks_per_frame) * job.block;
-    first = frame * job.tokens_per_frame + inside;
-    count = min(job.block, job.tokens_per_frame - inside);
-  } else {
-    first = segment * job.block;
-    count = min(job.block, job.tokens - first);
-  }
+  const detail::Segment seg = job.frame_aligned
+                                  ? detail::key_segment(segment, job.block, job.tokens_per_frame, job.blocks_per_frame)
+                                  : detail::query_segment(segment, job.block, job.tokens);
+  const int first = seg.first, count = seg.count;
   const int lanes = head_dim / 8, token_lanes = int(blockDim.x) / lanes;
   const int lane = int(threadIdx.x) % lanes, token_lane = int(threadIdx.x) / lanes;
   const int first_head = group * kHeadsPerCta, heads_here = min(kHeadsPerCta, job.heads - first_head);

@@ -353,12 +353,7 @@ void launch_hsa(const float* block_scores, int64_t score_stride, const float* fr
   a.frame_scores = frame_scores;
   a.frame_stride = frame_stride;
   a.topk = hsa.topk;
-  a.key_frames = g.key_frames;
-  a.blocks_per_frame = g.blocks_per_frame();
-  a.past_frames = g.key_frames - hsa.chunk_frames;
-  a.keep_sink = hsa.keep_sink;
-  a.keep_near = hsa.keep_near;
-  a.keep_middle = hsa.keep_frames - hsa.keep_sink - hsa.keep_near;
+  detail::set_hsa_rule(a, g, hsa);
   a.key_indices = out.key_indices;
   a.selected_scores = out.selected_scores;
   a.row_stride = hsa.topk;
@@ -372,12 +367,7 @@ void launch_hsa(const float* block_scores, int64_t score_stride, const float* fr
     r.rows = rows;
     r.key_blocks = key_blocks;
     r.topk = hsa.topk;
-    r.key_frames = a.key_frames;
-    r.blocks_per_frame = a.blocks_per_frame;
-    r.past_frames = a.past_frames;
-    r.keep_sink = a.keep_sink;
-    r.keep_near = a.keep_near;
-    r.keep_middle = a.keep_middle;
+    detail::set_hsa_rule(r, g, hsa);
     r.key_indices = out.key_indices;
     r.selected_scores = out.selected_scores;
     r.row_offsets = out.row_offsets;

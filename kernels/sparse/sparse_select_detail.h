@@ -14,6 +14,18 @@ namespace lf::gpu::sparse::detail {
 // Refuses a topk above the HSA eligible-block count (the budget invariant), naming both; returns the count.
 int check_hsa_budget(const PlannerGeometry& geometry, const HsaParams& hsa);
 
+// HSA's per-row rule (light-forcing.md 3.2) into a selector's arguments: SelectArgs, RadixSelectArgs and
+// FusedSelectArgs name these fields alike, so the three launches derive them in one place.
+template <class Args>
+void set_hsa_rule(Args& a, const PlannerGeometry& g, const HsaParams& hsa) {
+  a.key_frames = g.key_frames;
+  a.blocks_per_frame = g.blocks_per_frame();
+  a.past_frames = g.key_frames - hsa.chunk_frames;
+  a.keep_sink = hsa.keep_sink;
+  a.keep_near = hsa.keep_near;
+  a.keep_middle = hsa.keep_frames - hsa.keep_sink - hsa.keep_near;
+}
+
 // select_hsa with block scores at row * score_stride and frame scores at row * score_stride of `frame_scores`.
 void select_hsa_strided(const float* block_scores, const float* frame_scores, int64_t score_stride,
                         const PlannerGeometry& geometry, const HsaParams& hsa, const MaskOutput& out, void* stream);

@@ -38,11 +38,11 @@ class PlannedBackend final : public AttentionBackend {
 
   std::string name() const override { return planner_->name(); }
 
-  // The GPU planners that pool q and k (lightforcing, block-topk, block-topp) take them from the RoPE pass.
+  // The GPU planners that pool q and k take them from the RoPE pass.
   std::pair<int64_t, int64_t> pooling(const AttentionCall& call, bool on_gpu) const override {
-    const bool pools = config_.backend == "lightforcing" || config_.backend == "block-topk" ||
-                       config_.backend == "block-topp";
-    if (!on_gpu || !pools || !config_.fused_rope_pooling || planner_->plans_dense(call)) return {0, 0};
+    if (!on_gpu || !planner_->plans_from_pooled_blocks() || !config_.fused_rope_pooling ||
+        planner_->plans_dense(call))
+      return {0, 0};
     return {config_.query_block, config_.key_block};
   }
 

@@ -150,7 +150,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
 
   const int* row_offsets = nullptr;
   const int* key_indices = nullptr;
-  const bool static_planner = config.backend == "sliding-tile" || config.backend == "radial";
+  const bool static_planner = !planner.plans_from_pooled_blocks();
   {
     if (static_planner) {
       const OpTimed timed("sparse_planner");  // a new geometry plans on the host and uploads; else nothing

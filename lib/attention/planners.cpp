@@ -118,6 +118,7 @@ class DensePlanner final : public MaskPlanner {
 // Light Forcing: CAG sparsity per chunk, HSA selection (1-stage when few past frames, else 2-stage).
 class LightForcingPlanner final : public MaskPlanner {
  public:
+  bool plans_from_pooled_blocks() const override { return true; }
   LightForcingPlanner(const AttentionConfig& config, int64_t frames, int64_t chunk_frames)
       : config_(config),
         sparsities_(cag_sparsities({frames, chunk_frames, config.cag_window_frames, config.sparsity,
@@ -179,6 +180,7 @@ class LightForcingPlanner final : public MaskPlanner {
 // The paper's "1D sparse attention" ablation: one fixed top-k fraction, no CAG, no HSA.
 class BlockTopkPlanner final : public MaskPlanner {
  public:
+  bool plans_from_pooled_blocks() const override { return true; }
   explicit BlockTopkPlanner(const AttentionConfig& config) : config_(config) {}
   bool plans_dense(const AttentionCall& call) const override {
     return call.chunk == 0 && !config_.sparse_first_chunk;
@@ -208,6 +210,7 @@ class BlockTopkPlanner final : public MaskPlanner {
 // blocks whose softmax(pooled q . pooled k * scale) mass reaches top_p.
 class BlockToppPlanner final : public MaskPlanner {
  public:
+  bool plans_from_pooled_blocks() const override { return true; }
   explicit BlockToppPlanner(const AttentionConfig& config) : config_(config) {}
   bool plans_dense(const AttentionCall& call) const override {
     return call.chunk == 0 && !config_.sparse_first_chunk;

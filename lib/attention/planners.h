@@ -41,6 +41,10 @@ class MaskPlanner {
   virtual bool plans_dense(const AttentionCall& call) const = 0;
   // The sparsity this planner targets for a chunk (for reports); 0 for dense / threshold planners.
   virtual double target_sparsity(int64_t chunk) const { (void)chunk; return 0.0; }
+  // Whether plan() scores mean-pooled q / k blocks (lightforcing, block-topk, block-topp) rather than reading
+  // positions only (sliding-tile, radial: their mask is fixed per geometry). The GPU path plans the first kind on
+  // the device from pooled blocks and uploads the second kind once per geometry.
+  virtual bool plans_from_pooled_blocks() const { return false; }
 };
 
 // Builds the planner for config.backend (dense, lightforcing, block-topk, block-topp, sliding-tile, radial).

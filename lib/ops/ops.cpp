@@ -2,10 +2,7 @@
 // reference. Mixed devices are an error naming the op: transfers are always explicit.
 #include "ops/ops.h"
 
-#include <algorithm>
 #include <initializer_list>
-#include <utility>
-#include <vector>
 
 #include "core/error.h"
 #include "ops/cpu/cpu_ops.h"
@@ -114,29 +111,9 @@ Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int6
   LF_CHECK(x.rank() == 3 && block > 0, "rope_apply_pooled: x {} and block {}", shape_str(x.shape()), block);
   LF_CHECK(!frame_aligned || x.dim(0) % grid.tokens_per_frame == 0,
            "rope_apply_pooled: {} tokens is not a whole number of frames of {}", x.dim(0), grid.tokens_per_frame);
+  (void)frame_positions;  // used by the GPU call only (builds without CUDA compile it out)
   LF_IF_GPU("rope_apply_pooled", cuda::rope_apply_pooled(x, grid, frame_positions, block, frame_aligned), &x);
-  cpu::rope_apply(x, grid, frame_positions);
-  const int64_t tokens = x.dim(0), heads = x.dim(1), head_dim = x.dim(2);
-  std::vector<std::pair<int64_t, int64_t>> blocks;  // (first row, rows)
-  if (frame_aligned) {
-    for (int64_t frame = 0; frame < tokens / grid.tokens_per_frame; ++frame)
-      for (int64_t inside = 0; inside < grid.tokens_per_frame; inside += block)
-        blocks.push_back({frame * grid.tokens_per_frame + inside, std::min(block, grid.tokens_per_frame - inside)});
-  } else {
-    for (int64_t first = 0; first < tokens; first += block) blocks.push_back({first, std::min(block, tokens - first)});
-  }
-  Tensor pooled = Tensor::empty({heads, int64_t(blocks.size()), head_dim});
-  const float* data = x.f32();
-  float* out = pooled.f32();
-  for (int64_t h = 0; h < heads; ++h)
-    for (size_t b = 0; b < blocks.size(); ++b)
-      for (int64_t d = 0; d < head_dim; ++d) {
-        double sum = 0;
-        for (int64_t t = blocks[b].first; t < blocks[b].first + blocks[b].second; ++t)
-          sum += double(data[(t * heads + h) * head_dim + d]);
-        out[(h * int64_t(blocks.size()) + int64_t(b)) * head_dim + d] = float(sum / double(blocks[b].second));
-      }
-  return pooled;
+  fail("rope_apply_pooled runs on the GPU only: on the CPU, rope_apply and the planner's own pooling are the path");
 }
 
 RopeSplit rope_split(int64_t head_dim) {

@@ -81,9 +81,9 @@ struct RopeGrid {
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions);
 // rope_apply, and the mean of each block of the roped rows per head: f32 [heads, blocks, head_dim]. Blocks of
 // `block` rows from row 0, or (frame_aligned, x a whole number of frames) of `block` rows inside each frame, the
-// frame's last one ragged: the sparse planners' pooled queries / key blocks. On the GPU (bf16 x) one pass
-// (kernels/sparse rope_and_pool: the same bits as rope_apply and then the planner's pooling); on the CPU
-// rope_apply, then means accumulated in double.
+// frame's last one ragged: the sparse planners' pooled queries / key blocks. GPU only (bf16 x): one pass of
+// kernels/sparse rope_and_pool, the same bits as rope_apply followed by the planner's pooling (each of which has
+// its CPU reference); CPU tensors are refused, the CPU planners pool from the roped tensors themselves.
 Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions, int64_t block,
                          bool frame_aligned);
 // Wan's split of the head_dim/2 pairs over (t, h, w): h = w = pairs / 3, t the rest (22/21/21 at d = 128).

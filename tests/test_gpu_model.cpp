@@ -120,7 +120,9 @@ TEST_CASE("sparse backends run on the GPU: deterministic, finite, close to the C
 TEST_CASE("GPU planners with pooling in the RoPE pass give the same bytes as the planner pooling itself") {
   // rope_and_pool gives the planner q's and the chunk's pooled blocks, and a refresh pass stores them so the next
   // chunk reuses every past frame; a stale or misplaced block would change a mask and so the latents. Global and
-  // rolling (evicting: no reuse across chunks) caches, the HSA rule included (past frames > keep_frames).
+  // rolling (evicting: no reuse across chunks) caches, the HSA rule included (past frames > keep_frames). With
+  // the pooled blocks the planner runs on a second stream beside the KV-cache write (plan_beside_cache_write):
+  // a missing wait between the streams would plan from or attend over stale data.
   ops::initialize_cuda();
   for (const char* cache : {"{mode: global}", "{mode: rolling, window_frames: 6, sink_frames: 1}"}) {
     for (const char* backend : {"lightforcing", "block-topk", "block-topp"}) {
@@ -136,12 +138,35 @@ TEST_CASE("GPU planners with pooling in the RoPE pass give the same bytes as the
       const WanWeights weights = random_weights(run.model);
       const Tensor context = test::random_tensor({run.model.text_len, run.model.text_dim}, 9);
       run.attention.fused_rope_pooling = true;
-      const Tensor fused = generate_on(Device::CUDA, run, weights, context);
+      const Tensor fused = generate_on(Device::CUDA, run, weights, context);  // planned beside the write
+      run.attention.plan_beside_cache_write = false;
+      const Tensor one_stream = generate_on(Device::CUDA, run, weights, context);
       run.attention.fused_rope_pooling = false;
       const Tensor plain = generate_on(Device::CUDA, run, weights, context);
       CHECK(std::memcmp(fused.raw(), plain.raw(), fused.nbytes()) == 0);
+      CHECK(std::memcmp(one_stream.raw(), plain.raw(), plain.nbytes()) == 0);
     }
   }
+}
+
+TEST_CASE("planning beside the KV-cache write at the engine's shapes gives the same bytes as one stream") {
+  // The small runs above finish each copy in a moment; here the write is the bench's (4680 tokens x 12 heads x
+  // 128 of k and v) and HSA plans 7 chunks of 1560-token frames, so a missing wait would race for real.
+  ops::initialize_cuda();
+  RunConfig run = parse_run_config(
+      "model: {name: gpu-overlap, dim: 1536, ffn_dim: 1024, freq_dim: 64, heads: 12, layers: 2, text_dim: 48,"
+      " text_len: 13, in_channels: 4, out_channels: 4, latent_height: 60, latent_width: 104, decoder: wan-vae,"
+      " weights: random, init_seed: 23}\n"
+      "pipeline: {frames: 21}\n"
+      "attention: {backend: lightforcing, sparsity: 0.8, sparsity_base: 0.9, query_block: 128, key_block: 128}\n",
+      "gpu-test");
+  validate(run);
+  const WanWeights weights = random_weights(run.model);
+  const Tensor context = test::random_tensor({run.model.text_len, run.model.text_dim}, 10);
+  const Tensor beside = generate_on(Device::CUDA, run, weights, context);
+  run.attention.plan_beside_cache_write = false;
+  const Tensor one_stream = generate_on(Device::CUDA, run, weights, context);
+  CHECK(std::memcmp(beside.raw(), one_stream.raw(), beside.nbytes()) == 0);
 }
 
 TEST_CASE("GPU errors name the op") {

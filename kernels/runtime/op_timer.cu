@@ -24,7 +24,7 @@ void op_timer_enable(bool enabled) {
 
 bool op_timer_enabled() { return g_enabled; }
 
-int op_timer_begin() {
+int op_timer_begin(void* stream) {
   if (!g_enabled) return -1;
   if (g_used == g_pool.size()) {
     TimedOp op{};
@@ -32,14 +32,14 @@ int op_timer_begin() {
     LF_CUDA_CHECK(cudaEventCreate(&op.end), "op timer event");
     g_pool.push_back(op);
   }
-  LF_CUDA_CHECK(cudaEventRecord(g_pool[g_used].begin, nullptr), "op timer record");
+  LF_CUDA_CHECK(cudaEventRecord(g_pool[g_used].begin, static_cast<cudaStream_t>(stream)), "op timer record");
   return int(g_used++);
 }
 
-void op_timer_end(int slot, const char* op_class) {
+void op_timer_end(int slot, const char* op_class, void* stream) {
   if (slot < 0) return;
   g_pool[size_t(slot)].op_class = op_class;
-  LF_CUDA_CHECK(cudaEventRecord(g_pool[size_t(slot)].end, nullptr), "op timer record");
+  LF_CUDA_CHECK(cudaEventRecord(g_pool[size_t(slot)].end, static_cast<cudaStream_t>(stream)), "op timer record");
 }
 
 std::map<std::string, double> op_timer_report_ms() {

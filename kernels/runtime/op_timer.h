@@ -8,9 +8,9 @@ namespace lf::gpu {
 
 void op_timer_enable(bool enabled);
 bool op_timer_enabled();
-// Records an op of `op_class` between begin and end on the legacy default stream.
-int op_timer_begin();                           // returns a slot, or -1 when disabled
-void op_timer_end(int slot, const char* op_class);
+// Records an op of `op_class` between begin and end on `stream` (a cudaStream_t; null = the legacy default).
+int op_timer_begin(void* stream = nullptr);  // returns a slot, or -1 when disabled
+void op_timer_end(int slot, const char* op_class, void* stream = nullptr);
 std::map<std::string, double> op_timer_report_ms();  // synchronises; totals since the last enable
 
 }  // namespace lf::gpu

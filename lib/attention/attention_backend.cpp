@@ -46,6 +46,11 @@ class PlannedBackend final : public AttentionBackend {
     return {config_.query_block, config_.key_block};
   }
 
+  void plan_ahead(const AttentionCall& call) override {
+    if (call.q->is_cuda() && config_.plan_beside_cache_write)
+      gpu_plan_ahead(call, config_, *planner_, gpu_state_, stats_ != nullptr);
+  }
+
   Tensor run(const AttentionCall& call) override {
     const bool dense = config_.backend == "dense";
     AttentionRecord record;

@@ -52,6 +52,11 @@ class AttentionBackend {
     (void)on_gpu;
     return {0, 0};
   }
+  // Called after the RoPE pass and before the caller writes the chunk's keys and values into the KV cache, with
+  // `call` complete (its k / v are the cache's views, whose current-chunk rows are not written yet). A backend
+  // whose planning needs neither (the GPU planners given RopePooled blocks) may start it here, beside the write;
+  // run() then finishes the call. Default: nothing.
+  virtual void plan_ahead(const AttentionCall& call) { (void)call; }
 };
 
 // One self-attention call's statistics (per head where it says so).

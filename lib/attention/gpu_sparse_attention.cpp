@@ -12,6 +12,7 @@
 #if LF_HAVE_CUDA
 #include "attention/flash_attention.h"
 #include "runtime/op_timer.h"
+#include "runtime/side_stream.h"
 #include "sparse/block_sparse_attention.h"
 #include "sparse/sparse_planner.h"
 #include "sparse/sparse_recall.h"
@@ -105,11 +106,26 @@ bool skip_planner_for_measurement() {
 
 // Op-timer scope (bench's per-op-class GPU time); inert when the timer is off.
 struct OpTimed {
-  explicit OpTimed(const char* name) : op_class(name), slot(gpu::op_timer_begin()) {}
-  ~OpTimed() { gpu::op_timer_end(slot, op_class); }
+  explicit OpTimed(const char* name, void* on_stream = nullptr)
+      : op_class(name), stream(on_stream), slot(gpu::op_timer_begin(on_stream)) {}
+  ~OpTimed() { gpu::op_timer_end(slot, op_class, stream); }
   const char* op_class;
+  void* stream;
   int slot;
 };
+
+// The identity of one attention call: a mask planned ahead (gpu_plan_ahead) is used only by the call it was
+// planned for.
+struct CallKey {
+  int64_t chunk = -1, step = -1, layer = -1, frames_visible = -1;
+  bool is_refresh = false;
+  const void* q = nullptr;
+  bool operator==(const CallKey&) const = default;
+};
+
+CallKey key_of(const AttentionCall& call) {
+  return {call.chunk, call.step, call.layer, call.frames_visible, call.is_refresh, call.q->raw()};
+}
 
 }  // namespace
 
@@ -118,6 +134,9 @@ struct GpuSparseState::Impl {
   Tensor workspace, row_offsets, key_indices;
   StaticMask static_mask;
   gpu::sparse::PhaseTimer timer;
+  gpu::SideStream side;  // gpu_plan_ahead's planner runs here, beside the KV-cache write
+  bool ahead_pending = false, ahead_timed = false;
+  CallKey ahead_call;
   // The mask of the last call (for recall): device CSR, or none for a dense call.
   const int* last_row_offsets = nullptr;
   const int* last_key_indices = nullptr;
@@ -128,13 +147,172 @@ struct GpuSparseState::Impl {
 GpuSparseState::GpuSparseState() : impl_(std::make_unique<Impl>()) {}
 GpuSparseState::~GpuSparseState() = default;
 
+namespace {
+
+struct DeviceMask {
+  const int* row_offsets = nullptr;
+  const int* key_indices = nullptr;
+};
+
+// A static planner's mask: planned on the host and uploaded when the geometry changes, else nothing.
+DeviceMask static_mask_for(const AttentionCall& call, MaskPlanner& planner, GpuSparseState::Impl& s) {
+  const Tensor& q = *call.q;
+  const int64_t heads = q.dim(1);
+  StaticMask& m = s.static_mask;
+  if (!(m.valid && m.frames_visible == call.frames_visible && m.frames_in_chunk == call.frames_in_chunk &&
+        m.tokens_per_frame == call.tokens_per_frame && m.query_tokens == q.dim(0) && m.heads == heads)) {
+    m.valid = false;
+    m.host = planner.plan(call);
+    m.row_offsets = int_tensor_on_gpu(m.host.row_offsets);
+    m.key_indices = int_tensor_on_gpu(m.host.key_indices);
+    m.frames_visible = call.frames_visible;
+    m.frames_in_chunk = call.frames_in_chunk;
+    m.tokens_per_frame = call.tokens_per_frame;
+    m.query_tokens = q.dim(0);
+    m.heads = heads;
+    m.valid = true;
+  }
+  return {static_cast<const int*>(m.row_offsets.raw()), static_cast<const int*>(m.key_indices.raw())};
+}
+
+// Plans the call's mask on the GPU (pooling, scores, selection) on `stream`, from the call's q and pooled blocks
+// and the layer's cached past frames; `timed`: the phase timer's marks 0 and 1 bracket the launches.
+DeviceMask plan_on_gpu(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
+                       GpuSparseState::Impl& s, void* stream, bool timed) {
+  const Tensor& q = *call.q;
+  const BlockGeometry geometry = geometry_for(call, config);
+  const int64_t heads = q.dim(1), head_dim = q.dim(2), rows = heads * geometry.query_blocks();
+  const int64_t past = call.frames_visible - call.frames_in_chunk;
+  gpu::sparse::PlannerGeometry pg;
+  pg.heads = int(heads);
+  pg.head_dim = int(head_dim);
+  pg.query_tokens = int(q.dim(0));
+  pg.query_block = int(config.query_block);
+  pg.key_frames = int(call.frames_visible);
+  pg.tokens_per_frame = int(call.tokens_per_frame);
+  pg.key_block = int(config.key_block);
+
+  LF_CHECK(call.layer >= 0, "GPU sparse attention: layer {} is negative", call.layer);
+  if (s.layers.size() <= size_t(call.layer)) s.layers.resize(size_t(call.layer) + 1);
+  LayerKeys& cache = s.layers[size_t(call.layer)];
+  // A chunk's first call (step 0) always pools every frame; later calls of the chunk reuse the past frames.
+  const bool first_call_of_chunk = call.step == 0 && !call.is_refresh;
+  gpu::sparse::PlannerGeometry capacity = pg;  // what the buffers are sized for
+  capacity.key_frames = int(capacity_frames(call.frames_visible));
+  const size_t pooled_capacity = size_t(heads) * size_t(capacity.key_blocks()) * size_t(head_dim) * sizeof(float);
+  const int64_t stride = capacity.key_blocks();  // fixed per head while the capacity holds
+  const bool fits = cache.pooled.defined() && cache.pooled.nbytes() >= pooled_capacity;
+  const bool reuse = fits && (first_call_of_chunk ? cache.holds_previous_chunk_of(call, config, heads, head_dim, stride)
+                                                  : cache.holds_past_of(call, config, heads, head_dim, stride));
+  cache.valid = false;  // until this plan has been issued
+  cache.carries_all_frames = false;
+  gpu::sparse::CachedPlanInputs in;
+  in.q = q.raw();
+  in.q_row_stride = heads * head_dim;
+  in.k = call.k->raw();
+  in.k_row_stride = heads * head_dim;
+  in.geometry = pg;
+  in.first_new_frame = reuse ? int(past) : 0;
+  in.pooled_keys = static_cast<float*>(ensure_bytes(cache.pooled, pooled_capacity));
+  in.pooled_keys_stride = int(stride);
+  in.workspace_bytes = gpu::sparse::cached_planner_workspace_bytes(pg);
+  in.workspace = ensure_bytes(s.workspace, gpu::sparse::cached_planner_workspace_bytes(capacity));
+  // Pooled q and the chunk's key blocks from the RoPE pass, when they are of this plan's blocks and shapes.
+  if (const RopePooled* given = call.pooled;
+      given != nullptr && given->query_block == config.query_block && given->key_block == config.key_block) {
+    const int64_t new_blocks = call.frames_in_chunk * pg.blocks_per_frame();
+    LF_CHECK(given->queries.shape() == Shape({heads, int64_t(pg.query_blocks()), head_dim}) &&
+                 given->new_keys.shape() == Shape({heads, new_blocks, head_dim}) &&
+                 given->queries.dtype() == DType::F32 && given->new_keys.dtype() == DType::F32 &&
+                 given->queries.is_cuda() && given->new_keys.is_cuda(),
+             "GPU sparse attention: pooled blocks {} / {} do not fit {} heads x {} query blocks / {} key blocks",
+             shape_str(given->queries.shape()), shape_str(given->new_keys.shape()), heads, pg.query_blocks(),
+             new_blocks);
+    in.given_pooled_queries = static_cast<const float*>(given->queries.raw());
+    in.given_key_blocks = static_cast<const float*>(given->new_keys.raw());
+    in.given_first_frame = int(past);
+  }
+  const gpu::sparse::MaskOutput out{
+      static_cast<int*>(ensure_bytes(s.row_offsets, size_t(rows + 1) * sizeof(int))),
+      static_cast<int*>(ensure_bytes(s.key_indices, size_t(gpu::sparse::planner_max_selected(capacity)) * sizeof(int))),
+      nullptr};
+  const int topk = int(std::max<int64_t>(1, topk_for(planner.target_sparsity(call.chunk), geometry.key_blocks())));
+  // Measurement only (LF_SPARSE_SKIP_PLANNER=1; the masks are then wrong): a call whose mask has the shape of
+  // the last planned one reuses that mask without planning, so a bench A/B gives the planner's whole cost in
+  // DiT time, host work included (the op timer sees GPU intervals only).
+  const std::array<int64_t, 4> shape_key{call.frames_visible, call.frames_in_chunk, topk, rows};
+  if (skip_planner_for_measurement() && s.last_planned == shape_key) {
+    if (timed) s.timer.mark(0, stream), s.timer.mark(1, stream);
+    return {out.row_offsets, out.key_indices};
+  }
+  s.last_planned = shape_key;
+  // Timed from here: the host-side bookkeeping above must not count as GPU planner time.
+  const OpTimed op_timed("sparse_planner", stream);
+  if (timed) s.timer.mark(0, stream);
+  if (config.backend == "block-topp") {
+    gpu::sparse::plan_topp_cached(in, float(call.scale), float(config.top_p), out, stream);
+  } else if (config.backend == "lightforcing" && past > config.keep_frames) {
+    gpu::sparse::HsaParams hsa;
+    hsa.chunk_frames = int(call.frames_in_chunk);
+    hsa.keep_frames = int(config.keep_frames);
+    hsa.keep_sink = int(config.keep_sink);
+    hsa.keep_near = int(config.keep_near);
+    hsa.topk = topk;
+    gpu::sparse::plan_hsa_cached(in, hsa, out, stream);
+  } else {  // lightforcing 1-stage and block-topk
+    gpu::sparse::plan_topk_cached(in, topk, out, stream);
+  }
+  // The refresh pass is the chunk's last write of its keys: store its given blocks so that the next chunk's
+  // first call finds every past frame pooled.
+  if (call.is_refresh && in.given_key_blocks != nullptr) {
+    gpu::sparse::store_given_key_blocks(in, stream);
+    cache.carries_all_frames = true;
+  }
+  if (timed) s.timer.mark(1, stream);
+  cache.chunk = call.chunk;
+  cache.frames_visible = call.frames_visible;
+  cache.frames_in_chunk = call.frames_in_chunk;
+  cache.tokens_per_frame = call.tokens_per_frame;
+  cache.key_block = config.key_block;
+  cache.heads = heads;
+  cache.head_dim = head_dim;
+  cache.stride = stride;
+  cache.k = call.k->raw();
+  cache.valid = true;
+  return {out.row_offsets, out.key_indices};
+}
+
+}  // namespace
+
+bool gpu_plan_ahead(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
+                    GpuSparseState& state, bool timed) {
+  GpuSparseState::Impl& s = state.impl();
+  if (s.ahead_pending) {  // a call planned ahead but never run: its mask is dropped, the streams re-joined
+    s.side.join();
+    s.ahead_pending = false;
+  }
+  if (planner.plans_dense(call) || !planner.plans_from_pooled_blocks() || call.pooled == nullptr ||
+      call.pooled->query_block != config.query_block || call.pooled->key_block != config.key_block)
+    return false;
+  s.side.fork();
+  plan_on_gpu(call, config, planner, s, s.side.stream(), timed);
+  s.ahead_pending = true;
+  s.ahead_timed = timed;
+  s.ahead_call = key_of(call);
+  return true;
+}
+
 Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
                              GpuSparseState& state, BlockMask* host_mask, GpuSparseTimes* times) {
   GpuSparseState::Impl& s = state.impl();
   const Tensor& q = *call.q;
   const BlockGeometry geometry = geometry_for(call, config);
   const int64_t heads = q.dim(1), head_dim = q.dim(2), rows = heads * geometry.query_blocks();
-  const int64_t past = call.frames_visible - call.frames_in_chunk;
+  // A mask planned ahead for this call: the default stream waits for it (and so the kernel follows the plan).
+  const bool planned_ahead = s.ahead_pending && s.ahead_call == key_of(call);
+  const bool planner_timed = planned_ahead ? s.ahead_timed : times != nullptr;
+  if (s.ahead_pending) s.side.join();
+  s.ahead_pending = false;
   s.last_row_offsets = s.last_key_indices = nullptr;
   if (planner.plans_dense(call)) {
     if (times) s.timer.mark(2);
@@ -148,133 +326,20 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
     return out;
   }
 
-  const int* row_offsets = nullptr;
-  const int* key_indices = nullptr;
   const bool static_planner = !planner.plans_from_pooled_blocks();
-  {
-    if (static_planner) {
-      const OpTimed timed("sparse_planner");  // a new geometry plans on the host and uploads; else nothing
-      if (times) s.timer.mark(0);
-      StaticMask& m = s.static_mask;
-      if (!(m.valid && m.frames_visible == call.frames_visible && m.frames_in_chunk == call.frames_in_chunk &&
-            m.tokens_per_frame == call.tokens_per_frame && m.query_tokens == q.dim(0) && m.heads == heads)) {
-        m.valid = false;
-        m.host = planner.plan(call);
-        m.row_offsets = int_tensor_on_gpu(m.host.row_offsets);
-        m.key_indices = int_tensor_on_gpu(m.host.key_indices);
-        m.frames_visible = call.frames_visible;
-        m.frames_in_chunk = call.frames_in_chunk;
-        m.tokens_per_frame = call.tokens_per_frame;
-        m.query_tokens = q.dim(0);
-        m.heads = heads;
-        m.valid = true;
-      }
-      row_offsets = static_cast<const int*>(m.row_offsets.raw());
-      key_indices = static_cast<const int*>(m.key_indices.raw());
-    } else {
-      gpu::sparse::PlannerGeometry pg;
-      pg.heads = int(heads);
-      pg.head_dim = int(head_dim);
-      pg.query_tokens = int(q.dim(0));
-      pg.query_block = int(config.query_block);
-      pg.key_frames = int(call.frames_visible);
-      pg.tokens_per_frame = int(call.tokens_per_frame);
-      pg.key_block = int(config.key_block);
-
-      LF_CHECK(call.layer >= 0, "GPU sparse attention: layer {} is negative", call.layer);
-      if (s.layers.size() <= size_t(call.layer)) s.layers.resize(size_t(call.layer) + 1);
-      LayerKeys& cache = s.layers[size_t(call.layer)];
-      // A chunk's first call (step 0) always pools every frame; later calls of the chunk reuse the past frames.
-      const bool first_call_of_chunk = call.step == 0 && !call.is_refresh;
-      gpu::sparse::PlannerGeometry capacity = pg;  // what the buffers are sized for
-      capacity.key_frames = int(capacity_frames(call.frames_visible));
-      const size_t pooled_capacity = size_t(heads) * size_t(capacity.key_blocks()) * size_t(head_dim) * sizeof(float);
-      const int64_t stride = capacity.key_blocks();  // fixed per head while the capacity holds
-      const bool fits = cache.pooled.defined() && cache.pooled.nbytes() >= pooled_capacity;
-      const bool reuse = fits && (first_call_of_chunk
-                                      ? cache.holds_previous_chunk_of(call, config, heads, head_dim, stride)
-                                      : cache.holds_past_of(call, config, heads, head_dim, stride));
-      cache.valid = false;  // until this plan has been issued
-      cache.carries_all_frames = false;
-      gpu::sparse::CachedPlanInputs in;
-      in.q = q.raw();
-      in.q_row_stride = heads * head_dim;
-      in.k = call.k->raw();
-      in.k_row_stride = heads * head_dim;
-      in.geometry = pg;
-      in.first_new_frame = reuse ? int(past) : 0;
-      in.pooled_keys = static_cast<float*>(ensure_bytes(cache.pooled, pooled_capacity));
-      in.pooled_keys_stride = int(stride);
-      in.workspace_bytes = gpu::sparse::cached_planner_workspace_bytes(pg);
-      in.workspace = ensure_bytes(s.workspace, gpu::sparse::cached_planner_workspace_bytes(capacity));
-      // Pooled q and the chunk's key blocks from the RoPE pass, when they are of this plan's blocks and shapes.
-      if (const RopePooled* given = call.pooled; given != nullptr && given->query_block == config.query_block &&
-                                                 given->key_block == config.key_block) {
-        const int64_t new_blocks = call.frames_in_chunk * pg.blocks_per_frame();
-        LF_CHECK(given->queries.shape() == Shape({heads, int64_t(pg.query_blocks()), head_dim}) &&
-                     given->new_keys.shape() == Shape({heads, new_blocks, head_dim}) &&
-                     given->queries.dtype() == DType::F32 && given->new_keys.dtype() == DType::F32 &&
-                     given->queries.is_cuda() && given->new_keys.is_cuda(),
-                 "GPU sparse attention: pooled blocks {} / {} do not fit {} heads x {} query blocks / {} key blocks",
-                 shape_str(given->queries.shape()), shape_str(given->new_keys.shape()), heads, pg.query_blocks(),
-                 new_blocks);
-        in.given_pooled_queries = static_cast<const float*>(given->queries.raw());
-        in.given_key_blocks = static_cast<const float*>(given->new_keys.raw());
-        in.given_first_frame = int(past);
-      }
-      const gpu::sparse::MaskOutput out{
-          static_cast<int*>(ensure_bytes(s.row_offsets, size_t(rows + 1) * sizeof(int))),
-          static_cast<int*>(
-              ensure_bytes(s.key_indices, size_t(gpu::sparse::planner_max_selected(capacity)) * sizeof(int))),
-          nullptr};
-      const int topk =
-          int(std::max<int64_t>(1, topk_for(planner.target_sparsity(call.chunk), geometry.key_blocks())));
-      // Measurement only (LF_SPARSE_SKIP_PLANNER=1; the masks are then wrong): a call whose mask has the shape of
-      // the last planned one reuses that mask without planning, so a bench A/B gives the planner's whole cost in
-      // DiT time, host work included (the op timer sees GPU intervals only).
-      const std::array<int64_t, 4> shape_key{call.frames_visible, call.frames_in_chunk, topk, rows};
-      const bool skip = skip_planner_for_measurement() && s.last_planned == shape_key;
-      if (skip) cache.valid = false;  // its blocks were not refreshed
-      if (!skip) {
-        s.last_planned = shape_key;
-        // Timed from here: the host-side bookkeeping above must not count as GPU planner time.
-        const OpTimed timed("sparse_planner");
-        if (times) s.timer.mark(0);
-        if (config.backend == "block-topp") {
-          gpu::sparse::plan_topp_cached(in, float(call.scale), float(config.top_p), out);
-        } else if (config.backend == "lightforcing" && past > config.keep_frames) {
-          gpu::sparse::HsaParams hsa;
-          hsa.chunk_frames = int(call.frames_in_chunk);
-          hsa.keep_frames = int(config.keep_frames);
-          hsa.keep_sink = int(config.keep_sink);
-          hsa.keep_near = int(config.keep_near);
-          hsa.topk = topk;
-          gpu::sparse::plan_hsa_cached(in, hsa, out);
-        } else {  // lightforcing 1-stage and block-topk
-          gpu::sparse::plan_topk_cached(in, topk, out);
-        }
-        // The refresh pass is the chunk's last write of its keys: store its given blocks so that the next chunk's
-        // first call finds every past frame pooled.
-        if (call.is_refresh && in.given_key_blocks != nullptr) {
-          gpu::sparse::store_given_key_blocks(in);
-          cache.carries_all_frames = true;
-        }
-        cache.chunk = call.chunk;
-        cache.frames_visible = call.frames_visible;
-        cache.frames_in_chunk = call.frames_in_chunk;
-        cache.tokens_per_frame = call.tokens_per_frame;
-        cache.key_block = config.key_block;
-        cache.heads = heads;
-        cache.head_dim = head_dim;
-        cache.stride = stride;
-        cache.k = call.k->raw();
-        cache.valid = true;
-      }
-      row_offsets = out.row_offsets;
-      key_indices = out.key_indices;
-    }
+  DeviceMask mask;
+  if (planned_ahead) {
+    mask = {static_cast<const int*>(s.row_offsets.raw()), static_cast<const int*>(s.key_indices.raw())};
+  } else if (static_planner) {
+    const OpTimed timed("sparse_planner");
+    if (times) s.timer.mark(0);
+    mask = static_mask_for(call, planner, s);
+    if (times) s.timer.mark(1);
+  } else {
+    mask = plan_on_gpu(call, config, planner, s, nullptr, times != nullptr);
   }
-  if (times) s.timer.mark(1);  // planner time ends here; the kernel's starts at the next mark
+  const int* row_offsets = mask.row_offsets;
+  const int* key_indices = mask.key_indices;
   s.last_row_offsets = row_offsets;
   s.last_key_indices = key_indices;
 
@@ -306,7 +371,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
   }
   if (times) {
     s.timer.mark(3);
-    times->planner_ms = s.timer.elapsed_ms(0, 1);
+    times->planner_ms = planner_timed ? s.timer.elapsed_ms(0, 1) : 0;
     times->kernel_ms = s.timer.elapsed_ms(2, 3);
   }
   // Statistics only: the copies come after the kernel so that they never sit between the two timed phases.
@@ -361,6 +426,10 @@ std::vector<double> gpu_attention_recall(const AttentionCall& call, const Attent
 struct GpuSparseState::Impl {};
 GpuSparseState::GpuSparseState() : impl_(std::make_unique<Impl>()) {}
 GpuSparseState::~GpuSparseState() = default;
+
+bool gpu_plan_ahead(const AttentionCall&, const AttentionConfig&, MaskPlanner&, GpuSparseState&, bool) {
+  return false;
+}
 
 Tensor gpu_planned_attention(const AttentionCall&, const AttentionConfig&, MaskPlanner&, GpuSparseState&, BlockMask*,
                              GpuSparseTimes*) {

@@ -39,6 +39,15 @@ struct GpuSparseTimes {
 Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
                              GpuSparseState& state, BlockMask* host_mask = nullptr, GpuSparseTimes* times = nullptr);
 
+// Issues the planner of a GPU call whose pooled q and new key blocks came from the RoPE pass (call.pooled) on a
+// second stream, before the caller writes the chunk's keys and values into the KV cache: that plan reads q, the
+// pooled blocks and the cache's past frames only, so it runs beside the copy. The following
+// gpu_planned_attention for the same call joins the streams and runs the kernel on the mask. Returns false
+// (and plans nothing) where the call cannot be planned ahead: dense calls, static planners, no pooled blocks.
+// `timed`: mark the planner phase for GpuSparseTimes (pass the same as gpu_planned_attention's times != null).
+bool gpu_plan_ahead(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
+                    GpuSparseState& state, bool timed);
+
 // Kept dense-softmax mass per head of the mask that the last gpu_planned_attention call with `state` used,
 // averaged over the query rows 0, row_stride, 2 row_stride, ... (1 = every row), computed on the GPU where q/k
 // are (fp32 scores; the CPU reference accumulates in double). Dense calls have recall 1.

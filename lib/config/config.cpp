@@ -130,6 +130,7 @@ AttentionConfig read_attention(const YAML::Node& node) {
   reader.get("radial_window_blocks", attention.radial_window_blocks);
   reader.get("sparse_first_chunk", attention.sparse_first_chunk);
   reader.get("fused_rope_pooling", attention.fused_rope_pooling);
+  reader.get("plan_beside_cache_write", attention.plan_beside_cache_write);
   reader.finish();
   return attention;
 }
@@ -408,6 +409,7 @@ std::string to_yaml(const RunConfig& config) {
   out << YAML::Key << "radial_window_blocks" << YAML::Value << a.radial_window_blocks;
   out << YAML::Key << "sparse_first_chunk" << YAML::Value << a.sparse_first_chunk;
   out << YAML::Key << "fused_rope_pooling" << YAML::Value << a.fused_rope_pooling;
+  out << YAML::Key << "plan_beside_cache_write" << YAML::Value << a.plan_beside_cache_write;
   out << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "fps" << YAML::Value << config.output.fps;

@@ -81,6 +81,7 @@ struct AttentionConfig {
   int64_t radial_window_blocks = 8;  // radial: in-frame block window of the nearest band; halves per band
   bool sparse_first_chunk = false;   // apply the planner to chunk 0 too (lightforcing keeps it dense)
   bool fused_rope_pooling = true;    // GPU: pool q / new k for the planner inside the RoPE pass (same masks)
+  bool plan_beside_cache_write = true;  // GPU: with RoPE pooling, plan on a second stream during the KV-cache write
 };
 
 struct OutputConfig {

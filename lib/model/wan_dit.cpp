@@ -51,12 +51,24 @@ Tensor CachedSelfAttention::attend(int64_t layer, Tensor q, Tensor k, const Tens
     ops::rope_apply(q, rope_, query_positions);
     if (!cache_.relative_positions()) ops::rope_apply(k, rope_, query_positions);  // cached post-RoPE
   }
-  cache_.write(layer, k, v);
-  const Tensor keys = cache_.keys(layer);
-  const Tensor values = cache_.values(layer);
   call.q = &q;
-  call.k = &keys;
-  call.v = &values;
+  Tensor keys, values;
+  if (call.pooled != nullptr) {
+    // Absolute positions: keys() / values() are views of the cache, the same before and after the write. A
+    // planner working from the pooled blocks may start before the write and run beside it (plan_ahead).
+    keys = cache_.keys(layer);
+    values = cache_.values(layer);
+    call.k = &keys;
+    call.v = &values;
+    backend_.plan_ahead(call);
+    cache_.write(layer, k, v);
+  } else {
+    cache_.write(layer, k, v);
+    keys = cache_.keys(layer);  // relative positions: a re-roped copy of what was just written
+    values = cache_.values(layer);
+    call.k = &keys;
+    call.v = &values;
+  }
   const ops::OpClassScope timed_as("self_attention");
   return backend_.run(call);
 }

@@ -41,6 +41,26 @@ constexpr int kHopperStubMarkerBytes = 16;
 // publishes the data (arrive has release, try_wait acquire semantics): the tile count of each item (double
 // buffered by item parity) and the valid keys of each stage. So the consumers never read the schedule (a CSR lookup
 // of two dependent global loads used to sit on their critical path for the ragged-tile mask).
+// Diagnostics (FlashKernelArgs::trace, lab_sparse --trace): clock64() stamps, one thread per role (consumer 0,
+// consumer 1, producer), for the first kTraceItems work items of each CTA:
+// trace[((cta * kTraceItems + item slot) * kTraceRoles + role) * kTracePoints + point]. The points are the
+// kTrace* constants. SM clocks are per SM, so only differences within a CTA mean anything.
+constexpr int kTraceItems = 8, kTraceRoles = 3, kTracePoints = 8;
+enum TracePoint : int {
+  kTraceItemStart = 0,     // consumers: top of the item loop; producer: before waiting for q_empty
+  kTraceQReady = 1,        // consumers: Q landed (q_full); producer: q_empty passed, Q load issued
+  kTraceFirstK = 2,        // consumers: first K tile landed; producer: every K/V load of the item issued
+  kTraceFirstSoftmax = 3,  // consumers: the first tile's S and softmax done
+  kTraceLoopDone = 4,      // consumers: the loop over tiles 1.. done (before the last P V)
+  kTraceLastPv = 5,        // consumers: the last P V done
+  kTraceStored = 6,        // consumers: output rows stored
+  kTraceKernelStart = 7,   // producer, slot 0: after the CTA's setup barrier
+};
+__device__ __forceinline__ void trace_stamp(long long* trace, int slot, int role, int point) {
+  if (trace != nullptr && slot < kTraceItems)
+    trace[((int64_t(blockIdx.x) * kTraceItems + slot) * kTraceRoles + role) * kTracePoints + point] = clock64();
+}
+
 template <class Traits, class Schedule>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     flash_fwd_hopper_kernel(const FlashKernelArgs args, const Schedule schedule,
@@ -112,7 +132,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
       int loaded = 0;  // tiles put in the ring so far, over all items: the ring position carries across items
       int parity = 0;  // of the item count
-      for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1) {
+      int slot = 0;    // items of this CTA so far (trace)
+      if (lane == 0) trace_stamp(args.trace, 0, 2, kTraceKernelStart);
+      for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1, ++slot) {
         const int q_block = item % query_blocks, head = item / query_blocks;
         int tiles;
         if constexpr (Schedule::kPacksPieces)
@@ -120,7 +142,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         else
           tiles = schedule.count(head, q_block);
         if (lane == 0) {
+          trace_stamp(args.trace, slot, 2, kTraceItemStart);
           mbarrier_wait(q_empty, parity ^ 1);  // both consumers issued their last Q K^T of the previous item
+          trace_stamp(args.trace, slot, 2, kTraceQReady);
           item_tiles[parity] = tiles;
           mbarrier_arrive_expect_tx(q_full, Traits::kQTileBytes);
           for (int slab = 0; slab < kSlabs; ++slab)
@@ -175,6 +199,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           } else {
             for (int i = 0; i < tiles; ++i) load_block(schedule.block(head, q_block, i));
           }
+          trace_stamp(args.trace, slot, 2, kTraceFirstK);
         }
         __syncwarp();
       }
@@ -199,6 +224,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     if constexpr (Traits::kPingPong)
       if (!(consumer == 1 && last_turn)) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + (1 - consumer));
   };
+  // early_handover: consumer 1 also passes its last turn of an item, so consumer 0 may start the next item's
+  // S = Q K^T while consumer 1 still finishes (last P V, softmax finish, store). The hand-over for the first item
+  // is made before the loop, and the one left after the last item is taken by consumer 0 after it.
+  const bool early_handover = Traits::kPingPong && args.early_handover;
+  if constexpr (Traits::kPingPong)
+    if (early_handover && consumer == 1) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
 
   // K-major descriptors step 16 columns (32 bytes) inside a 128-byte swizzled row, and a slab at a time.
   const uint32_t q_rows = q_tile + consumer * Traits::kRowsPerConsumer * 128;
@@ -244,8 +275,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   int consumed = 0;  // ring position, in step with the producer's `loaded`
   int parity = 0;
-  for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1) {
+  int slot = 0;  // items of this CTA so far (trace)
+  long long* const trace = threadIdx.x % 128 == 0 ? args.trace : nullptr;  // one stamping thread per consumer
+  for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1, ++slot) {
     const int q_block = item % query_blocks, head = item / query_blocks;
+    trace_stamp(trace, slot, consumer, kTraceItemStart);
 #pragma unroll
     for (int j = 0; j < kKeyTiles; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
 #pragma unroll
@@ -254,17 +288,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     softmax.init();
 
     mbarrier_wait(q_full, parity);
+    trace_stamp(trace, slot, consumer, kTraceQReady);
     const int num_blocks = item_tiles[parity];
     if (num_blocks == 0) {
       release_q();
     } else {
       if constexpr (Traits::kPingPong)
-        if (consumer == 1) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
+        if (consumer == 1 && !early_handover) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
       auto stage_of = [&](int i) { return (consumed + i) % kStages; };
       auto phase_of = [&](int i) { return ((consumed + i) / kStages) & 1; };
 
       // Block 0: S only (there is no P yet).
       mbarrier_wait(k_full(stage_of(0)), phase_of(0));
+      trace_stamp(trace, slot, consumer, kTraceFirstK);
       take_turn();
       wgmma_fence();
       issue_qk(stage_of(0));
@@ -277,6 +313,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       float rescale[2];
       softmax.update(s, args.scale_log2, rescale);
       probabilities_to_a_fragments(s, p);
+      trace_stamp(trace, slot, consumer, kTraceFirstSoftmax);
 
       for (int i = 1; i < num_blocks; ++i) {
         const int stage = stage_of(i);
@@ -305,6 +342,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         probabilities_to_a_fragments(s, p);
       }
 
+      trace_stamp(trace, slot, consumer, kTraceLoopDone);
       const int last = stage_of(num_blocks - 1);
       mbarrier_wait(v_full(last), phase_of(num_blocks - 1));
       take_turn();
@@ -313,11 +351,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       wgmma_fence();
       issue_pv(last);
       wgmma_commit();
-      pass_turn(true);
+      pass_turn(!early_handover);
       wgmma_wait<0>();
       pin_registers(o);
       release_stage(last);
       consumed += num_blocks;
+      trace_stamp(trace, slot, consumer, kTraceLastPv);
     }
 
     float inv_sum[2];
@@ -325,7 +364,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const int first_row = q_block * kBlockM + consumer * Traits::kRowsPerConsumer;
     store_output_rows(o, inv_sum, args.out + int64_t(first_row) * args.out_row_stride + head * kHeadDim,
                       args.out_row_stride, warp_in_group * 16, args.lq - first_row, lane);
+    trace_stamp(trace, slot, consumer, kTraceStored);
   }
+  if (early_handover && consumer == 0) take_turn();
 #elif defined(__CUDA_ARCH__)
   // Built without sm_90a: the host never launches this (see hopper_kernels_built); the marker tells it so.
   __shared__ volatile int stub_marker[kHopperStubMarkerBytes / 4];

@@ -19,6 +19,12 @@ struct FlashKernelArgs {
   int64_t q_row_stride, k_row_stride, v_row_stride, out_row_stride;  // elements
   int lq, lk, heads;
   float scale_log2;  // scale * log2(e): softmax runs on exp2
+  // Diagnostics only (lab_sparse --trace; null = off): the Hopper kernel writes SM clock stamps of each work
+  // item's phases here (flash_fwd_hopper.cuh, kTrace*).
+  long long* trace = nullptr;
+  // Experiment (lab_sparse, BlockSparseHopperTuning::early_handover): consumer 1 hands consumer 0 the turn at its
+  // last P V of an item instead of at the start of the next one (flash_fwd_hopper.cuh, take_turn).
+  bool early_handover = false;
 };
 
 // The one conversion from the public parameters (dense and block-sparse entry points share it).
@@ -35,7 +41,9 @@ inline FlashKernelArgs make_kernel_args(const FlashAttentionParams& params) {
           params.lq,
           params.lk,
           params.heads,
-          float(double(params.scale) * kLog2e)};
+          float(double(params.scale) * kLog2e),
+          nullptr,
+          false};
 }
 
 // Version 1: mma.sync m16n8k16 (bf16 -> fp32). A warp owns kRowTiles x 16 query rows; K/V stream through a

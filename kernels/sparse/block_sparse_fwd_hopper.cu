@@ -33,7 +33,10 @@ void launch_sparse(const FlashKernelArgs& args, const FrameAlignedMask& mask, cu
     schedule.pieces_per_tile = launch.piece_rows > 0 ? Traits::kBlockN / launch.piece_rows : 1;
     if (schedule.pieces_per_tile > Schedule::kMaxPiecesPerTile) schedule.pieces_per_tile = Schedule::kMaxPiecesPerTile;
   }
-  launch_flash_fwd_hopper<Traits>(args, schedule, stream, launch);
+  FlashKernelArgs traced = args;
+  traced.trace = tuning.trace;
+  traced.early_handover = tuning.early_handover;
+  launch_flash_fwd_hopper<Traits>(traced, schedule, stream, launch);
 }
 
 }  // namespace

@@ -48,6 +48,8 @@ void run_block_sparse_mma(const FlashKernelArgs& args, const FrameAlignedMask& m
 struct BlockSparseHopperTuning {
   bool persistent = true;
   bool pack_tails = true;
+  long long* trace = nullptr;  // lab_sparse --trace: FlashKernelArgs::trace of the next launches
+  bool early_handover = false;  // FlashKernelArgs::early_handover (experiment)
 };
 BlockSparseHopperTuning& block_sparse_hopper_tuning();
 

@@ -2,6 +2,7 @@
 // against the dense kernel in the same run. It calls the public APIs, so what is checked is what the engine runs.
 //
 //   lab_sparse [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] [--quick]
+//   lab_sparse --trace   (the Hopper kernel's per-item phase times, from in-kernel clock stamps)
 //
 // --planner-only: the planner checks and the cached planner's per-launch breakdown (lab_sparse_planner.cuh,
 // JSON "planner_breakdown_rows"), no attention check or bench.
@@ -187,10 +188,12 @@ const Combo kCombos[] = {{FlashVariant::MmaSync, 128, 64},  {FlashVariant::MmaSy
 // was before; the last is the default).
 struct HopperTuning {
   const char* name;
-  bool persistent, pack_tails;
+  bool persistent, pack_tails, early_handover;
 };
-const HopperTuning kHopperTunings[] = {
-    {"grid", false, false}, {"persistent", true, false}, {"persistent+packed", true, true}};
+const HopperTuning kHopperTunings[] = {{"grid", false, false, false},
+                                       {"persistent", true, false, false},
+                                       {"persistent+packed", true, true, false},
+                                       {"persistent+packed+handover", true, true, true}};
 
 // Narrowing flags (for ncu, which replays each kernel: one shape, one density, the default Hopper launch).
 struct BenchFilter {
@@ -295,7 +298,7 @@ int check_attention() {
       // Every Hopper launch (grid, persistent, persistent + packed tails) against the same reference.
       for (const HopperTuning& tuning : kHopperTunings) {
         if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;
-        flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails};
+        flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover};
         LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
         flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
         synchronize_or_die("check " + what + " " + tuning.name);
@@ -636,7 +639,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
                                      tuning.persistent && tuning.pack_tails))
       continue;
     if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;  // one launch
-    flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails};
+    flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover};
     const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
     const std::vector<double> densities =
         g_filter.density >= 0 ? std::vector<double>{g_filter.density}
@@ -755,6 +758,105 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
   }
 }
 
+// ---- trace (--trace): where a work item's time goes in the Hopper kernel ------------------------------------------
+// One launch per case with FlashKernelArgs::trace on (after an untraced warm-up launch of the same inputs), then
+// the mean of each phase over every (CTA, item, consumer) stamped, in microseconds of the SM clock.
+void trace_case(int lk, int per_row, int clock_khz, bool early_handover) {
+  const int lq = kBenchLq, heads = kBenchHeads, dim = kBenchDim;
+  const int64_t row = int64_t(heads) * dim;
+  auto q = device_values(size_t(lq) * row, 11, 2.f), k = device_values(size_t(lk) * row, 12, 2.f),
+       v = device_values(size_t(lk) * row, 13, 1.f);
+  DeviceBuffer out(size_t(lq) * row * 2);
+  const FlashAttentionParams params = params_for(q->ptr, k->ptr, v->ptr, out.ptr, lq, lk, heads, dim);
+  const Geometry g{kTokensPerFrame, 128, 128, lq, lk / kTokensPerFrame};
+  const Csr mask = random_mask(g, heads, per_row, uint64_t(lk) * 31 + per_row);
+  const DeviceMask device_mask = upload_mask(mask);
+  const BlockSparseLayout layout = device_mask.layout(g, heads);
+  const int ctas = flash::hopper_persistent_ctas();
+  const size_t stamps = size_t(ctas) * flash::kTraceItems * flash::kTraceRoles * flash::kTracePoints;
+  DeviceBuffer trace(stamps * sizeof(long long));
+  LF_CUDA_CHECK(cudaMemset(trace.ptr, 0, stamps * sizeof(long long)), "trace clear");
+  flash::block_sparse_hopper_tuning() = {};
+  flash::block_sparse_hopper_tuning().early_handover = early_handover;
+  flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);  // warm-up
+  cudaEvent_t start, stop;
+  LF_CUDA_CHECK(cudaEventCreate(&start), "event");
+  LF_CUDA_CHECK(cudaEventCreate(&stop), "event");
+  flash::block_sparse_hopper_tuning().trace = trace.as<long long>();
+  LF_CUDA_CHECK(cudaEventRecord(start), "event");
+  flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);
+  LF_CUDA_CHECK(cudaEventRecord(stop), "event");
+  flash::block_sparse_hopper_tuning() = {};
+  synchronize_or_die("trace launch");
+  float kernel_ms = 0;
+  LF_CUDA_CHECK(cudaEventElapsedTime(&kernel_ms, start, stop), "event");
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  const std::vector<long long> t = download<long long>(trace.ptr, stamps);
+  auto at = [&](int cta, int slot, int role, int point) {
+    return t[((size_t(cta) * flash::kTraceItems + slot) * flash::kTraceRoles + role) * flash::kTracePoints + point];
+  };
+  const double us_per_cycle = 1e3 / double(clock_khz);
+  // Consumer phases (from point a to point b of the same item), producer phases, and item-to-item gaps.
+  struct Phase { const char* name; int role; int from_slot_offset; int a, b; };
+  const Phase phases[] = {
+      {"consumer: wait for Q (item start -> q_full)", 0, 0, flash::kTraceItemStart, flash::kTraceQReady},
+      {"consumer: wait for K 0 (q_full -> k_full)", 0, 0, flash::kTraceQReady, flash::kTraceFirstK},
+      {"consumer: tile 0 S + softmax", 0, 0, flash::kTraceFirstK, flash::kTraceFirstSoftmax},
+      {"consumer: tiles 1.. (loop)", 0, 0, flash::kTraceFirstSoftmax, flash::kTraceLoopDone},
+      {"consumer: last P V", 0, 0, flash::kTraceLoopDone, flash::kTraceLastPv},
+      {"consumer: finish + store", 0, 0, flash::kTraceLastPv, flash::kTraceStored},
+      {"consumer: whole item", 0, 0, flash::kTraceItemStart, flash::kTraceStored},
+      {"producer: wait for q_empty", 2, 0, flash::kTraceItemStart, flash::kTraceQReady},
+      {"producer: issue the item's K/V loads", 2, 0, flash::kTraceQReady, flash::kTraceFirstK},
+  };
+  std::printf("trace lk %5d, %2d blocks per row (%d items on %d CTAs)%s: kernel %.1f us\n", lk, per_row,
+              heads * g.query_blocks(), ctas, early_handover ? ", early hand-over" : "", kernel_ms * 1e3);
+  for (const Phase& phase : phases) {
+    std::string line = fmt::format("  {:<44}", phase.name);
+    for (int role : phase.role == 2 ? std::vector<int>{2} : std::vector<int>{0, 1}) {
+      double sum = 0;
+      int n = 0;
+      for (int cta = 0; cta < ctas; ++cta)
+        for (int slot = 0; slot < flash::kTraceItems; ++slot) {
+          const long long a = at(cta, slot, role, phase.a), b = at(cta, slot, role, phase.b);
+          if (a == 0 || b == 0) continue;
+          sum += double(b - a);
+          ++n;
+        }
+      line += fmt::format(" {}{:7.2f} us (n {})", role == 2 ? "" : role == 0 ? "c0 " : "  c1 ",
+                          n ? sum / n * us_per_cycle : 0.0, n);
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  // Q load latency: the producer issued Q (its kTraceQReady) -> the consumers saw it (their kTraceQReady).
+  // Item gap: a consumer's store of item s -> its start of item s + 1. CTA span: setup barrier -> last store.
+  double q_latency = 0, gap = 0, span = 0, first = 0;
+  int nq = 0, ng = 0, ns = 0;
+  for (int cta = 0; cta < ctas; ++cta) {
+    long long last = 0;
+    for (int slot = 0; slot < flash::kTraceItems; ++slot)
+      for (int role : {0, 1}) {
+        const long long issued = at(cta, slot, 2, flash::kTraceQReady), seen = at(cta, slot, role, flash::kTraceQReady);
+        if (issued && seen) q_latency += double(seen - issued), ++nq;
+        const long long stored = at(cta, slot, role, flash::kTraceStored);
+        if (slot + 1 < flash::kTraceItems) {
+          const long long next = at(cta, slot + 1, role, flash::kTraceItemStart);
+          if (stored && next) gap += double(next - stored), ++ng;
+        }
+        last = std::max(last, stored);
+      }
+    const long long begin = at(cta, 0, 2, flash::kTraceKernelStart);
+    if (begin && last) span += double(last - begin), ++ns;
+    const long long start0 = at(cta, 0, 0, flash::kTraceItemStart);
+    if (begin && start0) first += double(start0 - begin);
+  }
+  std::printf("  %-44s %7.2f us\n", "producer Q issue -> consumer q_full", nq ? q_latency / nq * us_per_cycle : 0.0);
+  std::printf("  %-44s %7.2f us\n", "consumer store -> next item start", ng ? gap / ng * us_per_cycle : 0.0);
+  std::printf("  %-44s %7.2f us\n", "CTA setup -> first item start", ns ? first / ns * us_per_cycle : 0.0);
+  std::printf("  %-44s %7.2f us (mean over CTAs)\n", "CTA setup -> last store", ns ? span / ns * us_per_cycle : 0.0);
+}
+
 void write_json(const std::string& path, const std::string& device, const std::string& commit, int argc, char** argv,
                 int failures, const BenchResult& r) {
   FILE* f = std::fopen(path.c_str(), "w");
@@ -802,7 +904,7 @@ void write_json(const std::string& path, const std::string& device, const std::s
 
 int main(int argc, char** argv) {
   std::string json_path, commit = "unknown";
-  bool check = true, bench = true, quick = false, planner_only = false;
+  bool check = true, bench = true, quick = false, planner_only = false, trace = false;
   int reps = 20;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -830,10 +932,12 @@ int main(int argc, char** argv) {
       g_filter.planner = false;
     else if (a == "--warm")
       g_filter.warm = true;
+    else if (a == "--trace")
+      trace = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] "
-                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner] [--warm]\n",
+                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner] [--warm] [--trace]\n",
                    argv[0]);
       return 2;
     }
@@ -848,6 +952,14 @@ int main(int argc, char** argv) {
     cudaDeviceProp props{};
     LF_CUDA_CHECK(cudaGetDeviceProperties(&props, 0), "properties");
     std::printf("device: %s\n", device.c_str());
+    if (trace) {  // diagnostics only: phase times of the Hopper kernel's work items
+      int clock_khz = 0;
+      LF_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0), "clock rate");
+      for (const auto& [lk, per_row] : std::vector<std::pair<int, int>>{
+               {4680, 1}, {4680, 4}, {4680, 39}, {9360, 8}, {32760, 27}, {32760, 273}})
+        for (bool early_handover : {false, true}) trace_case(lk, per_row, clock_khz, early_handover);
+      return 0;
+    }
     int failures = 0;
     if (check) {
       std::printf(

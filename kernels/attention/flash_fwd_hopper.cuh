@@ -83,17 +83,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   extern __shared__ uint8_t shared_raw[];
   const uint32_t shared_base = shared_address_of(shared_raw);
-  const uint32_t q_tile = (shared_base + 1023u) & ~1023u;  // swizzle atoms are 1024-aligned
-  const uint32_t k_ring = q_tile + Traits::kQTileBytes;
+  constexpr int kQBuffers = Traits::kQBuffers;
+  const uint32_t q_base = (shared_base + 1023u) & ~1023u;  // swizzle atoms are 1024-aligned
+  auto q_tile = [&](int buffer) { return q_base + uint32_t(buffer) * Traits::kQTileBytes; };
+  const uint32_t k_ring = q_base + kQBuffers * Traits::kQTileBytes;
   const uint32_t v_ring = k_ring + kStages * Traits::kKVTileBytes;
   const uint32_t barriers = v_ring + kStages * Traits::kKVTileBytes;
-  const uint32_t q_full = barriers;
-  const uint32_t q_empty = barriers + 8u;
-  auto k_full = [&](int stage) { return barriers + 8u * (2 + stage); };
-  auto v_full = [&](int stage) { return barriers + 8u * (2 + kStages + stage); };
-  auto kv_empty = [&](int stage) { return barriers + 8u * (2 + 2 * kStages + stage); };
+  auto q_full = [&](int buffer) { return barriers + 8u * buffer; };
+  auto q_empty = [&](int buffer) { return barriers + 8u * (kQBuffers + buffer); };
+  constexpr int kQBarriers = 2 * kQBuffers;
+  auto k_full = [&](int stage) { return barriers + 8u * (kQBarriers + stage); };
+  auto v_full = [&](int stage) { return barriers + 8u * (kQBarriers + kStages + stage); };
+  auto kv_empty = [&](int stage) { return barriers + 8u * (kQBarriers + 2 * kStages + stage); };
   volatile int* const stage_valid = reinterpret_cast<volatile int*>(shared_raw + (barriers - shared_base) +
-                                                                    8 * (2 + 3 * kStages));
+                                                                    8 * (kQBarriers + 3 * kStages));
   volatile int* const item_tiles = stage_valid + kStages;  // [2], by item parity
 
   const int query_blocks = (args.lq + kBlockM - 1) / kBlockM;
@@ -101,8 +104,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
 
   if (threadIdx.x == 0) {
-    mbarrier_init(q_full, 1);
-    mbarrier_init(q_empty, Traits::kConsumerWarpgroups * 4);  // one arrival per consumer warp
+    for (int buffer = 0; buffer < kQBuffers; ++buffer) {
+      mbarrier_init(q_full(buffer), 1);
+      mbarrier_init(q_empty(buffer), Traits::kConsumerWarpgroups * 4);  // one arrival per consumer warp
+    }
     for (int stage = 0; stage < kStages; ++stage) {
       mbarrier_init(k_full(stage), 1);
       mbarrier_init(v_full(stage), 1);
@@ -143,13 +148,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           tiles = schedule.count(head, q_block);
         if (lane == 0) {
           trace_stamp(args.trace, slot, 2, kTraceItemStart);
-          mbarrier_wait(q_empty, parity ^ 1);  // both consumers issued their last Q K^T of the previous item
+          // Both consumers issued their last Q K^T of the item that used this Q buffer before (the previous
+          // item with one buffer, the one before it with two).
+          const int buffer = slot % kQBuffers;
+          mbarrier_wait(q_empty(buffer), ((slot / kQBuffers) & 1) ^ 1);
           trace_stamp(args.trace, slot, 2, kTraceQReady);
-          item_tiles[parity] = tiles;
-          mbarrier_arrive_expect_tx(q_full, Traits::kQTileBytes);
+          item_tiles[parity] = tiles;  // its previous reader (item slot - 2) read it before releasing its Q
+          mbarrier_arrive_expect_tx(q_full(buffer), Traits::kQTileBytes);
           for (int slab = 0; slab < kSlabs; ++slab)
-            tma_load_3d(q_tile + slab * Traits::kQSlabBytes, &q_map, q_full, slab * Traits::kSlabCols, head,
-                        q_block * kBlockM);
+            tma_load_3d(q_tile(buffer) + slab * Traits::kQSlabBytes, &q_map, q_full(buffer),
+                        slab * Traits::kSlabCols, head, q_block * kBlockM);
           // One ring slot per tile: wait until its readers of the previous round are done, note its valid keys,
           // then load K and V (whole boxes, or packed pieces).
           auto claim = [&](int valid) {
@@ -232,7 +240,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     if (early_handover && consumer == 1) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
 
   // K-major descriptors step 16 columns (32 bytes) inside a 128-byte swizzled row, and a slab at a time.
-  const uint32_t q_rows = q_tile + consumer * Traits::kRowsPerConsumer * 128;
+  uint32_t q_rows = q_tile(0) + consumer * Traits::kRowsPerConsumer * 128;  // this item's Q buffer, per item
   float s[kKeyTiles][4];
   float o[kOutTiles][4];
   uint32_t p[kKeyTiles / 2][4];
@@ -265,8 +273,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   auto release_stage = [&](int stage) {
     if (warp_leader) mbarrier_arrive(kv_empty(stage));
   };
+  int q_buffer = 0;
   auto release_q = [&]() {
-    if (warp_leader) mbarrier_arrive(q_empty);
+    if (warp_leader) mbarrier_arrive(q_empty(q_buffer));
   };
   auto mask_ragged = [&](int stage) {
     const int valid = stage_valid[stage];
@@ -287,7 +296,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     OnlineSoftmax<kKeyTiles> softmax;
     softmax.init();
 
-    mbarrier_wait(q_full, parity);
+    q_buffer = slot % kQBuffers;
+    q_rows = q_tile(q_buffer) + consumer * Traits::kRowsPerConsumer * 128;
+    mbarrier_wait(q_full(q_buffer), (slot / kQBuffers) & 1);
     trace_stamp(trace, slot, consumer, kTraceQReady);
     const int num_blocks = item_tiles[parity];
     if (num_blocks == 0) {

@@ -85,7 +85,8 @@ struct MmaSyncTileTraits {
 // Version 2: Hopper. Warp group 0 produces (TMA loads of Q once and of K/V into a kStages ring), warp groups 1..2
 // consume: each owns 64 query rows (the m64 of wgmma), computes S = Q K^T with both operands in shared memory and
 // O += P V with P from registers. Shared tiles use the 128-byte swizzle, split into 64-column (128-byte) slabs.
-template <int kHeadDim_, int kBlockN_ = 128, int kStages_ = 3, bool kPingPong_ = true, bool kSplitPvN_ = false>
+template <int kHeadDim_, int kBlockN_ = 128, int kStages_ = 3, bool kPingPong_ = true, bool kSplitPvN_ = false,
+          int kQBuffers_ = 1>
 struct HopperTileTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockN = kBlockN_;  // tuned: keys per pipeline step (also the wgmma N of S = Q K^T)
@@ -100,6 +101,10 @@ struct HopperTileTraits {
   // O += P V as two n64 wgmmas (one per slab) instead of one n128: a fallback that does not rely on the
   // leading-byte offset of the transposed-B descriptor. Both are correct on the H200; split is ~1% slower.
   static constexpr bool kSplitPvN = kSplitPvN_;
+  // Q tiles in shared memory. With 2 the producer loads the next work item's Q while the consumers still read this
+  // one's (short sparse rows: the Q load is otherwise exposed once per item); at head_dim 128 that costs a K/V
+  // stage (2 Q + 3 stages is over 227 KB). Experiment (BlockSparseHopperTuning::double_q).
+  static constexpr int kQBuffers = kQBuffers_;
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kRowsPerConsumer = 64;  // the m64 of wgmma
   static constexpr int kBlockM = kConsumerWarpgroups * kRowsPerConsumer;
@@ -116,14 +121,15 @@ struct HopperTileTraits {
   static constexpr int kKVSlabBytes = kBlockN * 128;
   static constexpr int kQTileBytes = kSlabs * kQSlabBytes;
   static constexpr int kKVTileBytes = kSlabs * kKVSlabBytes;
-  // Q, then K[kStages], then V[kStages]; every tile starts on a 1024-byte boundary (swizzle atom), plus the
-  // mbarriers (q_full, q_empty, k_full/v_full/kv_empty per stage), the producer's notes to the consumers (valid
-  // keys per stage, tile count per work item, double-buffered) and 1024 bytes of slack to align the dynamic shared
-  // memory base.
-  static constexpr int kBarrierBytes = 8 * (2 + 3 * kStages) + 4 * (kStages + 2);
-  static constexpr int kSmemBytes = kQTileBytes + 2 * kStages * kKVTileBytes + 1024 + kBarrierBytes;
+  // Q[kQBuffers], then K[kStages], then V[kStages]; every tile starts on a 1024-byte boundary (swizzle atom), plus
+  // the mbarriers (q_full/q_empty per Q buffer, k_full/v_full/kv_empty per stage), the producer's notes to the
+  // consumers (valid keys per stage, tile count per work item, double-buffered) and 1024 bytes of slack to align the
+  // dynamic shared memory base.
+  static constexpr int kBarrierBytes = 8 * (2 * kQBuffers + 3 * kStages) + 4 * (kStages + 2);
+  static constexpr int kSmemBytes = kQBuffers * kQTileBytes + 2 * kStages * kKVTileBytes + 1024 + kBarrierBytes;
 
   static_assert(kHeadDim % kSlabCols == 0, "head_dim must be whole 128-byte slabs");
+  static_assert(kQBuffers == 1 || kQBuffers == 2, "one Q tile, or two alternating by work item");
   static_assert(kBlockN % 16 == 0 && kBlockN <= 256, "wgmma N and the TMA box");
   static_assert(kSmemBytes <= 227 * 1024, "over the 227 KB of shared memory a Hopper block can have");
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <=

@@ -43,10 +43,14 @@ void launch_sparse(const FlashKernelArgs& args, const FrameAlignedMask& mask, cu
 
 void run_block_sparse_hopper(const FlashKernelArgs& args, const FrameAlignedMask& mask, int head_dim,
                              cudaStream_t stream) {
+  // double_q (experiment): two Q tiles, which at head_dim 128 leaves room for 2 K/V stages only.
+  using DoubleQ128 = HopperTileTraits<128, 128, 2, true, false, 2>;
+  using DoubleQ64 = HopperTileTraits<64, 128, 3, true, false, 2>;
+  const bool double_q = block_sparse_hopper_tuning().double_q;
   if (head_dim == 128)
-    launch_sparse<HopperDefaultTraits<128>>(args, mask, stream);
+    double_q ? launch_sparse<DoubleQ128>(args, mask, stream) : launch_sparse<HopperDefaultTraits<128>>(args, mask, stream);
   else if (head_dim == 64)
-    launch_sparse<HopperDefaultTraits<64>>(args, mask, stream);
+    double_q ? launch_sparse<DoubleQ64>(args, mask, stream) : launch_sparse<HopperDefaultTraits<64>>(args, mask, stream);
   else
     fail("block-sparse attention (hopper): head_dim {} is not instantiated (64 or 128)", head_dim);
 }

@@ -50,6 +50,7 @@ struct BlockSparseHopperTuning {
   bool pack_tails = true;
   long long* trace = nullptr;  // lab_sparse --trace: FlashKernelArgs::trace of the next launches
   bool early_handover = false;  // FlashKernelArgs::early_handover (experiment)
+  bool double_q = false;  // HopperTileTraits::kQBuffers = 2 with a 2-stage K/V ring (experiment)
 };
 BlockSparseHopperTuning& block_sparse_hopper_tuning();
 

@@ -188,12 +188,14 @@ const Combo kCombos[] = {{FlashVariant::MmaSync, 128, 64},  {FlashVariant::MmaSy
 // was before; the last is the default).
 struct HopperTuning {
   const char* name;
-  bool persistent, pack_tails, early_handover;
+  bool persistent, pack_tails, early_handover, double_q;
 };
-const HopperTuning kHopperTunings[] = {{"grid", false, false, false},
-                                       {"persistent", true, false, false},
-                                       {"persistent+packed", true, true, false},
-                                       {"persistent+packed+handover", true, true, true}};
+const HopperTuning kHopperTunings[] = {{"grid", false, false, false, false},
+                                       {"persistent", true, false, false, false},
+                                       {"persistent+packed", true, true, false, false},
+                                       {"persistent+packed+handover", true, true, true, false},
+                                       {"persistent+packed+2q", true, true, false, true},
+                                       {"persistent+packed+2q+handover", true, true, true, true}};
 
 // Narrowing flags (for ncu, which replays each kernel: one shape, one density, the default Hopper launch).
 struct BenchFilter {
@@ -298,7 +300,8 @@ int check_attention() {
       // Every Hopper launch (grid, persistent, persistent + packed tails) against the same reference.
       for (const HopperTuning& tuning : kHopperTunings) {
         if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;
-        flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover};
+        flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover,
+                                           tuning.double_q};
         LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
         flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
         synchronize_or_die("check " + what + " " + tuning.name);
@@ -639,7 +642,8 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
                                      tuning.persistent && tuning.pack_tails))
       continue;
     if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;  // one launch
-    flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover};
+    flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover,
+                                           tuning.double_q};
     const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
     const std::vector<double> densities =
         g_filter.density >= 0 ? std::vector<double>{g_filter.density}
@@ -761,7 +765,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
 // ---- trace (--trace): where a work item's time goes in the Hopper kernel ------------------------------------------
 // One launch per case with FlashKernelArgs::trace on (after an untraced warm-up launch of the same inputs), then
 // the mean of each phase over every (CTA, item, consumer) stamped, in microseconds of the SM clock.
-void trace_case(int lk, int per_row, int clock_khz, bool early_handover) {
+void trace_case(int lk, int per_row, int clock_khz, bool early_handover, bool double_q) {
   const int lq = kBenchLq, heads = kBenchHeads, dim = kBenchDim;
   const int64_t row = int64_t(heads) * dim;
   auto q = device_values(size_t(lq) * row, 11, 2.f), k = device_values(size_t(lk) * row, 12, 2.f),
@@ -778,6 +782,7 @@ void trace_case(int lk, int per_row, int clock_khz, bool early_handover) {
   LF_CUDA_CHECK(cudaMemset(trace.ptr, 0, stamps * sizeof(long long)), "trace clear");
   flash::block_sparse_hopper_tuning() = {};
   flash::block_sparse_hopper_tuning().early_handover = early_handover;
+  flash::block_sparse_hopper_tuning().double_q = double_q;
   flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);  // warm-up
   cudaEvent_t start, stop;
   LF_CUDA_CHECK(cudaEventCreate(&start), "event");
@@ -810,8 +815,9 @@ void trace_case(int lk, int per_row, int clock_khz, bool early_handover) {
       {"producer: wait for q_empty", 2, 0, flash::kTraceItemStart, flash::kTraceQReady},
       {"producer: issue the item's K/V loads", 2, 0, flash::kTraceQReady, flash::kTraceFirstK},
   };
-  std::printf("trace lk %5d, %2d blocks per row (%d items on %d CTAs)%s: kernel %.1f us\n", lk, per_row,
-              heads * g.query_blocks(), ctas, early_handover ? ", early hand-over" : "", kernel_ms * 1e3);
+  std::printf("trace lk %5d, %2d blocks per row (%d items on %d CTAs)%s%s: kernel %.1f us\n", lk, per_row,
+              heads * g.query_blocks(), ctas, early_handover ? ", early hand-over" : "",
+              double_q ? ", two Q tiles + 2 stages" : "", kernel_ms * 1e3);
   for (const Phase& phase : phases) {
     std::string line = fmt::format("  {:<44}", phase.name);
     for (int role : phase.role == 2 ? std::vector<int>{2} : std::vector<int>{0, 1}) {
@@ -957,7 +963,8 @@ int main(int argc, char** argv) {
       LF_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0), "clock rate");
       for (const auto& [lk, per_row] : std::vector<std::pair<int, int>>{
                {4680, 1}, {4680, 4}, {4680, 39}, {9360, 8}, {32760, 27}, {32760, 273}})
-        for (bool early_handover : {false, true}) trace_case(lk, per_row, clock_khz, early_handover);
+        for (bool double_q : {false, true})
+          for (bool early_handover : {false, true}) trace_case(lk, per_row, clock_khz, early_handover, double_q);
       return 0;
     }
     int failures = 0;

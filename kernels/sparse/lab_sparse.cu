@@ -124,15 +124,19 @@ struct Csr {
 };
 
 // `per_row` distinct random blocks per row, ascending (per_row < 0: each block with probability 1/2, with the
-// last row left empty and the first row full, for the checks).
-Csr random_mask(const Geometry& g, int heads, int per_row, uint64_t seed) {
+// last row left empty and the first row full, for the checks). shared_rows: the rows of a head repeat its first.
+Csr random_mask(const Geometry& g, int heads, int per_row, uint64_t seed, bool shared_rows = false) {
   Csr mask;
   const int k = g.key_blocks(), rows = heads * g.query_blocks();
   std::vector<int> pool(static_cast<size_t>(k));
   uint64_t state = seed * 0x9e3779b97f4a7c15ull + 7;
   auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
   for (int r = 0; r < rows; ++r) {
-    if (per_row >= 0) {
+    if (shared_rows && per_row >= 0 && r % g.query_blocks() != 0) {
+      const int first = mask.row_offsets[size_t(r - 1)];
+      const std::vector<int> row(mask.key_indices.begin() + first, mask.key_indices.begin() + first + per_row);
+      mask.key_indices.insert(mask.key_indices.end(), row.begin(), row.end());
+    } else if (per_row >= 0) {
       std::iota(pool.begin(), pool.end(), 0);
       for (int i = 0; i < per_row; ++i) std::swap(pool[size_t(i)], pool[size_t(i + int(next() % uint64_t(k - i)))]);
       std::sort(pool.begin(), pool.begin() + per_row);
@@ -204,6 +208,9 @@ struct BenchFilter {
   bool hopper_default = false;  // only hopper q128 k128 persistent+packed (and the dense rows)
   bool planner = true;    // the planner breakdown after the kernel rows
   bool warm = false;      // one input set: K/V stay in L2 between launches (default: sets > 3x L2, cold as in the engine)
+  // Every query block of a head selects the same random key blocks (bench rows only): the L2 best case of a mask,
+  // against which the default masks (independent rows) show what the K/V working set beyond L2 costs.
+  bool shared_rows = false;
 };
 BenchFilter g_filter;
 
@@ -650,7 +657,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
                               : std::vector<double>(std::begin(kDensities), std::end(kDensities));
     for (double density : densities) {
       const int per_row = std::max(1, int(std::lround(density * g.key_blocks())));
-      const Csr mask = random_mask(g, heads, per_row, uint64_t(lk) * 31 + per_row);
+      const Csr mask = random_mask(g, heads, per_row, uint64_t(lk) * 31 + per_row, g_filter.shared_rows);
       const DeviceMask device_mask = upload_mask(mask);
       const BlockSparseLayout layout = device_mask.layout(g, heads);
       FlashVariant chosen = combo.variant;
@@ -940,10 +947,12 @@ int main(int argc, char** argv) {
       g_filter.warm = true;
     else if (a == "--trace")
       trace = true;
+    else if (a == "--shared-rows")
+      g_filter.shared_rows = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--json PATH] [--commit SHA] [--check-only] [--bench-only] [--planner-only] [--reps N] "
-                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner] [--warm] [--trace]\n",
+                   "[--quick] [--lk N] [--density D] [--hopper-default] [--no-planner] [--warm] [--shared-rows] [--trace]\n",
                    argv[0]);
       return 2;
     }

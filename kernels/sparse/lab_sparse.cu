@@ -583,6 +583,9 @@ struct SparseRow {
   double density, token_density, sparse_ms, dense_ms, ratio, block_ratio;
   double sparse_alone_ms;  // one launch per event pair (host launch work included)
   double host_us;          // host_launch_us
+  // HBM floors at the measured copy bandwidth (BenchResult::hbm_gbps): memory_floor_ms moves q, out and each head's
+  // distinct selected K/V blocks once (perfect L2 reuse); no_reuse_ms moves K/V once per selected (row, block).
+  double memory_floor_ms, no_reuse_ms;
 };
 
 struct PlannerRow {
@@ -598,11 +601,41 @@ struct PlannerRow {
 };
 
 struct BenchResult {
+  double hbm_gbps = 0;  // device-to-device copy, bytes read + written per second (measure_hbm_gbps)
   std::vector<DenseRow> dense;
   std::vector<SparseRow> sparse;
   std::vector<PlannerRow> planner;
   std::vector<lab::planner::BreakdownRow> planner_breakdown;  // lab_sparse_planner.cuh
 };
+
+// The HBM ceiling the memory floors use: a 1 GiB device-to-device copy (read + write), median of reps.
+double measure_hbm_gbps(int reps) {
+  const size_t bytes = size_t(1) << 30;
+  DeviceBuffer a(bytes), b(bytes);
+  LF_CUDA_CHECK(cudaMemset(a.ptr, 1, bytes), "hbm clear");
+  const double ms = time_ms([&](int) { LF_CUDA_CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice),
+                                                     "hbm copy"); },
+                            reps, "hbm copy");
+  return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
+}
+
+// Bytes of K and V the mask reads: each head's distinct blocks (reuse) or every (row, block) pair (no reuse).
+std::pair<double, double> kv_bytes(const Geometry& g, int heads, int dim, const Csr& mask) {
+  double distinct = 0, every = 0;
+  for (int h = 0; h < heads; ++h) {
+    std::vector<char> seen(size_t(g.key_blocks()), 0);
+    for (int qb = 0; qb < g.query_blocks(); ++qb) {
+      const int r = h * g.query_blocks() + qb;
+      for (int i = mask.row_offsets[size_t(r)]; i < mask.row_offsets[size_t(r) + 1]; ++i) {
+        const int b = mask.key_indices[size_t(i)];
+        const double block_bytes = 2.0 * g.block_length(b) * dim * 2;  // K and V, bf16
+        every += block_bytes;
+        if (!seen[size_t(b)]) distinct += block_bytes, seen[size_t(b)] = 1;
+      }
+    }
+  }
+  return {distinct, every};
+}
 
 void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
   const int lq = kBenchLq, heads = kBenchHeads, dim = kBenchDim;
@@ -675,15 +708,18 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
       const double host_us = host_launch_us(launch, reps, "sparse host");
       const double tokens = token_density(g, mask), dense = dense_ms[chosen];
       const double blocks = double(per_row) / g.key_blocks();
+      const auto [kv_distinct, kv_every] = kv_bytes(g, heads, dim, mask);
+      const double qo_bytes = 2.0 * lq * row * 2, gb_per_ms = result.hbm_gbps * 1e-3 * 1e9;
+      const double memory_floor = (qo_bytes + kv_distinct) / gb_per_ms, no_reuse = (qo_bytes + kv_every) / gb_per_ms;
       const char* tuning_name = chosen == FlashVariant::Hopper ? tuning.name : "grid";
       result.sparse.push_back({lk, flash_variant_name(combo.variant), flash_variant_name(chosen), tuning_name,
                                combo.query_block, combo.key_block, blocks, tokens, ms, dense, ms / (tokens * dense),
-                               ms / (blocks * dense), alone_ms, host_us});
+                               ms / (blocks * dense), alone_ms, host_us, memory_floor, no_reuse});
       std::printf(
           "lk %5d %-18s %-17s density %.2f (tokens %.3f): sparse %8.3f ms, dense %8.3f ms, ratio %.2f (blocks "
-          "%.2f); alone %.3f ms, host %.1f us\n",
+          "%.2f); alone %.3f ms, host %.1f us; HBM floor %.3f ms (ratio %.2f), no L2 reuse %.3f ms\n",
           lk, combo_name(combo).c_str(), tuning_name, blocks, tokens, ms, dense, ms / (tokens * dense),
-          ms / (blocks * dense), alone_ms, host_us);
+          ms / (blocks * dense), alone_ms, host_us, memory_floor, memory_floor / (tokens * dense), no_reuse);
     }
   }
   flash::block_sparse_hopper_tuning() = {};
@@ -878,8 +914,8 @@ void write_json(const std::string& path, const std::string& device, const std::s
   for (int i = 0; i < argc; ++i) std::fprintf(f, "%s%s", i ? " " : "", argv[i]);
   std::fprintf(f,
                "\",\n  \"correctness_failures\": %d,\n  \"lq\": %d, \"heads\": %d, \"head_dim\": %d, "
-               "\"tokens_per_frame\": %d,\n  \"dense\": [",
-               failures, kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame);
+               "\"tokens_per_frame\": %d, \"hbm_gbps\": %.1f,\n  \"dense\": [",
+               failures, kBenchLq, kBenchHeads, kBenchDim, kTokensPerFrame, r.hbm_gbps);
   for (size_t i = 0; i < r.dense.size(); ++i)
     std::fprintf(f, "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"launch\": \"%s\", \"ms\": %.4f, \"alone_ms\": %.4f, "
                  "\"host_launch_us\": %.2f}",
@@ -892,9 +928,11 @@ void write_json(const std::string& path, const std::string& device, const std::s
         f,
         "%s\n    {\"lk\": %d, \"variant\": \"%s\", \"tuning\": \"%s\", \"query_block\": %d, \"key_block\": %d, "
         "\"density\": %.4f, \"token_density\": %.4f, \"sparse_ms\": %.4f, \"dense_ms\": %.4f, \"ratio\": %.3f, "
-        "\"block_ratio\": %.3f, \"sparse_alone_ms\": %.4f, \"host_launch_us\": %.2f}",
+        "\"block_ratio\": %.3f, \"sparse_alone_ms\": %.4f, \"host_launch_us\": %.2f, \"memory_floor_ms\": %.4f, "
+        "\"no_reuse_ms\": %.4f}",
         i ? "," : "", s.lk, s.chosen.c_str(), s.tuning.c_str(), s.query_block, s.key_block, s.density,
-        s.token_density, s.sparse_ms, s.dense_ms, s.ratio, s.block_ratio, s.sparse_alone_ms, s.host_us);
+        s.token_density, s.sparse_ms, s.dense_ms, s.ratio, s.block_ratio, s.sparse_alone_ms, s.host_us,
+        s.memory_floor_ms, s.no_reuse_ms);
   }
   std::fprintf(f, "\n  ],\n  \"planner\": [");
   for (size_t i = 0; i < r.planner.size(); ++i) {
@@ -989,6 +1027,8 @@ int main(int argc, char** argv) {
     }
     BenchResult result;
     if (bench && !planner_only) {
+      result.hbm_gbps = measure_hbm_gbps(reps);
+      std::printf("HBM: %.0f GB/s (1 GiB device-to-device copy, read + write)\n", result.hbm_gbps);
       std::printf(
           "== bench: lq %d, heads %d, head_dim %d, %d tokens/frame, median of %d; ratio = sparse / (token "
           "density x dense) ==\n",

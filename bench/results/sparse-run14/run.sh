@@ -14,6 +14,6 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader |
 timeout 60 $C/lab_sparse --trace 2>&1 | tee $W/trace.txt
 timeout 100 $C/lab_sparse --check-only > $W/check.txt 2>&1; echo "check rc=$?"; grep -E "correctness|FAIL" $W/check.txt | head
 timeout 240 $C/lab_sparse --bench-only --quick --hopper-default --no-planner --json $W/lab-quick.json > $W/lab-quick.txt 2>&1; echo "bench rc=$?"; grep -E "dense hopper|hopper q128 k128" $W/lab-quick.txt | head -20
-timeout 150 $C/lab_sparse --bench-only --quick --hopper-default --no-planner --shared-rows --json $W/lab-shared.json > $W/lab-shared.txt 2>&1; echo "shared bench rc=$?"; grep -E "hopper q128 k128" $W/lab-shared.txt | head -8
 timeout 100 $C/test_gpu_sparse > $W/test-gpu-sparse.log 2>&1; echo "test_gpu_sparse rc=$?"; grep -E "ERROR|FAILED|test cases" $W/test-gpu-sparse.log | head
+timeout 150 $C/lab_sparse --bench-only --quick --hopper-default --no-planner --shared-rows --json $W/lab-shared.json > $W/lab-shared.txt 2>&1; echo "shared bench rc=$?"; grep -E "hopper q128 k128" $W/lab-shared.txt | head -8
 echo "run14 done"

@@ -133,9 +133,8 @@ Csr random_mask(const Geometry& g, int heads, int per_row, uint64_t seed, bool s
   auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
   for (int r = 0; r < rows; ++r) {
     if (shared_rows && per_row >= 0 && r % g.query_blocks() != 0) {
-      const int first = mask.row_offsets[size_t(r - 1)];
-      const std::vector<int> row(mask.key_indices.begin() + first, mask.key_indices.begin() + first + per_row);
-      mask.key_indices.insert(mask.key_indices.end(), row.begin(), row.end());
+      // pool still starts with the head's first row (sorted), drawn in the branch below
+      mask.key_indices.insert(mask.key_indices.end(), pool.begin(), pool.begin() + per_row);
     } else if (per_row >= 0) {
       std::iota(pool.begin(), pool.end(), 0);
       for (int i = 0; i < per_row; ++i) std::swap(pool[size_t(i)], pool[size_t(i + int(next() % uint64_t(k - i)))]);

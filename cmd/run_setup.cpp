@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
+#include "model/decoder.h"
 #include "model/text_encoder.h"
 #include "ops/ops.h"
 
@@ -36,27 +37,48 @@ std::unique_ptr<Checkpoint> open_model_weights(const ModelConfig& model, const R
   return SafetensorsCheckpoint::open(MappedFile::wrap_static(model.weights + " (built in)", embedded));
 }
 
-WanWeights load_model_weights(const ModelConfig& model, const RunFlags& flags) {
+// The DiT's weights and, for encoders stored beside them (the word table), where they are in that file.
+struct LoadedWeights {
+  WanWeights dit;
+  std::unique_ptr<Checkpoint> checkpoint;  // null for random weights
+  std::string root_prefix;
+};
+
+LoadedWeights load_model_weights(const ModelConfig& model, const RunFlags& flags) {
   const std::string source = flags.weights.empty() ? model.weights : flags.weights;
-  if (source == "random") return random_weights(model);
+  LoadedWeights loaded;
+  if (source == "random") {
+    loaded.dit = random_weights(model);
+    return loaded;
+  }
   LF_CHECK(!source.empty(), "model '{}' has no weights: pass --weights CHECKPOINT", model.name);
-  const auto checkpoint = open_model_weights(model, flags);
-  return load_weights(model, *checkpoint, flags.weights_root);
+  loaded.checkpoint = open_model_weights(model, flags);
+  loaded.dit = load_weights(model, *loaded.checkpoint, flags.weights_root);
+  loaded.root_prefix = detect_layout(*loaded.checkpoint, flags.weights_root).root_prefix;
+  return loaded;
 }
 
-Tensor text_context(const ModelConfig& model, const WanWeights& weights, const RunFlags& flags, bool quiet) {
+std::unique_ptr<TextEncoder> make_text_encoder(const ModelConfig& model, const LoadedWeights& weights,
+                                               Device device) {
+  const TextEncoderEntry& entry = text_encoder_entry(model.text_encoder);
+  if (!entry.make) return nullptr;
+  TextEncoderSources sources;
+  sources.model = &model;
+  sources.dit_checkpoint = weights.checkpoint.get();
+  sources.dit_prefix = weights.root_prefix;
+  sources.device = device;
+  return entry.make(sources);
+}
+
+Tensor text_context(const ModelConfig& model, TextEncoder* encoder, const RunFlags& flags, bool quiet) {
   LF_CHECK(flags.prompt.empty() || flags.text_embeddings.empty(), "give --prompt or --text-embeddings, not both");
   if (!flags.text_embeddings.empty()) return load_text_embeddings(flags.text_embeddings, model);
   LF_CHECK(!flags.prompt.empty(), "no prompt: pass --prompt TEXT (or --text-embeddings FILE)");
-  LF_CHECK(model.text_encoder == "word-table",
-           "model '{}' uses text encoder '{}', which this version does not run: pass --text-embeddings with the "
-           "encoder's output [L, {}]", model.name, model.text_encoder, model.text_dim);
-  const WordTableEncoder encoder(weights.word_table, weights.word_positions, weights.vocabulary, model.text_len);
-  const auto unknown = encoder.unknown_words(flags.prompt);
-  if (!unknown.empty() && !quiet)
-    fmt::print(stderr, "note: {} word(s) not in the model's vocabulary map to <unk>: {}\n", unknown.size(),
-               fmt::join(unknown, ", "));
-  return encoder.encode(flags.prompt);
+  LF_CHECK(encoder, "model '{}' has no built-in text encoder (model.text_encoder: {}): pass --text-embeddings with "
+           "the encoder's output [L, {}]", model.name, model.text_encoder, model.text_dim);
+  if (!quiet)
+    for (const std::string& note : encoder->notes(flags.prompt)) fmt::print(stderr, "note: {}\n", note);
+  return encoder->encode(flags.prompt);
 }
 
 }  // namespace
@@ -120,20 +142,19 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   PreparedModel prepared;
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
-  WanWeights weights = load_model_weights(prepared.run.model, flags);
-  prepared.context = text_context(prepared.run.model, weights, flags, quiet);
-  prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights));
+  decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
+  LoadedWeights weights = load_model_weights(prepared.run.model, flags);
+  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.device);
+  prepared.context = text_context(prepared.run.model, prepared.text_encoder.get(), flags, quiet);
+  prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights.dit));
   prepared.model->to_device(prepared.device);
   return prepared;
 }
 
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
-  const ModelConfig& model = prepared.run.model;
-  LF_CHECK(model.text_encoder == "word-table", "model '{}' has no built-in text encoder to encode '{}'", model.name,
+  LF_CHECK(prepared.text_encoder, "model '{}' has no built-in text encoder to encode '{}'", prepared.run.model.name,
            prompt);
-  const WanWeights& weights = prepared.model->weights();
-  return WordTableEncoder(weights.word_table, weights.word_positions, weights.vocabulary, model.text_len)
-      .encode(prompt);
+  return prepared.text_encoder->encode(prompt);
 }
 
 NoiseShape noise_shape_of(const RunConfig& run) {

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "core/tensor.h"
+#include "model/text_encoder.h"
 #include "model/wan_dit.h"
 #include "pipeline/noise_source.h"
 
@@ -29,10 +30,11 @@ struct PreparedModel {
   RunConfig run;
   Device device = Device::CPU;
   std::unique_ptr<WanDiT> model;
+  std::unique_ptr<TextEncoder> text_encoder;  // null when the model has none (model.text_encoder: embeddings)
   Tensor context;  // [text_len, text_dim], f32 host
 };
 PreparedModel prepare_model(const RunFlags& flags, bool quiet);
-// The text context of another prompt for an already prepared model (word-table encoders only).
+// The text context of another prompt for an already prepared model (models with a built-in text encoder).
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt);
 NoiseShape noise_shape_of(const RunConfig& run);
 std::string format_seconds(double seconds);

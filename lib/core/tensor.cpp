@@ -95,12 +95,24 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   Tensor view = *this;
   view.shape_[0] = end - begin;
   view.data_ = static_cast<char*>(data_) + size_t(begin) * row_bytes;
+  if (scales_ && scales_->numel() > 1) view.scales_ = std::make_shared<const Tensor>(scales_->slice_rows(begin, end));
   return view;
+}
+
+Tensor Tensor::with_scales(const Tensor& scales) const {
+  LF_CHECK(scales.dtype() == DType::F32 && scales.device() == Device::CPU && scales.rank() <= 1 &&
+               (scales.numel() == 1 || (rank() >= 1 && scales.numel() == shape_[0])),
+           "scales {} ({}) for a {} tensor: expected f32 [1] or [{}]", shape_str(scales.shape()),
+           dtype_name(scales.dtype()), shape_str(shape_), rank() >= 1 ? shape_[0] : 1);
+  Tensor scaled = *this;
+  scaled.scales_ = std::make_shared<const Tensor>(scales.reshape({scales.numel()}));
+  return scaled;
 }
 
 Tensor Tensor::clone() const {
   Tensor copy = empty(shape_, dtype_, device_);
   copy.copy_from(*this);
+  copy.scales_ = scales_;
   return copy;
 }
 
@@ -118,6 +130,7 @@ void Tensor::copy_from(const Tensor& source) {
 Tensor Tensor::to(Device device) const {
   Tensor copy = empty(shape_, dtype_, device);
   copy.copy_from(*this);
+  copy.scales_ = scales_;
   return copy;
 }
 
@@ -127,6 +140,12 @@ Tensor Tensor::to(DType dtype) const {
   if (dtype == DType::F32) {
     Tensor out = empty(shape_, DType::F32);
     convert_to_f32(data_, dtype_, size_t(numel()), out.f32());
+    if (scales_) {
+      const int64_t rows = scales_->numel();
+      const int64_t row_size = rows ? numel() / rows : 0;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < row_size; ++i) out.f32()[r * row_size + i] *= scales_->f32()[r];
+    }
     return out;
   }
   const Tensor as_f32 = to(DType::F32);

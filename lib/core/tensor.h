@@ -61,7 +61,13 @@ class Tensor {
   Tensor slice_rows(int64_t begin, int64_t end) const;  // view of rows [begin, end) of axis 0
   Tensor clone() const;
   Tensor to(DType dtype) const;                  // converted copy (or clone when equal); CPU only
-  Tensor to(Device device) const;                // copy to another device (same dtype)
+  Tensor to(Device device) const;                // copy to another device (same dtype; scales travel too)
+
+  // Quantised (FP8) tensors carry their dequantisation scales: an f32 CPU tensor of one element (per tensor) or of
+  // dim(0) elements (per output channel, the row of a [out, in] weight). value = stored * scale. to(F32) applies
+  // them; slice_rows slices per-row scales with the rows. nullptr when the tensor is not scaled.
+  const Tensor* scales() const { return scales_.get(); }
+  Tensor with_scales(const Tensor& scales) const;
   void copy_from(const Tensor& source);          // same shape and dtype, any devices
 
  private:
@@ -70,6 +76,7 @@ class Tensor {
   Device device_ = Device::CPU;
   void* data_ = nullptr;
   std::shared_ptr<void> owner_;
+  std::shared_ptr<const Tensor> scales_;
 };
 
 // Checks rank and sizes at op entry; -1 in `expected` matches any size.

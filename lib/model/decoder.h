@@ -1,8 +1,11 @@
 #pragma once
 // Latents -> RGB frames, chunk by chunk. The interface is streaming (state carried across chunks) so that the
 // Wan VAE's causal decoder (1 frame for latent 0, then 4 per latent) fits it; the testbed's pixel decoder is
-// stateless.
+// stateless. Decoders sit behind one registry: model.decoder (or --decoder) names an entry, and the factory,
+// config checks, --help and docs read the same table.
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "config/config.h"
@@ -22,7 +25,31 @@ class VideoDecoder {
   virtual int64_t frames_for_chunk(int64_t chunk, int64_t latent_frames) const = 0;
 };
 
-// Fails with a clear message for decoders this build does not have yet (wan-vae).
+// Where a decoder finds its weights. Fields a decoder does not need stay empty.
+struct DecoderSources {
+  const ModelConfig* model = nullptr;
+  std::string weights;  // the decoder's weights file (Wan2.1_VAE.pth, taew2_1.pth, ...); "random" for tests
+  Device device = Device::CPU;
+};
+
+struct DecoderEntry {
+  std::string name;         // the value of model.decoder / --decoder
+  std::string description;  // one line, for --help and docs
+  std::string weights_file; // the official file name --model-dir looks for ("" when none)
+  // null: no decoder (latents only).
+  std::function<std::unique_ptr<VideoDecoder>(const DecoderSources&)> make;
+};
+
+const std::vector<DecoderEntry>& decoder_registry();
+// The entry named `name`; the error names the config key and lists the known names.
+const DecoderEntry& decoder_entry(const std::string& name);
+std::string decoder_names();
+
+// The decoder of model.decoder with its weights from `sources` (fails for "none").
+std::unique_ptr<VideoDecoder> make_decoder(const DecoderSources& sources);
+// Shorthand for decoders that need no weights file (the testbed's pixel decoder).
 std::unique_ptr<VideoDecoder> make_decoder(const ModelConfig& config);
+
+std::unique_ptr<VideoDecoder> make_pixel_decoder(const DecoderSources& sources);
 
 }  // namespace lf

@@ -41,10 +41,8 @@ class PixelDecoder final : public VideoDecoder {
 };
 }  // namespace
 
-std::unique_ptr<VideoDecoder> make_decoder(const ModelConfig& config) {
-  if (config.decoder == "pixel") return std::make_unique<PixelDecoder>(config);
-  fail("decoder '{}' is not available in this build yet (the Wan VAE decoder is a later milestone); write latents "
-       "with --save-latents and no video output", config.decoder);
+std::unique_ptr<VideoDecoder> make_pixel_decoder(const DecoderSources& sources) {
+  return std::make_unique<PixelDecoder>(*sources.model);
 }
 
 }  // namespace lf

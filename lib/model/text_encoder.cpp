@@ -1,13 +1,34 @@
 #include "model/text_encoder.h"
 
-#include <algorithm>
-#include <cctype>
 #include <cstring>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "model/word_table_encoder.h"
 
 namespace lf {
+
+const std::vector<TextEncoderEntry>& text_encoder_registry() {
+  static const std::vector<TextEncoderEntry> registry = {
+      {"embeddings", "no built-in encoder: the context comes from --text-embeddings (safetensors [L, text_dim])",
+       nullptr},
+      {"word-table", "one learned row per word (the testbed models); tensors in the DiT checkpoint",
+       make_word_table_encoder},
+  };
+  return registry;
+}
+
+std::string text_encoder_names() {
+  std::string names;
+  for (const TextEncoderEntry& entry : text_encoder_registry()) names += (names.empty() ? "" : ", ") + entry.name;
+  return names;
+}
+
+const TextEncoderEntry& text_encoder_entry(const std::string& name) {
+  for (const TextEncoderEntry& entry : text_encoder_registry())
+    if (entry.name == name) return entry;
+  fail("config key 'model.text_encoder': unknown text encoder '{}' (known: {})", name, text_encoder_names());
+}
 
 Tensor load_text_embeddings(const std::string& path, const ModelConfig& config) {
   const auto file = Checkpoint::open(path);
@@ -32,54 +53,6 @@ Tensor load_text_embeddings(const std::string& path, const ModelConfig& config) 
   const Tensor values = embeddings.to(DType::F32);
   std::memcpy(padded.raw(), values.raw(), values.nbytes());
   return padded;
-}
-
-std::vector<std::string> tokenize_words(const std::string& prompt) {
-  std::vector<std::string> words;
-  std::string current;
-  for (char ch : prompt + " ") {
-    if (std::isalnum(static_cast<unsigned char>(ch))) {
-      current += char(std::tolower(static_cast<unsigned char>(ch)));
-    } else if (!current.empty()) {
-      words.push_back(current);
-      current.clear();
-    }
-  }
-  return words;
-}
-
-WordTableEncoder::WordTableEncoder(Tensor table, Tensor positions, std::vector<std::string> vocabulary,
-                                   int64_t text_len)
-    : table_(std::move(table)), positions_(std::move(positions)), vocabulary_(std::move(vocabulary)),
-      text_len_(text_len) {
-  LF_CHECK(table_.rank() == 2 && table_.dim(0) == int64_t(vocabulary_.size()) + 1,
-           "word table {} does not match a vocabulary of {} words (+ <unk>)", shape_str(table_.shape()),
-           vocabulary_.size());
-}
-
-int64_t WordTableEncoder::word_id(const std::string& word) const {
-  const auto found = std::find(vocabulary_.begin(), vocabulary_.end(), word);
-  return found == vocabulary_.end() ? 0 : 1 + (found - vocabulary_.begin());
-}
-
-std::vector<std::string> WordTableEncoder::unknown_words(const std::string& prompt) const {
-  std::vector<std::string> unknown;
-  for (const auto& word : tokenize_words(prompt))
-    if (word_id(word) == 0) unknown.push_back(word);
-  return unknown;
-}
-
-Tensor WordTableEncoder::encode(const std::string& prompt) const {
-  const int64_t width = table_.dim(1);
-  Tensor out = Tensor::zeros({text_len_, width});
-  const std::vector<std::string> words = tokenize_words(prompt);
-  const bool has_positions = positions_.defined();
-  for (int64_t i = 0; i < std::min<int64_t>(text_len_, int64_t(words.size())); ++i) {
-    const float* row = table_.f32() + word_id(words[size_t(i)]) * width;
-    for (int64_t d = 0; d < width; ++d)
-      out.f32()[i * width + d] = row[d] + (has_positions ? positions_.f32()[i * width + d] : 0.0f);
-  }
-  return out;
 }
 
 }  // namespace lf

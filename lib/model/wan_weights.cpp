@@ -106,12 +106,6 @@ WanWeights random_weights(const ModelConfig& config) {
       data[i] = (slot.init == ParamSlot::Init::Norm ? 1.0f : 0.0f) + std_dev * data[i];
     *slot.target = tensor;
   }
-  if (config.text_encoder == "word-table") {
-    LF_CHECK(!config.vocabulary.empty(), "model.vocabulary is empty: a random word-table encoder needs words");
-    weights.vocabulary = config.vocabulary;
-    weights.word_table = Tensor::empty({int64_t(config.vocabulary.size()) + 1, config.text_dim});
-    fill_normal(weights.word_table, {config.init_seed, uint32_t(slots.size()), 0xC0FFEEu});
-  }
   return weights;
 }
 
@@ -146,6 +140,7 @@ WeightLayout detect_layout(const Checkpoint& checkpoint, const std::string& pref
   }
   WeightLayout layout;
   layout.prefix = root_prefix + (has_model_prefix ? "model." : "");
+  layout.root_prefix = root_prefix;
   layout.description = root.empty() ? (has_model_prefix ? "wan state dict with 'model.' prefix" : "plain wan")
                                     : "self-forcing checkpoint, " + root;
   return layout;
@@ -192,45 +187,17 @@ WanWeights load_weights(const ModelConfig& config, const Checkpoint& checkpoint,
       fail("weights '{}': unexpected tensor '{}' (does model.layers = {} match the checkpoint?)", checkpoint.path(),
            stored_name, config.layers);
   }
-  if (config.text_encoder == "word-table") {
-    const std::string table_name = root + "text_encoder.word_table";
-    LF_CHECK(checkpoint.contains(table_name), "weights '{}': word-table encoder needs tensor '{}'",
-             checkpoint.path(), table_name);
-    weights.word_table = checkpoint.view(table_name).to(DType::F32);
-    LF_CHECK(weights.word_table.rank() == 2 && weights.word_table.dim(1) == config.text_dim,
-             "weights '{}': '{}' has shape {}, expected [vocab, {}]", checkpoint.path(), table_name,
-             shape_str(weights.word_table.shape()), config.text_dim);
-    const std::string positions_name = root + "text_encoder.position_table";
-    if (checkpoint.contains(positions_name)) {
-      weights.word_positions = checkpoint.view(positions_name).to(DType::F32);
-      check_shape(weights.word_positions, {config.text_len, config.text_dim}, positions_name.c_str());
-    }
-    const auto metadata = checkpoint.metadata();
-    auto vocabulary = metadata.find("vocabulary");
-    LF_CHECK(vocabulary != metadata.end(), "weights '{}': word-table encoder needs metadata 'vocabulary'",
-             checkpoint.path());
-    std::stringstream words(vocabulary->second);
-    for (std::string word; words >> word;) weights.vocabulary.push_back(word);
-    LF_CHECK(int64_t(weights.vocabulary.size()) + 1 == weights.word_table.dim(0),
-             "weights '{}': vocabulary has {} words but the word table has {} rows (words + <unk>)",
-             checkpoint.path(), weights.vocabulary.size(), weights.word_table.dim(0));
-  }
   return weights;
 }
 
-void save_weights(const ModelConfig& config, WanWeights& weights, const std::string& path, DType dtype) {
+void save_weights(const ModelConfig& config, WanWeights& weights, const std::string& path, DType dtype,
+                  std::vector<std::pair<std::string, Tensor>> extra, std::map<std::string, std::string> metadata) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (ParamSlot& slot : parameter_slots(config, weights))
     tensors.emplace_back(slot.name, slot.target->reshape(slot.official_shape).to(dtype));
-  std::map<std::string, std::string> metadata{{"format", "lightforce-wan"}, {"model", config.name}};
-  if (weights.word_table.defined() && weights.word_table.numel() > 0) {
-    tensors.emplace_back("text_encoder.word_table", weights.word_table.to(dtype));
-    if (weights.word_positions.defined() && weights.word_positions.numel() > 0)
-      tensors.emplace_back("text_encoder.position_table", weights.word_positions.to(dtype));
-    std::string words;
-    for (const auto& word : weights.vocabulary) words += (words.empty() ? "" : " ") + word;
-    metadata["vocabulary"] = words;
-  }
+  for (auto& named : extra) tensors.push_back(std::move(named));
+  metadata["format"] = "lightforce-wan";
+  metadata["model"] = config.name;
   write_safetensors(path, tensors, metadata);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The Wan DiT's parameters, by official name. One table (parameter_slots) drives random initialisation,
 // loading from any checkpoint layout, shape checks and `inspect`, so the names live in exactly one place.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,10 +35,6 @@ struct WanWeights {
   Tensor head_modulation;         // [2, dim]: shift, scale
   LinearWeights head;             // [out_channels * ph * pw, dim]
   std::vector<WanBlockWeights> blocks;
-  // Word-table text encoder (testbed models): [vocab, text_dim] (+ optional [text_len, text_dim] positions).
-  Tensor word_table;
-  Tensor word_positions;
-  std::vector<std::string> vocabulary;
 };
 
 // One named parameter: its official checkpoint name and shape, and where it lives in WanWeights (stored with
@@ -61,6 +58,7 @@ WanWeights random_weights(const ModelConfig& config);
 struct WeightLayout {
   std::string description;  // "self-forcing generator_ema", "plain wan", ...
   std::string prefix;       // e.g. "generator_ema.model."
+  std::string root_prefix;  // the generator's prefix without "model." (e.g. "generator_ema."): text_encoder.* lives there
 };
 WeightLayout detect_layout(const Checkpoint& checkpoint, const std::string& preferred_root);
 
@@ -70,7 +68,9 @@ WeightLayout detect_layout(const Checkpoint& checkpoint, const std::string& pref
 WanWeights load_weights(const ModelConfig& config, const Checkpoint& checkpoint,
                         const std::string& preferred_root = "auto");
 
-// Saves weights under their official names (plus the word table and its vocabulary) as safetensors.
-void save_weights(const ModelConfig& config, WanWeights& weights, const std::string& path, DType dtype);
+// Saves weights under their official names as safetensors, with `extra` tensors and metadata beside them (the
+// testbed's word-table encoder).
+void save_weights(const ModelConfig& config, WanWeights& weights, const std::string& path, DType dtype,
+                  std::vector<std::pair<std::string, Tensor>> extra = {}, std::map<std::string, std::string> metadata = {});
 
 }  // namespace lf

@@ -1,0 +1,48 @@
+// The decoder registry: one entry per decoder, read by the factory, config checks, --help and docs.
+#include "core/error.h"
+#include "model/decoder.h"
+
+namespace lf {
+
+const std::vector<DecoderEntry>& decoder_registry() {
+  static const std::vector<DecoderEntry> registry = {
+      {"pixel", "testbed models: latents are RGB frames in [-1, 1], upscaled by model.decoder_upscale", "",
+       make_pixel_decoder},
+      // Replaced by the real decoder with issue 18; until then a clear error instead of an unknown name.
+      {"wan-vae", "the Wan2.1 causal 3D VAE decoder (not in this build yet)", "Wan2.1_VAE.pth",
+       [](const DecoderSources&) -> std::unique_ptr<VideoDecoder> {
+         fail("decoder 'wan-vae' is not available in this build yet; write latents with --save-latents and "
+              "--no-video");
+       }},
+      {"none", "no decoder: latents only (--save-latents)", "", nullptr},
+  };
+  return registry;
+}
+
+std::string decoder_names() {
+  std::string names;
+  for (const DecoderEntry& entry : decoder_registry()) names += (names.empty() ? "" : ", ") + entry.name;
+  return names;
+}
+
+const DecoderEntry& decoder_entry(const std::string& name) {
+  for (const DecoderEntry& entry : decoder_registry())
+    if (entry.name == name) return entry;
+  fail("config key 'model.decoder': unknown decoder '{}' (known: {})", name, decoder_names());
+}
+
+std::unique_ptr<VideoDecoder> make_decoder(const DecoderSources& sources) {
+  const DecoderEntry& entry = decoder_entry(sources.model->decoder);
+  LF_CHECK(entry.make, "model '{}' has no video decoder (model.decoder: {}): write latents with --save-latents and "
+           "--no-video, or choose a decoder with --set model.decoder=NAME ({})", sources.model->name,
+           sources.model->decoder, decoder_names());
+  return entry.make(sources);
+}
+
+std::unique_ptr<VideoDecoder> make_decoder(const ModelConfig& config) {
+  DecoderSources sources;
+  sources.model = &config;
+  return make_decoder(sources);
+}
+
+}  // namespace lf

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include "backend_run.h"
@@ -21,6 +22,9 @@ namespace lf::cmd {
 namespace {
 
 std::vector<std::string> read_prompts(const std::string& path) {
+  // A FIFO or device would block or never end: only a regular file is read.
+  std::error_code error;
+  LF_CHECK(std::filesystem::is_regular_file(path, error), "--prompts-file '{}': not a regular file (or missing)", path);
   std::ifstream file(path);
   LF_CHECK(file.good(), "--prompts-file '{}': cannot read it", path);
   std::vector<std::string> prompts;

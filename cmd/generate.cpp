@@ -92,6 +92,8 @@ int generate(int argc, char** argv) {
   if (write_video) check_output_writable(options.output, "--output");
   if (!options.save_latents.empty()) check_output_writable(options.save_latents, "--save-latents");
   if (!options.save_noise.empty()) check_output_writable(options.save_noise, "--save-noise");
+  check_distinct_outputs({{"--output", write_video ? options.output : ""}, {"--save-latents", options.save_latents},
+                          {"--save-noise", options.save_noise}, {"--frames-dir", options.frames_dir}});
   LF_CHECK(write_video || !options.frames_dir.empty() || !options.save_latents.empty(),
            "--no-video without --frames-dir or --save-latents would write nothing");
 

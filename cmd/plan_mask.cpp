@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "attention/planners.h"
 #include "commands.h"
@@ -13,6 +14,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "io/non_finite.h"
 #include "io/safetensors.h"
 #include "run_setup.h"
 
@@ -28,6 +30,9 @@ Tensor read_single(const std::string& path, const char* what) {
            shape_str(tensor.shape()));
   LF_CHECK(dtype_is_float(tensor.dtype()), "{} '{}': dtype {} is not a float type", what, path,
            dtype_name(tensor.dtype()));
+  LF_CHECK(tensor.dim(0) > 0 && tensor.dim(1) > 0 && tensor.dim(2) > 0, "{} '{}': empty tensor {}", what, path,
+           shape_str(tensor.shape()));
+  check_finite(tensor, fmt::format("{} '{}': tensor '{}'", what, path, file->entries()[0].name));
   return tensor.to(DType::F32);
 }
 }  // namespace
@@ -36,8 +41,9 @@ int plan_mask(int argc, char** argv) {
   cxxopts::Options flags("lightforce plan-mask",
                          "Plan a block mask from q and k files (post-RoPE, [tokens, heads, head_dim], bf16 or f32).");
   flags.add_options()
-      ("q", "current chunk's queries, safetensors with one tensor", cxxopts::value<std::string>())
-      ("k", "visible keys (cache + chunk, chunk last), safetensors with one tensor", cxxopts::value<std::string>())
+      // -q / --queries: cxxopts reads a one-letter name as a short option only, so "--q" never parsed.
+      ("q,queries", "current chunk's queries, safetensors with one tensor", cxxopts::value<std::string>())
+      ("k,keys", "visible keys (cache + chunk, chunk last), safetensors with one tensor", cxxopts::value<std::string>())
       ("attention", "attention preset or YAML (backend, sparsity, keep_*, block sizes)",
        cxxopts::value<std::string>()->default_value("lightforcing-short"))
       ("set", "attention.* or pipeline.frames / pipeline.chunk_frames override (repeatable)",
@@ -52,11 +58,13 @@ int plan_mask(int argc, char** argv) {
     fmt::print("{}", flags.help());
     return 0;
   }
-  for (const char* required : {"q", "k", "chunk", "tokens-per-frame", "out"})
+  for (const char* required : {"queries", "keys", "chunk", "tokens-per-frame", "out"})
     LF_CHECK(result.count(required), "plan-mask needs --{}", required);
   const std::string out = result["out"].as<std::string>();
-  const std::string json_path = out.substr(0, out.rfind('.')) + ".json";
+  // Beside the output, named by its stem only: a dot in a folder name must not cut the path short.
+  const std::string json_path = std::filesystem::path(out).replace_extension(".json").string();
   check_output_writable(out, "--out");
+  check_distinct_outputs({{"--out", out}, {"its JSON summary", json_path}});
   ConfigSources sources;
   sources.attention = result["attention"].as<std::string>();
   if (result.count("set")) sources.overrides = result["set"].as<std::vector<std::string>>();
@@ -66,15 +74,23 @@ int plan_mask(int argc, char** argv) {
              "plan-mask: --set '{}' is not an attention or pipeline.frames/chunk_frames setting", assignment);
   const RunConfig config = load_run_config(sources);
 
-  const Tensor q = read_single(result["q"].as<std::string>(), "--q");
-  const Tensor k = read_single(result["k"].as<std::string>(), "--k");
+  const Tensor q = read_single(result["queries"].as<std::string>(), "--queries");
+  const Tensor k = read_single(result["keys"].as<std::string>(), "--keys");
   const int64_t tokens_per_frame = result["tokens-per-frame"].as<int64_t>();
   LF_CHECK(tokens_per_frame > 0 && k.dim(0) % tokens_per_frame == 0 && q.dim(0) % tokens_per_frame == 0,
            "plan-mask: q has {} and k {} tokens, not whole frames of {}", q.dim(0), k.dim(0), tokens_per_frame);
   LF_CHECK(q.dim(1) == k.dim(1) && q.dim(2) == k.dim(2), "plan-mask: q {} and k {} differ in heads or head_dim",
            shape_str(q.shape()), shape_str(k.shape()));
+  LF_CHECK(q.dim(0) <= k.dim(0), "plan-mask: q has {} tokens but k only {}: k holds the cache and the chunk, chunk "
+           "last", q.dim(0), k.dim(0));
+  const int64_t chunks = config.pipeline.frames / config.pipeline.chunk_frames;
+  const int64_t chunk = result["chunk"].as<int64_t>();
+  LF_CHECK(chunk >= 0 && chunk < chunks, "plan-mask: --chunk {} is outside 0..{} (pipeline.frames {} / chunk_frames {})",
+           chunk, chunks - 1, config.pipeline.frames, config.pipeline.chunk_frames);
+  LF_CHECK(k.dim(0) / tokens_per_frame <= config.pipeline.frames, "plan-mask: k holds {} frames, more than "
+           "pipeline.frames {}", k.dim(0) / tokens_per_frame, config.pipeline.frames);
   AttentionCall call;
-  call.chunk = result["chunk"].as<int64_t>();
+  call.chunk = chunk;
   call.q = &q;
   call.k = &k;
   call.v = &k;

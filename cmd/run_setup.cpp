@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "commands.h"
@@ -10,6 +12,7 @@
 #include "embedded_weights.h"
 #include "io/checkpoint.h"
 #include "io/mapped_file.h"
+#include "io/non_finite.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
 #include "model/text_encoder.h"
@@ -54,6 +57,10 @@ LoadedWeights load_model_weights(const ModelConfig& model, const RunFlags& flags
   LF_CHECK(!source.empty(), "model '{}' has no weights: pass --weights CHECKPOINT", model.name);
   loaded.checkpoint = open_model_weights(model, flags);
   loaded.dit = load_weights(model, *loaded.checkpoint, flags.weights_root);
+  // One pass over the loaded weights (memory bandwidth, well under the load itself) names a NaN / Inf tensor
+  // instead of letting it turn the video black.
+  for (const ParamSlot& slot : parameter_slots(model, loaded.dit))
+    check_finite(*slot.target, fmt::format("weights '{}': tensor '{}'", loaded.checkpoint->path(), slot.name));
   loaded.root_prefix = detect_layout(*loaded.checkpoint, flags.weights_root).root_prefix;
   return loaded;
 }
@@ -79,6 +86,33 @@ Tensor text_context(const ModelConfig& model, TextEncoder* encoder, const RunFla
   if (!quiet)
     for (const std::string& note : encoder->notes(flags.prompt)) fmt::print(stderr, "note: {}\n", note);
   return encoder->encode(flags.prompt);
+}
+
+// Refuses a run whose big host buffers cannot fit this machine's memory, before anything is allocated: the OOM
+// killer's "Killed" (exit 137, minutes in) says nothing about why. A lower bound, in double so absurd sizes
+// cannot wrap: weights in f32 (loaded on the host even for a GPU run), the latents, and on the CPU the KV cache
+// and a chunk's widest activation (x4 for the few live at once).
+void check_host_memory(const RunConfig& run, Device device) {
+  const RunSizes sizes = run_sizes(run);
+  const double gib = double(1ull << 30);
+  double parameters = 0;  // not parameter_count(): its int64 sum could wrap for an absurd model.dim
+  WanWeights scratch;
+  for (const ParamSlot& slot : parameter_slots(run.model, scratch)) {
+    double numel = 1;
+    for (int64_t size : slot.official_shape) numel *= double(size);
+    parameters += numel;
+  }
+  const double weights = 4.0 * parameters;
+  const double latents = 4.0 * double(sizes.latent_elements);
+  const double cache = device == Device::CPU ? 4.0 * double(sizes.kv_cache_elements) : 0.0;
+  const double activations = device == Device::CPU ? 16.0 * double(sizes.chunk_activation_elements) : 0.0;
+  const double needed = weights + latents + cache + activations;
+  const double available = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE));
+  LF_CHECK(available <= 0 || needed <= available,
+           "this run needs at least {:.1f} GiB of host memory (weights {:.1f}, latents {:.1f}, KV cache {:.1f}, "
+           "activations {:.1f}) but the machine has {:.1f} GiB: lower --frames (pipeline.frames {}) or the "
+           "resolution", needed / gib, weights / gib, latents / gib, cache / gib, activations / gib, available / gib,
+           run.pipeline.frames);
 }
 
 }  // namespace
@@ -112,8 +146,9 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv)
       const std::string arg = argv[i];
       const size_t equals = arg.find('=');
       const std::string value = equals != std::string::npos ? arg.substr(equals + 1) : (i + 1 < argc ? argv[i + 1] : "");
+      // A usage error (exit 2, like the one cxxopts would have given), but naming the flag.
       if (arg.rfind("--", 0) == 0 && !value.empty() && message.find(value) != std::string::npos)
-        fail("{}: cannot parse '{}'", arg.substr(0, equals), value);
+        throw cxxopts::exceptions::parsing(fmt::format("{}: cannot parse '{}'", arg.substr(0, equals), value));
     }
     throw;
   }
@@ -142,6 +177,7 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   PreparedModel prepared;
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
+  check_host_memory(prepared.run, prepared.device);
   decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
   LoadedWeights weights = load_model_weights(prepared.run.model, flags);
   prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.device);

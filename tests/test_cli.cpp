@@ -53,7 +53,8 @@ const std::string kQuickArgs = "-m tiny --quiet --prompt 'a red circle moves rig
 TEST_CASE("help and version") {
   CHECK(run("--help").exit_code == 0);
   CHECK(run("--version").out.find("lightforce") != std::string::npos);
-  for (const char* command : {"generate", "inspect", "profile-sparsity", "compare-dense", "bench", "check-prompts"}) {
+  for (const char* command :
+       {"generate", "inspect", "profile-sparsity", "compare-dense", "plan-mask", "bench", "check-prompts"}) {
     CAPTURE(command);
     CHECK(run(std::string(command) + " --help").exit_code == 0);
   }
@@ -107,50 +108,8 @@ TEST_CASE("saved noise replays to the same latents; frames directory") {
   CHECK(inspect.out.find("noise_initial") != std::string::npos);
 }
 
-TEST_CASE("bad input: one-line error naming the culprit, non-zero exit, nothing at the output path") {
-  const std::string video = fresh("cli_bad.mp4");
-  const std::string bad_yaml = lf::test::tmp_path("bad.yaml");
-  std::ofstream(bad_yaml) << "model: {dim: [1, 2\n";
-  const std::string unknown_key = lf::test::tmp_path("unknown_key.yaml");
-  std::ofstream(unknown_key) << "model: {dim: 32, hedas: 2}\n";
-  const std::string fixtures = LF_FIXTURES_DIR;
-  struct Case {
-    std::string args;
-    std::string culprit;
-  };
-  const std::vector<Case> cases = {
-      {"--frames=-3", "frames must be > 0"},
-      {"--frames 7", "not a multiple of the chunk size 3"},
-      {"--attention magic", "'magic'"},
-      {"--set attention.backend=magic", "'magic'"},
-      {"--set pipeline.shfit=2", "pipeline.shfit"},
-      {"--model " + bad_yaml, "bad.yaml"},
-      {"--model " + unknown_key, "model.hedas"},
-      {"--model no-such-model", "no-such-model"},
-      {"--weights /nonexistent/w.safetensors", "/nonexistent/w.safetensors"},
-      {"--weights " + fixtures + "/io/truncated.pt", "truncated.pt"},
-      {"--weights " + fixtures + "/io/malicious_os_system.pt", "forbidden global"},
-      {"--weights " + fixtures + "/io/state_dict.pt", "missing tensor"},
-      {"--text-embeddings /nonexistent/e.safetensors", "not both"},
-      {"--device gpu", "--device 'gpu'"},
-      {"--seed banana", "--seed: cannot parse 'banana'"},
-      {"--fps 0", "output.fps"},
-  };
-  for (const Case& c : cases) {
-    CAPTURE(c.args);
-    const RunResult result = run(kQuick + c.args + " -o " + video);
-    CHECK(result.exit_code != 0);
-    CHECK(result.err.find(c.culprit) != std::string::npos);
-    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
-    CHECK_FALSE(fs::exists(video));
-    CHECK_FALSE(has_temp_leftovers(video));
-  }
-  const RunResult unwritable = run(kQuick + "-o /nonexistent_dir/out.mp4");
-  CHECK(unwritable.exit_code != 0);
-  CHECK(unwritable.err.find("/nonexistent_dir") != std::string::npos);
-  // The malicious fixture's payload would create this file if anything were executed.
-  CHECK_FALSE(fs::exists("/tmp/lightforce_pwned"));
-}
+// Bad input of every subcommand (exit codes, one-line errors, nothing left at the output path) is the table of
+// tests/test_bad_input.cpp.
 
 TEST_CASE("inspect reads headers and detects the layout") {
   const std::string weights = fresh("cli_weights.safetensors");

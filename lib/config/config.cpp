@@ -144,9 +144,27 @@ OutputConfig read_output(const YAML::Node& node) {
   return output;
 }
 
+// yaml-cpp accepts a map that repeats a key (and then reads the first), and keys that are lists or maps; the
+// config refuses both, naming the line. Nesting is bounded so a hostile file cannot exhaust the stack here.
+void check_map_keys(const YAML::Node& node, const std::string& source, int depth) {
+  LF_CHECK(depth <= 64, "config '{}': nested deeper than 64 levels at line {}", source, node.Mark().line + 1);
+  if (node.IsSequence())
+    for (const auto& item : node) check_map_keys(item, source, depth + 1);
+  if (!node.IsMap()) return;
+  std::set<std::string> seen;
+  for (const auto& entry : node) {
+    LF_CHECK(entry.first.IsScalar(), "config '{}': a key at line {} is not a plain name", source,
+             entry.first.Mark().line + 1);
+    LF_CHECK(seen.insert(entry.first.Scalar()).second, "config '{}': key '{}' appears twice in one map (line {})",
+             source, entry.first.Scalar(), entry.first.Mark().line + 1);
+    check_map_keys(entry.second, source, depth + 1);
+  }
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& source) {
   try {
     YAML::Node node = YAML::Load(text);
+    check_map_keys(node, source, 0);
     LF_CHECK(!node || node.IsMap(), "config '{}': top level must be a map", source);
     return node ? node : YAML::Node(YAML::NodeType::Map);
   } catch (const YAML::Exception& error) {
@@ -194,6 +212,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   } catch (const YAML::Exception& error) {
     fail("--set '{}': cannot parse value: {}", assignment, error.msg);
   }
+  check_map_keys(value, "--set " + assignment, 0);
   std::vector<std::string> parts;
   std::stringstream stream(key);
   for (std::string part; std::getline(stream, part, '.');) {
@@ -247,6 +266,33 @@ RunConfig load_run_config(const ConfigSources& sources) {
     source += " + " + preset_source;
   }
   return parse_run_config(text, source, sources.overrides);
+}
+
+namespace {
+
+// Product of `factors`, or -1 when it does not fit int64 (all factors are > 0 after validate's range checks).
+int64_t checked_product(std::initializer_list<int64_t> factors) {
+  int64_t product = 1;
+  for (int64_t factor : factors)
+    if (factor < 0 || __builtin_mul_overflow(product, factor, &product)) return -1;
+  return product;
+}
+
+}  // namespace
+
+RunSizes run_sizes(const RunConfig& config) {
+  const ModelConfig& model = config.model;
+  const PipelineConfig& pipeline = config.pipeline;
+  RunSizes sizes;
+  sizes.cache_frames =
+      pipeline.kv_cache.mode == "rolling" ? std::min(pipeline.frames, pipeline.kv_cache.window_frames) : pipeline.frames;
+  // Not model.tokens_per_frame(): its plain product could itself overflow for an absurd resolution.
+  const int64_t tokens_per_frame = checked_product({model.grid_height(), model.grid_width()});
+  sizes.latent_elements =
+      checked_product({pipeline.frames, model.out_channels, model.latent_height, model.latent_width});
+  sizes.kv_cache_elements = checked_product({2, model.layers, sizes.cache_frames, tokens_per_frame, model.dim});
+  sizes.chunk_activation_elements = checked_product({pipeline.chunk_frames, tokens_per_frame, model.ffn_dim});
+  return sizes;
 }
 
 void validate(const RunConfig& config) {
@@ -310,7 +356,9 @@ void validate(const RunConfig& config) {
            "config key 'pipeline.kv_cache.positions': unknown '{}' (known: absolute, relative)", cache.positions);
   if (cache.mode == "rolling") {
     LF_CHECK(cache.sink_frames >= 0, "config key 'pipeline.kv_cache.sink_frames' must be >= 0");
-    LF_CHECK(cache.window_frames >= cache.sink_frames + pipeline.chunk_frames,
+    // Written as a difference: the sum of two huge values would overflow.
+    LF_CHECK(cache.window_frames >= cache.sink_frames &&
+                 cache.window_frames - cache.sink_frames >= pipeline.chunk_frames,
              "pipeline.kv_cache.window_frames {} must hold the sink ({}) plus one chunk ({})", cache.window_frames,
              cache.sink_frames, pipeline.chunk_frames);
   } else {
@@ -329,7 +377,7 @@ void validate(const RunConfig& config) {
            "config key 'attention.sparsity_base' must be in [0, 1), found {}", attention.sparsity_base);
   LF_CHECK(attention.keep_sink >= 0 && attention.keep_near >= 0 && attention.keep_frames >= 0,
            "config keys 'attention.keep_*' must be >= 0");
-  LF_CHECK(attention.keep_sink + attention.keep_near <= attention.keep_frames,
+  LF_CHECK(attention.keep_sink <= attention.keep_frames - attention.keep_near,  // no overflow: all >= 0
            "attention.keep_sink ({}) + attention.keep_near ({}) > attention.keep_frames ({})", attention.keep_sink,
            attention.keep_near, attention.keep_frames);
   LF_CHECK(attention.query_block == 64 || attention.query_block == 128,
@@ -339,6 +387,14 @@ void validate(const RunConfig& config) {
   LF_CHECK(attention.top_p > 0 && attention.top_p <= 1, "config key 'attention.top_p' must be in (0, 1]");
   LF_CHECK(attention.window_frames >= 0 && attention.window_blocks >= 0 && attention.radial_window_blocks >= 1,
            "config keys 'attention.window_*' must be >= 0 and 'attention.radial_window_blocks' >= 1");
+  // Sizes are products of config values: check they fit int64 here, so a huge --frames is named instead of
+  // wrapping into a negative tensor size later.
+  const RunSizes sizes = run_sizes(config);
+  LF_CHECK(sizes.latent_elements > 0 && sizes.kv_cache_elements > 0,
+           "pipeline.frames {} at latent size {}x{} ({} layers, dim {}): the latents or the KV cache overflow 64-bit "
+           "sizes", pipeline.frames, model.latent_height, model.latent_width, model.layers, model.dim);
+  LF_CHECK(sizes.chunk_activation_elements > 0, "model size too large: chunk_frames {} x {}x{} tokens/frame x ffn_dim "
+           "{} overflows 64-bit sizes", pipeline.chunk_frames, model.grid_height(), model.grid_width(), model.ffn_dim);
   LF_CHECK(config.output.fps > 0 && config.output.fps <= 240, "config key 'output.fps' must be in 1..240");
   LF_CHECK(config.output.crf >= 0 && config.output.crf <= 51, "config key 'output.crf' must be in 0..51");
 }

@@ -109,6 +109,15 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& sour
                            const std::vector<std::string>& overrides = {});
 // Checks ranges and cross-field rules (e.g. frames a multiple of chunk_frames); names the offending key.
 void validate(const RunConfig& config);
+// Element counts of a run's big buffers, computed without overflow (validate() refuses a config whose counts
+// do not fit int64): what the memory estimate before a run is built from.
+struct RunSizes {
+  int64_t latent_elements = 0;   // [frames, out_channels, latent_height, latent_width]
+  int64_t cache_frames = 0;      // frames the KV cache holds (all of them, or the rolling window)
+  int64_t kv_cache_elements = 0;  // K and V of every layer: 2 * layers * cache_frames * tokens_per_frame * dim
+  int64_t chunk_activation_elements = 0;  // the widest per-chunk activation: chunk tokens * ffn_dim
+};
+RunSizes run_sizes(const RunConfig& config);
 // The merged config as YAML (for reports and `--print-config`).
 std::string to_yaml(const RunConfig& config);
 // Applies "a.b.c=value" to a YAML tree; value parsed as YAML (numbers, bools, [lists]).

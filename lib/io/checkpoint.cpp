@@ -9,8 +9,10 @@
 
 namespace lf {
 
-std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
-  std::shared_ptr<const MappedFile> file = MappedFile::open(path);
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) { return open(MappedFile::open(path)); }
+
+std::unique_ptr<Checkpoint> Checkpoint::open(std::shared_ptr<const MappedFile> file) {
+  const std::string path = file->path();
   const uint8_t* data = file->data();
   const size_t size = file->size();
   LF_CHECK(size > 0, "checkpoint '{}' is empty", path);
@@ -24,6 +26,12 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
         "checkpoint '{}' is in the legacy (pre-1.6) PyTorch format; re-save it with torch.save in a recent PyTorch "
         "or convert it to safetensors",
         path);
+  // Any other pickle (a PROTO 2..5 opcode first: pickle.dump, or torch.save of an object without the zip format).
+  // A safetensors header whose length happens to start with those bytes is told apart by the '{' that opens its
+  // JSON at byte 8.
+  if (size >= 2 && data[0] == 0x80 && data[1] >= 2 && data[1] <= 5 && !(size > 8 && data[8] == '{'))
+    fail("checkpoint '{}' is a bare Python pickle (protocol {}), not a torch.save zip archive or safetensors; "
+         "load it in PyTorch and save it with torch.save or safetensors", path, int(data[1]));
   return SafetensorsCheckpoint::open(std::move(file));
 }
 

@@ -23,10 +23,11 @@ struct TensorEntry {
 
 class Checkpoint {
  public:
-  // "PK\3\4" / "PK\5\6" -> PyTorch zip checkpoint; a legacy (pre-1.6) torch pickle is refused with a hint;
-  // anything else is read as safetensors, whose header checks reject files that are neither.
+  // "PK\3\4" / "PK\5\6" -> PyTorch zip checkpoint; a legacy (pre-1.6) torch pickle or any other bare pickle
+  // is refused with a hint; anything else is read as safetensors, whose header checks reject files that are neither.
   // Errors name the path. Opening reads headers only, never tensor data.
   static std::unique_ptr<Checkpoint> open(const std::string& path);
+  static std::unique_ptr<Checkpoint> open(std::shared_ptr<const MappedFile> file);  // named by file->path()
 
   virtual ~Checkpoint() = default;
   Checkpoint(const Checkpoint&) = delete;

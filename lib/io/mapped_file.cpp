@@ -13,7 +13,9 @@
 namespace lf {
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the regular-file check
+  // below then refuses it. It has no effect on regular files.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   LF_CHECK(fd >= 0, "cannot open '{}': {}", path, std::strerror(errno));
   struct stat info {};
   if (::fstat(fd, &info) != 0) {

@@ -73,7 +73,11 @@ struct VideoWriter::Impl {
   int64_t frames = 0;
   bool finished = false;
 
-  explicit Impl(const Options& opts) : options(opts), file(opts.path) {}
+  explicit Impl(const Options& opts) : options(opts), file(opts.path) {
+    // libx264 prints its settings and statistics ("x264 [info]: ...") through av_log, and the muxer its own
+    // complaints: stderr is the tool's, and every failure here is already one lf::Error naming the file.
+    av_log_set_level(AV_LOG_QUIET);
+  }
 
   ~Impl() {
     if (format && format->pb) avio_closep(&format->pb);

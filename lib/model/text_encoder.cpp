@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "io/non_finite.h"
 #include "model/word_table_encoder.h"
 
 namespace lf {
@@ -49,6 +50,7 @@ Tensor load_text_embeddings(const std::string& path, const ModelConfig& config) 
            shape_str(stored.shape()), config.text_len, config.text_dim);
   LF_CHECK(dtype_is_float(embeddings.dtype()), "text embeddings '{}': dtype {} is not a float type", path,
            dtype_name(embeddings.dtype()));
+  check_finite(embeddings, "text embeddings '" + path + "': tensor '" + name + "'");
   Tensor padded = Tensor::zeros({config.text_len, config.text_dim});
   const Tensor values = embeddings.to(DType::F32);
   std::memcpy(padded.raw(), values.raw(), values.nbytes());

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "io/non_finite.h"
 #include "ops/ops.h"
 
 namespace lf {
@@ -50,6 +51,11 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
       }
     }
     const Tensor chunk_latents = x0.to(Device::CPU);
+    // One pass over a chunk's latents is cheap next to its forwards, and stops a run whose weights, noise or
+    // context hold a NaN / Inf before it writes an all-black video.
+    const int64_t non_finite = find_non_finite(chunk_latents);
+    LF_CHECK(non_finite < 0, "chunk {}: the latents hold a NaN or Inf (element {}): some weight, noise or text "
+             "context value is not finite, or the model diverged", chunk, non_finite);
     ops::copy_rows(latents, start_frame, chunk_latents, 0, chunk_frames);
     // Clean refresh: the same chunk at t = context_noise rewrites its K/V slot; the output is discarded. The last
     // chunk's refresh feeds nothing, so it runs only when asked (refresh_last_chunk).

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "io/checkpoint.h"
+#include "io/non_finite.h"
 #include "io/safetensors.h"
 
 namespace lf {
@@ -37,6 +38,9 @@ class FileNoise final : public NoiseSource {
     const Shape expected{shape.frames, shape.channels, shape.height, shape.width};
     LF_CHECK(initial.shape() == expected, "noise file '{}': 'noise_initial' has shape {}, expected {}", path,
              shape_str(initial.shape()), shape_str(expected));
+    LF_CHECK(dtype_is_float(initial.dtype()), "noise file '{}': 'noise_initial' has dtype {}, expected a float type",
+             path, dtype_name(initial.dtype()));
+    check_finite(initial, "noise file '" + path + "': tensor 'noise_initial'");
     initial_ = initial.to(DType::F32);
   }
   Tensor initial(int64_t chunk) override {
@@ -48,6 +52,9 @@ class FileNoise final : public NoiseSource {
     const Tensor draw = file_->view(name);
     LF_CHECK(draw.shape() == chunk_shape(shape_), "noise file '{}': '{}' has shape {}, expected {}", file_->path(),
              name, shape_str(draw.shape()), shape_str(chunk_shape(shape_)));
+    LF_CHECK(dtype_is_float(draw.dtype()), "noise file '{}': '{}' has dtype {}, expected a float type", file_->path(),
+             name, dtype_name(draw.dtype()));
+    check_finite(draw, "noise file '" + file_->path() + "': tensor '" + name + "'");
     return draw.to(DType::F32);
   }
 

@@ -33,6 +33,40 @@ TEST_CASE("fp8 e4m3fn decodes its extremes") {
   CHECK(f32_to_f8e4m3(1000.0f) == 0x7e);  // saturates
 }
 
+// The format's definition written out independently of lib/core: sign, 4 exponent bits (bias 7), 3 mantissa bits;
+// exponent 0 is subnormal (m/8 * 2^-6); S.1111.111 is NaN; there is no infinity.
+double e4m3fn_by_definition(uint8_t code) {
+  const double sign = (code & 0x80) ? -1.0 : 1.0;
+  const int exponent = (code >> 3) & 0xf, mantissa = code & 7;
+  if (exponent == 15 && mantissa == 7) return NAN;
+  if (exponent == 0) return sign * std::ldexp(mantissa / 8.0, -6);
+  return sign * std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
+}
+
+TEST_CASE("fp8 e4m3fn: every code (negative, subnormal, NaN) decodes as the format defines; encoding rounds to even") {
+  for (int code = 0; code < 256; ++code) {
+    CAPTURE(code);
+    const double expected = e4m3fn_by_definition(uint8_t(code));
+    const float decoded = f8e4m3_to_f32(uint8_t(code));
+    if (std::isnan(expected)) {
+      CHECK(std::isnan(decoded));
+    } else {
+      CHECK(double(decoded) == expected);
+      CHECK(std::signbit(decoded) == bool(code & 0x80));  // -0 (0x80) keeps its sign
+      CHECK(f32_to_f8e4m3(decoded) == code);
+    }
+  }
+  // Ties go to the even mantissa: normal, subnormal and negative midpoints.
+  CHECK(f32_to_f8e4m3(1.0625f) == 0x38);                 // between 1 (0x38) and 1.125 (0x39)
+  CHECK(f32_to_f8e4m3(1.1875f) == 0x3a);                 // between 1.125 (0x39) and 1.25 (0x3a)
+  CHECK(f32_to_f8e4m3(-1.0625f) == 0xb8);
+  CHECK(f32_to_f8e4m3(std::ldexp(1.0f, -10)) == 0x00);      // half the smallest subnormal: to zero (even)
+  CHECK(f32_to_f8e4m3(std::ldexp(3.0f, -10)) == 0x02);      // between 0x01 and 0x02: to 0x02 (even)
+  CHECK(f32_to_f8e4m3(std::ldexp(1.0f, -10) * 1.01f) == 0x01);  // just above the midpoint: up
+  CHECK(f32_to_f8e4m3(-1000.0f) == 0xfe);                 // saturates at -448
+  CHECK((f32_to_f8e4m3(NAN) & 0x7f) == 0x7f);             // NaN stays NaN
+}
+
 TEST_CASE("tensor views share storage and check shapes") {
   Tensor tensor = test::random_tensor({4, 3}, 1);
   Tensor rows = tensor.slice_rows(1, 3);

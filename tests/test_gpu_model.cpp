@@ -77,7 +77,8 @@ TEST_CASE("one DiT forward on the GPU matches the CPU reference") {
 
 TEST_CASE("a whole small generation on the GPU matches the CPU and is deterministic") {
   ops::initialize_cuda();
-  for (const char* cache : {"{mode: global}", "{mode: rolling, window_frames: 7, sink_frames: 1, positions: relative}"}) {
+  for (const std::string cache :
+       {"{mode: global}", "{mode: rolling, window_frames: 7, sink_frames: 1, positions: relative}"}) {
     CAPTURE(cache);
     const RunConfig run = small_run(128, cache);
     const WanWeights weights = random_weights(run.model);
@@ -94,7 +95,7 @@ TEST_CASE("a whole small generation on the GPU matches the CPU and is determinis
 
 TEST_CASE("sparse backends run on the GPU: deterministic, finite, close to the CPU planner's result") {
   ops::initialize_cuda();
-  for (const char* backend : {"lightforcing", "block-topk", "block-topp", "sliding-tile"}) {
+  for (const std::string backend : {"lightforcing", "block-topk", "block-topp", "sliding-tile", "radial"}) {
     CAPTURE(backend);
     RunConfig run = small_run(128, "{mode: global}");
     run.attention.backend = backend;
@@ -112,7 +113,9 @@ TEST_CASE("sparse backends run on the GPU: deterministic, finite, close to the C
     const double error = test::rel_l2(gpu, cpu);
     MESSAGE(backend << " generation latents rel-L2 GPU vs CPU: " << error);
     CHECK(std::isfinite(error));
-    CHECK(error < 0.2);  // masks may differ where bf16 and f32 pooled scores tie; dense is 3.5e-3
+    // Measured 3.5e-3 (dense) to 1.2e-2 (masks may differ where bf16 and f32 pooled scores tie); 3e-2 is 2.5x the
+    // worst, where the former 0.2 let a wrong mask through.
+    CHECK(error < 3e-2);
     CHECK(std::memcmp(gpu.raw(), again.raw(), gpu.nbytes()) == 0);
   }
 }
@@ -124,8 +127,8 @@ TEST_CASE("GPU planners with pooling in the RoPE pass give the same bytes as the
   // the pooled blocks the planner runs on a second stream beside the KV-cache write (plan_beside_cache_write):
   // a missing wait between the streams would plan from or attend over stale data.
   ops::initialize_cuda();
-  for (const char* cache : {"{mode: global}", "{mode: rolling, window_frames: 6, sink_frames: 1}"}) {
-    for (const char* backend : {"lightforcing", "block-topk", "block-topp"}) {
+  for (const std::string cache : {"{mode: global}", "{mode: rolling, window_frames: 6, sink_frames: 1}"}) {
+    for (const std::string backend : {"lightforcing", "block-topk", "block-topp"}) {
       CAPTURE(cache);
       CAPTURE(backend);
       RunConfig run = small_run(128, cache);

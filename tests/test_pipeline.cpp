@@ -29,6 +29,30 @@ TEST_CASE("warped timesteps with shift 5 and 8 equal the spec's table") {
   CHECK(plain.sigmas()[2] == doctest::Approx(0.899).epsilon(2e-3));  // nearest table entry
 }
 
+TEST_CASE("warped timesteps are PyTorch's fp32 values bit for bit") {
+  // torch 1.13 (CPU): t = 1000 * s * shift / (1 + (shift - 1) * s), s = torch.linspace(1, 0, 1001)[:-1], printed
+  // with repr(t[i].item()). Indices 499-503 are where linspace switches from counting up from 1 to counting down
+  // from 0, and 999 is in its scalar tail: a compiler-fused multiply-add or a linspace from one end only moves them.
+  PipelineConfig config;
+  config.denoising_steps = {1000, 750, 501, 500, 499, 497, 250, 1};
+  const FlowMatchSchedule shift5(config);
+  const std::vector<float> torch5 = {1000.0f, 937.5f, 833.8881225585938f, 833.3333129882812f, 832.7770385742188f,
+                                     831.6598510742188f, 625.0f, 4.9800801277160645f};
+  for (size_t i = 0; i < torch5.size(); ++i) {
+    CAPTURE(i);
+    CHECK(shift5.timesteps()[i] == double(torch5[i]));  // exact: the stored value is the fp32 entry
+  }
+  CHECK(shift5.sigmas()[3] == double(0.8333333134651184f));
+  config.shift = 8.0;
+  const FlowMatchSchedule shift8(config);
+  const std::vector<float> torch8 = {1000.0f, 960.0f, 889.2833251953125f, 888.888916015625f, 888.4932250976562f,
+                                     887.6981201171875f, 727.2727661132812f, 7.944390296936035f};
+  for (size_t i = 0; i < torch8.size(); ++i) {
+    CAPTURE(i);
+    CHECK(shift8.timesteps()[i] == double(torch8[i]));
+  }
+}
+
 namespace {
 RunConfig tiny_run(int64_t frames) {
   RunConfig run = parse_run_config(

@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer harness of tests/fuzz, one after the other, each on a corpus seeded from tests/fixtures.
 #
-#   tests/fuzz/run.sh [--runs N | --seconds S] [--only NAME]     (defaults: --runs 1000000; docs/fuzzing.md)
+#   tests/fuzz/run.sh [--runs N] [--seconds S] [--only "NAME ..."]  (default --runs 1000000; docs/fuzzing.md)
 #
 # Builds build-fuzz (clang, -DLF_FUZZ=ON) if needed. Per harness it prints "name executions crashes seconds";
 # logs go to build-fuzz/fuzz-logs/, crashing inputs to build-fuzz/fuzz-crashes/ (turn each into a file under
 # tests/fixtures/fuzz-regressions/<harness>/, replayed by test_fuzz_regressions). Exits non-zero on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-budget=(-runs=1000000)
+runs=1000000
+runs_given=""
+seconds=""
 only=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --runs) budget=(-runs="$2"); shift 2 ;;
-    --seconds) budget=(-max_total_time="$2"); shift 2 ;;
+    --runs) runs="$2"; runs_given=1; shift 2 ;;
+    --seconds) seconds="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
-    *) echo "usage: tests/fuzz/run.sh [--runs N | --seconds S] [--only NAME]" >&2; exit 2 ;;
+    *) echo "usage: tests/fuzz/run.sh [--runs N] [--seconds S] [--only NAME]" >&2; exit 2 ;;
   esac
 done
+# --seconds alone: a time budget; --runs and --seconds together: whichever ends first.
+[[ -n $seconds && -z $runs_given ]] && runs=""
+budget=()
+[[ -n $runs ]] && budget+=(-runs="$runs")
+[[ -n $seconds ]] && budget+=(-max_total_time="$seconds")
 build=${LF_FUZZ_BUILD_DIR:-build-fuzz}
 if [[ ! -f $build/build.ninja ]]; then
   CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLF_FUZZ=ON -DLF_CUDA=OFF \

@@ -85,8 +85,9 @@ int plan_mask(int argc, char** argv) {
            "last", q.dim(0), k.dim(0));
   const int64_t chunks = config.pipeline.frames / config.pipeline.chunk_frames;
   const int64_t chunk = result["chunk"].as<int64_t>();
-  LF_CHECK(chunk >= 0 && chunk < chunks, "plan-mask: --chunk {} is outside 0..{} (pipeline.frames {} / chunk_frames {})",
-           chunk, chunks - 1, config.pipeline.frames, config.pipeline.chunk_frames);
+  LF_CHECK(chunk >= 0 && chunk < chunks,
+           "plan-mask: --chunk {} is outside 0..{} (pipeline.frames {} / chunk_frames {})", chunk, chunks - 1,
+           config.pipeline.frames, config.pipeline.chunk_frames);
   LF_CHECK(k.dim(0) / tokens_per_frame <= config.pipeline.frames, "plan-mask: k holds {} frames, more than "
            "pipeline.frames {}", k.dim(0) / tokens_per_frame, config.pipeline.frames);
   AttentionCall call;

@@ -125,7 +125,8 @@ const Fixtures& fixtures() {
     lf::write_safetensors(f.nan_embeddings, {{"context", poisoned_context}});
     // Finite, so the load check passes, but 3e38 overflows inside the model: the per-chunk latents check stops it.
     lf::Tensor huge_context = lf::test::random_tensor({5, text_dim}, 14);
-    for (int64_t i = 0; i < huge_context.numel(); ++i) huge_context.f32()[i] = huge_context.f32()[i] < 0 ? -3e38f : 3e38f;
+    for (int64_t i = 0; i < huge_context.numel(); ++i)
+      huge_context.f32()[i] = huge_context.f32()[i] < 0 ? -3e38f : 3e38f;
     f.huge_embeddings = at("context_huge.safetensors");
     lf::write_safetensors(f.huge_embeddings, {{"context", huge_context}});
     f.wide_embeddings = at("context_wide.safetensors");
@@ -269,11 +270,13 @@ std::vector<Row> catalogue() {
   const std::string quick = "generate -m tiny --quiet --prompt 'a red circle moves right' --frames 6 ";
   const std::string tiny = std::string("generate ") + kTinyEmbeddings + "--text-embeddings " + f.embeddings + " ";
   const std::string to_latents = " --no-video --save-latents " + latents;
-  // plan-mask with good q / k and the given tokens per frame and chunk.
-  auto plan = [&](int tokens_per_frame, int chunk) {
+  // plan-mask on the given q / k files (6 frames: 2 chunks), with tokens per frame, chunk and output.
+  auto plan_on = [&](const std::string& q, const std::string& k, int tokens_per_frame, int chunk,
+                     const std::string& output) {
     return "plan-mask --tokens-per-frame " + std::to_string(tokens_per_frame) + " --chunk=" + std::to_string(chunk) +
-           " --set pipeline.frames=6 --queries " + f.q + " --keys " + f.k + " --out " + latents;
+           " --set pipeline.frames=6 --queries " + q + " --keys " + k + " --out " + output;
   };
+  auto plan = [&](int tokens_per_frame, int chunk) { return plan_on(f.q, f.k, tokens_per_frame, chunk, latents); };
   std::vector<Row> rows = {
       // --- usage ---
       {"unknown command", "frobnicate", 2, "'frobnicate'", ""},
@@ -290,13 +293,14 @@ std::vector<Row> catalogue() {
        "model.latent_width=4000000000 -o " + out, 1, "overflow", out},
       {"absurd resolution beyond memory", quick + "--set model.latent_height=200000 --set model.latent_width=200000 "
        "-o " + out, 1, "GiB of host memory", out},
-      {"resolution not whole patches", quick + "--set model.latent_height=33 -o " + out, 1, "not a multiple of the patch",
-       out},
+      {"resolution not whole patches", quick + "--set model.latent_height=33 -o " + out, 1,
+       "not a multiple of the patch", out},
       // --- configs and overrides ---
       {"malformed YAML", quick + "--model " + f.bad_yaml + " -o " + out, 1, "bad.yaml", out},
       {"unknown config key", quick + "--model " + f.unknown_key_yaml + " -o " + out, 1, "model.hedas", out},
       {"wrong value type", quick + "--model " + f.wrong_type_yaml + " -o " + out, 1, "model.dim", out},
-      {"duplicate YAML key", quick + "--model " + f.duplicate_key_yaml + " -o " + out, 1, "'frames' appears twice", out},
+      {"duplicate YAML key", quick + "--model " + f.duplicate_key_yaml + " -o " + out, 1, "'frames' appears twice",
+       out},
       {"list as YAML key", quick + "--model " + f.list_key_yaml + " -o " + out, 1, "not a plain name", out},
       {"unknown model", quick + "--model no-such-model -o " + out, 1, "no-such-model", out},
       {"unknown attention preset", quick + "--attention magic -o " + out, 1, "'magic'", out},
@@ -329,8 +333,8 @@ std::vector<Row> catalogue() {
       {"weights a directory", tiny + "--weights " + f.existing_dir + " -o " + out, 1, "a_directory", out},
       // --- text embeddings ---
       {"embeddings and prompt", tiny + "--prompt 'a red circle' -o " + out, 1, "not both", out},
-      {"embeddings missing", std::string("generate ") + kTinyEmbeddings + "--text-embeddings /nonexistent/e.safetensors -o " +
-       out, 1, "/nonexistent/e.safetensors", out},
+      {"embeddings missing", std::string("generate ") + kTinyEmbeddings +
+       "--text-embeddings /nonexistent/e.safetensors -o " + out, 1, "/nonexistent/e.safetensors", out},
       {"embeddings wrong width", std::string("generate ") + kTinyEmbeddings + "--text-embeddings " + f.wide_embeddings +
        " -o " + out, 1, "'context' has shape [5, 65]", out},
       {"embeddings wrong dtype", std::string("generate ") + kTinyEmbeddings + "--text-embeddings " + f.int_embeddings +
@@ -377,22 +381,18 @@ std::vector<Row> catalogue() {
        "block-topk --sweep pipeline.shift=1,2 --out-dir " + at("compare"), 1, "pipeline.shift",
        at("compare") + "/sweep.csv"},
       // --- plan-mask (no other test covers it) ---
-      {"plan-mask without --queries", "plan-mask --keys " + f.k + " --chunk 1 --tokens-per-frame 64 --out " + latents, 1,
-       "needs --queries", latents},
-      {"plan-mask q of rank 2", "plan-mask --tokens-per-frame 64 --chunk 1 --set pipeline.frames=6 --queries " + f.q_rank2 +
-       " --keys " + f.k + " --out " + latents, 1, "q_rank2.safetensors", latents},
-      {"plan-mask q with NaN", "plan-mask --tokens-per-frame 64 --chunk 1 --set pipeline.frames=6 --queries " + f.q_nan +
-       " --keys " + f.k + " --out " + latents, 1, "tensor 'q' has a non-finite", latents},
+      {"plan-mask without --queries", "plan-mask --keys " + f.k + " --chunk 1 --tokens-per-frame 64 --out " + latents,
+       1, "needs --queries", latents},
+      {"plan-mask q of rank 2", plan_on(f.q_rank2, f.k, 64, 1, latents), 1, "q_rank2.safetensors", latents},
+      {"plan-mask q with NaN", plan_on(f.q_nan, f.k, 64, 1, latents), 1, "tensor 'q' has a non-finite", latents},
       {"plan-mask negative chunk", plan(64, -1), 1, "--chunk -1", latents},
       {"plan-mask chunk past the video", plan(64, 2), 1, "--chunk 2 is outside 0..1", latents},
       {"plan-mask partial frames", plan(48, 1), 1, "not whole frames of 48", latents},
-      {"plan-mask q longer than k", "plan-mask --tokens-per-frame 64 --chunk 1 --set pipeline.frames=6 --queries " + f.k +
-       " --keys " + f.q + " --out " + latents, 1, "q has 128 tokens but k only 64", latents},
+      {"plan-mask q longer than k", plan_on(f.k, f.q, 64, 1, latents), 1, "q has 128 tokens but k only 64", latents},
       {"plan-mask foreign --set", plan(64, 1) + " --set model.dim=3", 1, "'model.dim=3'", latents},
-      {"plan-mask out is its own summary", "plan-mask --tokens-per-frame 64 --chunk 1 --set pipeline.frames=6 --queries " +
-       f.q + " --keys " + f.k + " --out " + at("mask.json"), 1, "name the same file", at("mask.json")},
-      {"plan-mask q a FIFO", "plan-mask --tokens-per-frame 64 --chunk 1 --queries " + f.fifo + " --keys " + f.k + " --out " +
-       latents, 1, "not a regular file", latents},
+      {"plan-mask out is its own summary", plan_on(f.q, f.k, 64, 1, at("mask.json")), 1, "name the same file",
+       at("mask.json")},
+      {"plan-mask q a FIFO", plan_on(f.fifo, f.k, 64, 1, latents), 1, "not a regular file", latents},
       // --- bench ---
       {"bench bad sizes", "bench -m tiny --quiet --sizes 12x", 1, "'12x'", ""},
       {"bench out in a missing directory", "bench -m tiny --quiet --sizes 256x256 --out /nonexistent_dir/b.json", 1,
@@ -423,7 +423,8 @@ std::vector<Row> catalogue() {
 TEST_CASE("bad-input catalogue: exit code, one line naming the culprit, nothing at the output path") {
   const Fixtures& f = fixtures();
   // The malicious fixtures' payloads (tools/make_io_fixtures.py) would create exactly these files.
-  const std::vector<std::string> payload_files = {"/tmp/lf_io_fixture_pwned_os_system", "/tmp/lf_io_fixture_pwned_eval"};
+  const std::vector<std::string> payload_files = {"/tmp/lf_io_fixture_pwned_os_system",
+                                                  "/tmp/lf_io_fixture_pwned_eval"};
   for (const std::string& file : payload_files) fs::remove(file);
   // LF_BAD_INPUT_ONLY=text runs only the rows whose name contains it (while adding rows; CI sets nothing).
   const char* only = std::getenv("LF_BAD_INPUT_ONLY");

@@ -284,8 +284,8 @@ RunSizes run_sizes(const RunConfig& config) {
   const ModelConfig& model = config.model;
   const PipelineConfig& pipeline = config.pipeline;
   RunSizes sizes;
-  sizes.cache_frames =
-      pipeline.kv_cache.mode == "rolling" ? std::min(pipeline.frames, pipeline.kv_cache.window_frames) : pipeline.frames;
+  const bool rolling = pipeline.kv_cache.mode == "rolling";
+  sizes.cache_frames = rolling ? std::min(pipeline.frames, pipeline.kv_cache.window_frames) : pipeline.frames;
   // Not model.tokens_per_frame(): its plain product could itself overflow for an absurd resolution.
   const int64_t tokens_per_frame = checked_product({model.grid_height(), model.grid_width()});
   sizes.latent_elements =

@@ -18,6 +18,7 @@
 #include "io/safetensors.h"
 #include "io/video_writer.h"
 #include "model/decoder.h"
+#include "ops/ops.h"
 #include "run_setup.h"
 
 namespace lf::cmd {
@@ -27,7 +28,7 @@ namespace {
 cxxopts::Options decode_flags() {
   cxxopts::Options flags("lightforce decode", "Decode latents [F, C, H, W] (generate --save-latents) to video.");
   flags.add_options("input")
-      ("latents", "latents safetensors (tensor 'latents' [F, C, H, W], or its only tensor)",
+      ("latents", "latents safetensors (tensor 'latents' [F, C, H, W], or its only tensor); random:FxCxHxW for timing",
        cxxopts::value<std::string>())
       ("decoder", fmt::format("decoder: {}", decoder_names()), cxxopts::value<std::string>()->default_value("wan-vae"))
       ("vae-weights", "the decoder's weights (Wan2.1_VAE.pth, lightvaew2_1.safetensors, taew2_1.pth; 'random' for "
@@ -50,7 +51,31 @@ cxxopts::Options decode_flags() {
   return flags;
 }
 
+// "random:FxCxHxW": deterministic values in [-2, 2) of that shape, for timing decoders without a generator run.
+Tensor random_latents(const std::string& spec) {
+  Shape shape;
+  std::string rest = spec.substr(7);
+  for (size_t start = 0; start <= rest.size();) {
+    const size_t end = std::min(rest.find('x', start), rest.size());
+    const std::string part = rest.substr(start, end - start);
+    LF_CHECK(!part.empty() && part.find_first_not_of("0123456789") == std::string::npos && part.size() < 7,
+             "--latents '{}': expected random:FxCxHxW with positive sizes", spec);
+    shape.push_back(std::stoll(part));
+    LF_CHECK(shape.back() > 0, "--latents '{}': sizes must be positive", spec);
+    start = end + 1;
+  }
+  LF_CHECK(shape.size() == 4, "--latents '{}': expected four sizes (frames x channels x height x width)", spec);
+  Tensor latents = Tensor::empty(shape);
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (int64_t i = 0; i < latents.numel(); ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    latents.f32()[i] = 4.0f * (float((state >> 40) & 0xffffff) / float(1 << 24)) - 2.0f;
+  }
+  return latents;
+}
+
 Tensor read_latents(const std::string& path) {
+  if (path.rfind("random:", 0) == 0) return random_latents(path);
   const auto checkpoint = Checkpoint::open(path);
   std::string name = "latents";
   if (!checkpoint->contains(name)) {
@@ -109,6 +134,9 @@ int decode(int argc, char** argv) {
   sources.config = text("decoder-config");
   sources.device = select_device(result["device"].as<std::string>());
   std::unique_ptr<VideoDecoder> decoder = make_decoder(sources);
+  // Timings from here: loading weights and latents is setup, reported apart.
+  const double setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const auto decode_started = std::chrono::steady_clock::now();
 
   std::optional<VideoWriter> video;
   if (!output.empty())
@@ -128,7 +156,7 @@ int decode(int argc, char** argv) {
     const std::vector<Tensor> images = decoder->decode_chunk(latents.slice_rows(first, end));
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - chunk_start).count();
     if (first_frame_seconds < 0 && !images.empty())
-      first_frame_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      first_frame_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - decode_started).count();
     for (const Tensor& image : images) {
       const Frame frame = frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
                                          int(image.dim(2)));
@@ -155,7 +183,8 @@ int decode(int argc, char** argv) {
                        {"decoder", model.decoder}, {"latents", latents_path}});
   }
   if (video) video->finish();
-  const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double total_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - decode_started).count();
   if (!quiet)
     fmt::print(stderr, "lightforce: decoded {} latent frames to {} frames ({}x{}) with {} in {}\n", frames,
                video_frames, decoder->width(), decoder->height(), model.decoder, format_seconds(total_seconds));
@@ -164,8 +193,10 @@ int decode(int argc, char** argv) {
         {"version", kVersion},       {"commit", kGitCommit},
         {"decoder", model.decoder},  {"latent_frames", frames},
         {"video_frames", video_frames}, {"width", decoder->width()},
-        {"height", decoder->height()}, {"seconds", total_seconds},
+        {"height", decoder->height()}, {"seconds", total_seconds}, {"setup_seconds", setup_seconds},
         {"first_frame_seconds", first_frame_seconds}, {"per_chunk", per_chunk},
+        {"device", sources.device == Device::CUDA ? ops::cuda_device_name() : "cpu"},
+        {"device_peak_bytes", ops::device_memory_stats().peak_bytes},
         {"outputs", {{"video", output}, {"frames_dir", frames_dir}, {"video_tensor", tensor_path}}},
     };
     fmt::print("{}\n", summary.dump(2));

@@ -53,9 +53,10 @@ std::unique_ptr<VideoDecoder> make_decoder(const ModelConfig& config);
 
 std::unique_ptr<VideoDecoder> make_pixel_decoder(const DecoderSources& sources);
 
-// Shared by the decoders: latents must be finite (the error names the frame and index); a video tensor
-// [F, 3, H, W] as the per-frame images decode_chunk returns.
+// Shared by the decoders: latents must be finite (the error names the frame and index); any tensor as f32 on the
+// host; a video tensor [F, 3, H, W] as the per-frame images decode_chunk returns.
 void check_finite_latents(const Tensor& latents, const char* what);
+Tensor to_host_f32(const Tensor& x);
 std::vector<Tensor> split_video_frames(const Tensor& video);
 
 }  // namespace lf

@@ -127,6 +127,12 @@ void TaehvDecoder::load(const Checkpoint& checkpoint) {
 
 void TaehvDecoder::randomize(uint64_t seed) { random_weight_table(graph_->slots, seed); }
 
+void TaehvDecoder::to_device(Device device) {
+  for (const WeightSlot& slot : graph_->slots) *slot.target = slot.target->to(device);
+  device_ = device;
+  reset();
+}
+
 void TaehvDecoder::reset() {
   for (TaehvStage& stage : graph_->stages)
     for (MemBlock& block : stage.blocks) block.memory = Tensor();
@@ -142,7 +148,8 @@ Tensor TaehvDecoder::decode_latent(const Tensor& latent) {
   Graph& g = *graph_;
   ops::ConvEpilogue relu;
   relu.relu = true;
-  Tensor x = ops::conv2d(ops::tanh_clamp(latent, kLatentClamp), g.conv_in_weight, g.conv_in_bias, relu);
+  const Tensor input = device_ == Device::CUDA ? latent.to(Device::CUDA) : latent;
+  Tensor x = ops::conv2d(ops::tanh_clamp(input, kLatentClamp), g.conv_in_weight, g.conv_in_bias, relu);
   for (size_t s = 0; s < g.stages.size(); ++s) {
     TaehvStage& stage = g.stages[s];
     for (MemBlock& block : stage.blocks) x = block.forward(x);
@@ -152,10 +159,11 @@ Tensor TaehvDecoder::decode_latent(const Tensor& latent) {
     // The last stage's conv is followed by decoder.21 (ReLU).
     x = ops::conv2d(x, stage.conv_weight, Tensor(), s + 1 == g.stages.size() ? relu : ops::ConvEpilogue{});
   }
-  return ops::conv2d(x, g.conv_out_weight, g.conv_out_bias);
+  return to_host_f32(ops::conv2d(x, g.conv_out_weight, g.conv_out_bias));
 }
 
-Tensor TaehvDecoder::decode_frames(const Tensor& latents) {
+Tensor TaehvDecoder::decode_frames(const Tensor& latents_in) {
+  const Tensor latents = to_host_f32(latents_in);
   check_shape(latents, {-1, config_.latent_channels, latent_height_, latent_width_}, "TAEHV latents");
   check_finite_latents(latents, "TAEHV latents");
   // One latent at a time: memory is bounded by one latent's activations and the MemBlocks' last frames.
@@ -197,7 +205,7 @@ std::unique_ptr<VideoDecoder> make_taehv_decoder(const DecoderSources& sources) 
     decoder->randomize(sources.model->init_seed);
   else
     decoder->load(*Checkpoint::open(sources.weights));
-  LF_CHECK(sources.device == Device::CPU, "decoder 'taehv': the GPU path is not built yet; decode with --device cpu");
+  if (sources.device == Device::CUDA) decoder->to_device(Device::CUDA);
   return decoder;
 }
 

@@ -36,6 +36,7 @@ class TaehvDecoder final : public VideoDecoder {
   // keeps its last ones, as upstream patch_tgrow_layers does.
   void load(const Checkpoint& checkpoint);
   void randomize(uint64_t seed);
+  void to_device(Device device);  // weights f32 there; activations bf16 on the GPU; frames come back f32 on the host
 
   void reset() override;
   std::vector<Tensor> decode_chunk(const Tensor& latents) override;
@@ -51,6 +52,7 @@ class TaehvDecoder final : public VideoDecoder {
   int64_t latent_height_, latent_width_;
   std::unique_ptr<Graph> graph_;
   int64_t frames_to_trim_ = 0;
+  Device device_ = Device::CPU;
 };
 
 std::unique_ptr<VideoDecoder> make_taehv_decoder(const DecoderSources& sources);

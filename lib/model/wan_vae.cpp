@@ -209,6 +209,12 @@ void WanVaeDecoder::load(const Checkpoint& checkpoint) {
 
 void WanVaeDecoder::randomize(uint64_t seed) { random_weight_table(graph_->slots, seed); }
 
+void WanVaeDecoder::to_device(Device device) {
+  for (const WeightSlot& slot : graph_->slots) *slot.target = slot.target->to(device);
+  device_ = device;
+  reset();
+}
+
 void WanVaeDecoder::reset() {
   graph_->reset();
   frames_to_drop_ = config_.first_frame == "zero-cache" ? kZeroCacheDroppedFrames : 0;
@@ -230,6 +236,7 @@ Tensor WanVaeDecoder::decode_latent(const Tensor& latent) {
     float* values = raw.f32() + c * plane;
     for (int64_t i = 0; i < plane; ++i) values[i] = values[i] / inverse_std + config_.latent_mean[size_t(c)];
   }
+  if (device_ == Device::CUDA) raw = raw.to(Device::CUDA);
   Tensor x = g.conv1.forward(g.conv2.forward(raw));
   x = g.middle_in.forward(x);
   x = g.attention.forward(x);
@@ -238,10 +245,11 @@ Tensor WanVaeDecoder::decode_latent(const Tensor& latent) {
     for (ResidualBlock& block : stage.blocks) x = block.forward(x);
     if (stage.has_resample) x = stage.resample.forward(x);
   }
-  return g.head_conv.forward(ops::channel_rms_norm(x, g.head_gamma, kNormEps, true));
+  return to_host_f32(g.head_conv.forward(ops::channel_rms_norm(x, g.head_gamma, kNormEps, true)));
 }
 
-Tensor WanVaeDecoder::decode_frames(const Tensor& latents) {
+Tensor WanVaeDecoder::decode_frames(const Tensor& latents_in) {
+  const Tensor latents = to_host_f32(latents_in);
   check_shape(latents, {-1, config_.z_dim, latent_height_, latent_width_}, "Wan VAE latents");
   check_finite_latents(latents, "Wan VAE latents");
   std::vector<Tensor> pieces;
@@ -268,6 +276,11 @@ Tensor WanVaeDecoder::decode_frames(const Tensor& latents) {
 }
 
 std::vector<Tensor> WanVaeDecoder::decode_chunk(const Tensor& latents) { return split_video_frames(decode_frames(latents)); }
+
+Tensor to_host_f32(const Tensor& x) {
+  const Tensor f32 = x.dtype() == DType::F32 ? x : ops::convert(x, DType::F32);
+  return f32.is_cuda() ? f32.to(Device::CPU) : f32;
+}
 
 void check_finite_latents(const Tensor& latents, const char* what) {
   const float* values = latents.f32();
@@ -296,8 +309,7 @@ std::unique_ptr<VideoDecoder> make_from_config(const WanVaeConfig& config, const
     decoder->randomize(sources.model->init_seed);
   else
     decoder->load(*Checkpoint::open(sources.weights));
-  LF_CHECK(sources.device == Device::CPU, "decoder '{}': the GPU path is not built yet; decode with --device cpu",
-           config.name);
+  if (sources.device == Device::CUDA) decoder->to_device(Device::CUDA);
   return decoder;
 }
 }  // namespace

@@ -55,6 +55,7 @@ class WanVaeDecoder final : public VideoDecoder {
   // Loads decoder.* and conv2.*; the encoder's tensors (encoder.*, conv1.*) in the same file are ignored.
   void load(const Checkpoint& checkpoint);
   void randomize(uint64_t seed);
+  // Moves the weights (f32) to `device`; activations there are bf16 (ops/ops.h). Frames come back f32 on the host.
   void to_device(Device device);
 
   void reset() override;
@@ -75,6 +76,7 @@ class WanVaeDecoder final : public VideoDecoder {
   int64_t latent_height_, latent_width_;
   std::unique_ptr<Graph> graph_;
   int64_t frames_to_drop_ = 0;  // zero-cache mode: the first 3 frames of the stream
+  Device device_ = Device::CPU;
 };
 
 std::unique_ptr<VideoDecoder> make_wan_vae_decoder(const DecoderSources& sources);

@@ -121,7 +121,11 @@ int generate(int argc, char** argv) {
   auto attention = make_attention_backend(run.attention, &run.pipeline);
 
   std::unique_ptr<VideoDecoder> decoder;
-  if (write_video || !options.frames_dir.empty()) decoder = make_decoder(model_config);
+  if (write_video || !options.frames_dir.empty()) {
+    decoder = make_run_decoder(prepared, run_flags);
+    LF_CHECK(decoder, "model '{}' has no video decoder (model.decoder: none): pass --decoder NAME ({}) or write "
+             "latents with --save-latents and --no-video", model_config.name, decoder_names());
+  }
   std::optional<VideoWriter> video;
   if (write_video)
     video.emplace(VideoWriter::Options{options.output, int(decoder->width()), int(decoder->height()),

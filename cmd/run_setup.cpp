@@ -101,6 +101,11 @@ void add_run_flags(cxxopts::Options& flags) {
       ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+  flags.add_options("decoder")
+      ("decoder", fmt::format("video decoder (sets model.decoder): {}", decoder_names()),
+       cxxopts::value<std::string>())
+      ("vae-weights", "the decoder's weights: Wan2.1_VAE.pth (wan-vae), lightvaew2_1.safetensors (lightvae), "
+       "taew2_1.pth (taehv)", cxxopts::value<std::string>());
 }
 
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv) {
@@ -135,6 +140,9 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   flags.weights = text("weights");
   flags.weights_root = result["weights-root"].as<std::string>();
   flags.device = result["device"].as<std::string>();
+  if (result.count("decoder"))
+    flags.config.overrides.push_back(fmt::format("model.decoder={}", result["decoder"].as<std::string>()));
+  flags.vae_weights = text("vae-weights");
   return flags;
 }
 
@@ -155,6 +163,15 @@ Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
   LF_CHECK(prepared.text_encoder, "model '{}' has no built-in text encoder to encode '{}'", prepared.run.model.name,
            prompt);
   return prepared.text_encoder->encode(prompt);
+}
+
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags) {
+  if (!decoder_entry(prepared.run.model.decoder).make) return nullptr;
+  DecoderSources sources;
+  sources.model = &prepared.run.model;
+  sources.weights = flags.vae_weights;
+  sources.device = prepared.device;
+  return make_decoder(sources);
 }
 
 NoiseShape noise_shape_of(const RunConfig& run) {

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "core/tensor.h"
+#include "model/decoder.h"
 #include "model/text_encoder.h"
 #include "model/wan_dit.h"
 #include "pipeline/noise_source.h"
@@ -17,10 +18,12 @@ namespace lf::cmd {
 struct RunFlags {
   ConfigSources config;
   std::string prompt, text_embeddings, weights, weights_root = "auto", device = "auto";
+  // The video decoder's weights (--vae-weights; --model-dir fills it with Wan2.1_VAE.pth when found).
+  std::string vae_weights;
 };
 
 // Adds --prompt, --text-embeddings, --seed, --frames, --model, --weights, --weights-root, --attention, --set,
-// --device to `flags`.
+// --device, --decoder, --vae-weights to `flags`.
 void add_run_flags(cxxopts::Options& flags);
 // Parses argv, naming the flag whose value does not parse (cxxopts names only the value).
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv);
@@ -37,6 +40,8 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet);
 // The text context of another prompt for an already prepared model (models with a built-in text encoder).
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt);
 NoiseShape noise_shape_of(const RunConfig& run);
+// The run's video decoder (model.decoder) with its weights from --vae-weights; null for "none".
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags);
 std::string format_seconds(double seconds);
 
 }  // namespace lf::cmd

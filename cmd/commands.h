@@ -15,5 +15,6 @@ int plan_mask(int argc, char** argv);
 int check_prompts(int argc, char** argv);
 int generate(int argc, char** argv);
 int inspect(int argc, char** argv);
+int encode_text(int argc, char** argv);
 
 }  // namespace lf::cmd

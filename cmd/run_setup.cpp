@@ -59,13 +59,15 @@ LoadedWeights load_model_weights(const ModelConfig& model, const RunFlags& flags
 }
 
 std::unique_ptr<TextEncoder> make_text_encoder(const ModelConfig& model, const LoadedWeights& weights,
-                                               Device device) {
+                                               const OfficialModelFiles& files, Device device) {
   const TextEncoderEntry& entry = text_encoder_entry(model.text_encoder);
   if (!entry.make) return nullptr;
   TextEncoderSources sources;
   sources.model = &model;
   sources.dit_checkpoint = weights.checkpoint.get();
   sources.dit_prefix = weights.root_prefix;
+  sources.weights = files.t5_weights;
+  sources.tokenizer = files.tokenizer;
   sources.device = device;
   return entry.make(sources);
 }
@@ -101,6 +103,11 @@ void add_run_flags(cxxopts::Options& flags) {
       ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+  flags.add_options("model files")
+      ("model-dir", "the official Wan2.1-T2V-1.3B folder: finds models_t5_umt5-xxl-enc-bf16.pth, "
+       "google/umt5-xxl/spiece.model and Wan2.1_VAE.pth by their official names", cxxopts::value<std::string>())
+      ("t5-weights", "umT5 encoder weights (overrides --model-dir), or random[:SEED]", cxxopts::value<std::string>())
+      ("tokenizer", "umT5 SentencePiece model, spiece.model (overrides --model-dir)", cxxopts::value<std::string>());
 }
 
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv) {
@@ -135,6 +142,9 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   flags.weights = text("weights");
   flags.weights_root = result["weights-root"].as<std::string>();
   flags.device = result["device"].as<std::string>();
+  flags.model_files.model_dir = text("model-dir");
+  flags.model_files.t5_weights = text("t5-weights");
+  flags.model_files.tokenizer = text("tokenizer");
   return flags;
 }
 
@@ -143,8 +153,9 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
   decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
+  prepared.files = resolve_official_files(flags.model_files);
   LoadedWeights weights = load_model_weights(prepared.run.model, flags);
-  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.device);
+  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.files, prepared.device);
   prepared.context = text_context(prepared.run.model, prepared.text_encoder.get(), flags, quiet);
   prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights.dit));
   prepared.model->to_device(prepared.device);

@@ -212,11 +212,15 @@ TEST_CASE("Hugging Face / ComfyUI names load the same encoder as the official na
   const std::vector<int64_t> ids = {5, 17, 99, 3, 42, 1};
   const Tensor a = from_hf.encode_ids(ids), b = from_official.encode_ids(ids);
   CHECK(same_bits(a, b));
-  // ... and bf16 weights stay close to the official fp32 result (the rounding of the weights only).
+  // ... and the bf16-rounded weights stay near the official fp32 result: what is left is the weights' rounding
+  // (measured 8.1e-3 on this fixture; bound 2e-2, 2.5x). A misread layout (wi_0 / wi_1 swapped, a transposed table) is
+  // off by O(1).
   const Tensor expected = fixture->view("output.0").to(DType::F32);
   const auto* raw = static_cast<const int64_t*>(fixture->view("ids.0").raw());
   const Tensor bf16_out = from_hf.encode_ids(std::vector<int64_t>(raw, raw + expected.dim(0)));
-  CHECK(rel_l2(bf16_out, expected) < 2e-2);
+  const double bf16_error = rel_l2(bf16_out, expected);
+  MESSAGE("bf16 weights (Hugging Face names) vs official fp32: rel-L2 " << bf16_error);
+  CHECK(bf16_error < 2e-2);
 }
 
 TEST_CASE("umT5 weights: wrong layout, wrong shape, extra blocks and bad ids are named") {

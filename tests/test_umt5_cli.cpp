@@ -125,6 +125,11 @@ TEST_CASE("encode-text bad input: one line naming the culprit, exit 1, nothing w
   check_refused(run("encode-text --quiet --cache off --encoder umt5-tiny --tokenizer " + kTokenizer + " --t5-weights " +
                     wrong_size + " --prompt hi -o " + out),
                 "tensor 'token_embedding.weight' has shape [100, 48], expected [512, 64]", out);
+  const std::string not_t5 = fresh("umt5_not_t5.safetensors");
+  lf::write_safetensors(not_t5, {{"patch_embedding.weight", lf::test::random_tensor({8, 4}, 3)}});
+  check_refused(run("encode-text --quiet --cache off --encoder umt5-tiny --tokenizer " + kTokenizer + " --t5-weights " +
+                    not_t5 + " --prompt hi -o " + out),
+                "not a umT5 encoder checkpoint (neither 'blocks.0.attn.q.weight' (Wan) nor", out);
   const std::string empty_dir = fresh("umt5_empty_model_dir");
   fs::create_directories(empty_dir);
   check_refused(run("encode-text --quiet --cache off --model-dir " + empty_dir + " --prompt hi -o " + out),

@@ -16,7 +16,7 @@ using namespace detail;
 
 constexpr int kAttentionThreads = 128;
 constexpr int64_t kMaxKeys = 16384;
-constexpr int64_t kMaxHeadDim = 256;
+constexpr int64_t kMaxHeadDim = kAttentionThreads;  // one thread per output dimension at least
 
 // Block-wide reduction of one value per thread (max or sum); every thread gets the result.
 template <bool kMax>
@@ -96,9 +96,7 @@ void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v
                head_dim <= kMaxHeadDim,
            "attention_with_bias: lq {} lk {} heads {} head_dim {} outside the kernel's limits (lk <= {}, head_dim <= "
            "{})", lq, lk, heads, head_dim, kMaxKeys, kMaxHeadDim);
-  const int threads = int(std::max<int64_t>(kAttentionThreads, (head_dim + kWarpSize - 1) / kWarpSize * kWarpSize));
-  LF_CHECK(threads == kAttentionThreads, "attention_with_bias: head_dim {} needs more than {} threads", head_dim,
-           kAttentionThreads);
+  const int threads = kAttentionThreads;
   const size_t shared_bytes = size_t(head_dim + lk + threads) * sizeof(float);
   if (shared_bytes > 48 * 1024)
     LF_CUDA_CHECK(cudaFuncSetAttribute(attention_with_bias_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/registry.h"
 #include "io/checkpoint.h"
+#include "model/umt5_text_encoder.h"
 #include "model/word_table_encoder.h"
 
 namespace lf {
@@ -15,6 +16,10 @@ const std::vector<TextEncoderEntry>& text_encoder_registry() {
        nullptr},
       {"word-table", "one learned row per word (the testbed models); tensors in the DiT checkpoint",
        make_word_table_encoder},
+      {"umt5-xxl", "umT5-XXL (Wan2.1's text encoder): --model-dir or --t5-weights and --tokenizer",
+       make_umt5_xxl_encoder},
+      {"umt5-tiny", "a small random-weight umT5 of the same design (tests; --t5-weights random)",
+       make_umt5_tiny_encoder},
   };
   return registry;
 }

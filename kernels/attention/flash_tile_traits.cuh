@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "attention/flash_attention.h"
+#include "kernels/attention/flash_attention.h"
 
 namespace lf::gpu::flash {
 

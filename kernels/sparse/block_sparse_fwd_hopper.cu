@@ -1,7 +1,7 @@
 // Instantiations of the Hopper (TMA + wgmma) flash attention kernel with the frame-aligned block-sparse schedule,
 // launched persistent and with packed frame tails (block_sparse_launch.cuh).
-#include "attention/flash_fwd_hopper.cuh"
-#include "sparse/block_sparse_launch.cuh"
+#include "kernels/attention/flash_fwd_hopper.cuh"
+#include "kernels/sparse/block_sparse_launch.cuh"
 
 namespace lf::gpu::flash {
 
@@ -12,8 +12,7 @@ BlockSparseHopperTuning& block_sparse_hopper_tuning() {
 
 int packed_tail_rows(const FrameAlignedMask& mask, int tile_keys) {
   if (mask.key_block != tile_keys) return 0;
-  const int blocks_per_frame = (mask.tokens_per_frame + mask.key_block - 1) / mask.key_block;
-  const int tail = mask.tokens_per_frame - (blocks_per_frame - 1) * mask.key_block;
+  const int tail = frame_blocks::frame_tail_length(mask.tokens_per_frame, mask.key_block);
   return tail % 8 == 0 && tail <= tile_keys / 2 ? tail : 0;
 }
 

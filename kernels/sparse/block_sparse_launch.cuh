@@ -4,9 +4,10 @@
 // are the dense ones (attention/flash_fwd_*.cuh) with FrameAlignedSparseKeyBlocks as their schedule.
 #include <cuda_runtime.h>
 
-#include "attention/flash_attention.h"
-#include "attention/flash_block_schedule.cuh"
-#include "attention/flash_tile_traits.cuh"
+#include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_block_schedule.cuh"
+#include "kernels/attention/flash_tile_traits.cuh"
+#include "core/block_geometry.h"
 
 namespace lf::gpu::flash {
 
@@ -34,7 +35,7 @@ FrameAlignedSparseKeyBlocks<kBlockN> frame_aligned_schedule(const FrameAlignedMa
   schedule.query_blocks = mask.query_blocks;
   schedule.key_block = mask.key_block;
   schedule.tokens_per_frame = mask.tokens_per_frame;
-  schedule.blocks_per_frame = (mask.tokens_per_frame + mask.key_block - 1) / mask.key_block;
+  schedule.blocks_per_frame = frame_blocks::blocks_per_frame(mask.tokens_per_frame, mask.key_block);
   schedule.key_blocks = mask.key_frames * schedule.blocks_per_frame;
   schedule.steps_per_block = (mask.key_block + kBlockN - 1) / kBlockN;
   return schedule;

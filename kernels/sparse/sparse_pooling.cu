@@ -6,12 +6,12 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "sparse/sparse_launch.cuh"
-#include "sparse/sparse_planner.h"
-#include "sparse/sparse_pool_segments.cuh"
-#include "sparse/sparse_select_detail.h"
-#include "sparse/sparse_select_device.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/sparse/sparse_launch.cuh"
+#include "kernels/sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_pool_segments.cuh"
+#include "kernels/sparse/sparse_select_detail.h"
+#include "kernels/sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse {
 
@@ -119,7 +119,7 @@ __device__ __forceinline__ float frame_key_value(const detail::KeySource& keys, 
     for (int u = 0; u < kFrameLoadsInFlight; ++u) {
       const int i = base + u;
       if (i >= blocks_per_frame) break;
-      const int length = min(key_block, tokens_per_frame - i * key_block);
+      const int length = frame_blocks::in_frame_block_length(i, tokens_per_frame, key_block);
       sum = __fmaf_rn(block_mean[u], float(length), sum);
     }
   }

@@ -3,6 +3,7 @@
 #include "attention/backend_registry.h"
 
 #include "core/error.h"
+#include "core/registry.h"
 
 namespace lf {
 
@@ -69,12 +70,7 @@ const std::vector<AttentionBackendEntry>& attention_backend_registry() {
   return registry;
 }
 
-std::string attention_backend_names() {
-  std::string names;
-  for (const AttentionBackendEntry& entry : attention_backend_registry())
-    names += (names.empty() ? "" : ", ") + entry.name;
-  return names;
-}
+std::string attention_backend_names() { return registry_names(attention_backend_registry()); }
 
 std::string attention_preset_names() {
   std::string names;
@@ -107,9 +103,7 @@ std::string attention_backends_markdown() {
 }
 
 const AttentionBackendEntry& attention_backend_entry(const std::string& name) {
-  for (const AttentionBackendEntry& entry : attention_backend_registry())
-    if (entry.name == name) return entry;
-  fail("config key 'attention.backend': unknown backend '{}' (available: {})", name, attention_backend_names());
+  return registry_entry(attention_backend_registry(), name, "attention.backend", "attention backend");
 }
 
 const AttentionBackendEntry& dense_attention_backend() {

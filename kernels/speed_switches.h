@@ -24,6 +24,10 @@ struct SpeedSwitches {
   // LF_SPARSE_SKIP_PLANNER=1, measurement only (the masks are then wrong): a call whose mask has the shape of the
   // last planned one reuses it without planning, so a bench A/B gives the planner's whole cost.
   bool sparse_skip_planner = false;
+  // No environment variable, lab_sparse only: the Hopper block-sparse launch as persistent CTAs (one per SM walking
+  // the rows) and with frame tails packed into shared tiles; the lab turns them off to time the plain launch.
+  bool block_sparse_persistent = true;
+  bool block_sparse_pack_tails = true;
 };
 
 // The switches in force: read from the environment at the first call (a bad value fails naming the variable),

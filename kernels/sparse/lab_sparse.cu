@@ -41,6 +41,7 @@
 #include "kernels/sparse/sparse_planner.h"
 #include "kernels/sparse/sparse_recall.h"
 #include "kernels/sparse/lab_sparse_planner.cuh"
+#include "kernels/speed_switches.h"
 
 using namespace lf;
 using namespace lf::gpu;
@@ -225,8 +226,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
                                      tuning.persistent && tuning.pack_tails))
       continue;
     if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;  // one launch
-    flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover,
-                                           tuning.double_q};
+    apply_hopper_tuning(tuning);
     const Geometry g{kTokensPerFrame, combo.key_block, combo.query_block, lq, lk / kTokensPerFrame};
     const std::vector<double> densities =
         g_filter.density >= 0 ? std::vector<double>{g_filter.density}
@@ -265,7 +265,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
           ms / (blocks * dense), alone_ms, host_us, memory_floor, memory_floor / (tokens * dense), no_reuse);
     }
   }
-  flash::block_sparse_hopper_tuning() = {};
+  reset_hopper_tuning();
   if (!g_filter.planner) return;
   // Planners on the same shape (one input set: pooling streams q and k once, like the attention call).
   for (int block : {64, 128}) {

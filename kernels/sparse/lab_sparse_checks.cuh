@@ -94,8 +94,7 @@ int check_attention() {
       // Every Hopper launch (grid, persistent, persistent + packed tails) against the same reference.
       for (const HopperTuning& tuning : kHopperTunings) {
         if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;
-        flash::block_sparse_hopper_tuning() = {tuning.persistent, tuning.pack_tails, nullptr, tuning.early_handover,
-                                           tuning.double_q};
+        apply_hopper_tuning(tuning);
         LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
         flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
         synchronize_or_die("check " + what + " " + tuning.name);
@@ -111,7 +110,7 @@ int check_attention() {
                     empty_row_zero ? "zero" : "NOT ZERO", mask.key_indices.size(),
                     heads * g.query_blocks() * g.key_blocks());
       }
-      flash::block_sparse_hopper_tuning() = {};
+      reset_hopper_tuning();
     }
 
   // Full mask vs dense at a bench-sized shape (no CPU reference needed).

@@ -159,6 +159,16 @@ const HopperTuning kHopperTunings[] = {{"grid", false, false, false, false},
                                        {"persistent+packed+2q", true, true, false, true},
                                        {"persistent+packed+2q+handover", true, true, true, true}};
 
+// Sets the Hopper launch switches and experiments of `tuning` (reset_hopper_tuning: the production defaults).
+void apply_hopper_tuning(const HopperTuning& tuning) {
+  SpeedSwitches switches = speed_switches();
+  switches.block_sparse_persistent = tuning.persistent;
+  switches.block_sparse_pack_tails = tuning.pack_tails;
+  set_speed_switches(switches);
+  flash::block_sparse_hopper_experiments() = {nullptr, tuning.early_handover, tuning.double_q};
+}
+void reset_hopper_tuning() { apply_hopper_tuning({"default", true, true, false, false}); }
+
 // Narrowing flags (for ncu, which replays each kernel: one shape, one density, the default Hopper launch).
 struct BenchFilter {
   int lk = 0;             // 0 = every Lk

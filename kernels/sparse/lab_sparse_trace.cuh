@@ -22,18 +22,16 @@ void trace_case(int lk, int per_row, int clock_khz, bool early_handover, bool do
   const size_t stamps = size_t(ctas) * flash::kTraceItems * flash::kTraceRoles * flash::kTracePoints;
   DeviceBuffer trace(stamps * sizeof(long long));
   LF_CUDA_CHECK(cudaMemset(trace.ptr, 0, stamps * sizeof(long long)), "trace clear");
-  flash::block_sparse_hopper_tuning() = {};
-  flash::block_sparse_hopper_tuning().early_handover = early_handover;
-  flash::block_sparse_hopper_tuning().double_q = double_q;
+  apply_hopper_tuning({"trace", true, true, early_handover, double_q});
   flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);  // warm-up
   cudaEvent_t start, stop;
   LF_CUDA_CHECK(cudaEventCreate(&start), "event");
   LF_CUDA_CHECK(cudaEventCreate(&stop), "event");
-  flash::block_sparse_hopper_tuning().trace = trace.as<long long>();
+  flash::block_sparse_hopper_experiments().trace = trace.as<long long>();
   LF_CUDA_CHECK(cudaEventRecord(start), "event");
   flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);
   LF_CUDA_CHECK(cudaEventRecord(stop), "event");
-  flash::block_sparse_hopper_tuning() = {};
+  reset_hopper_tuning();
   synchronize_or_die("trace launch");
   float kernel_ms = 0;
   LF_CUDA_CHECK(cudaEventElapsedTime(&kernel_ms, start, stop), "event");

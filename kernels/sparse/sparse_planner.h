@@ -174,22 +174,4 @@ void rope_and_pool(uint16_t* x, int64_t row_stride, int64_t tokens, const RopeLa
                    const int64_t* frame_positions, int64_t frame_count, int block, bool frame_aligned, float* pooled,
                    void* stream = nullptr);
 
-// ---- stream-ordered stopwatch --------------------------------------------------------------------------------
-// Times the phases of one attention call (planner, kernel) with CUDA events, so statistics need no host clock
-// around asynchronous work. mark(i) records event i on `stream`; elapsed_ms(a, b) waits for event b. Each phase
-// has its own pair of marks, so host work between phases (allocations) is not counted in either.
-class PhaseTimer {
- public:
-  static constexpr int kMarks = 4;
-  PhaseTimer() = default;
-  PhaseTimer(const PhaseTimer&) = delete;
-  PhaseTimer& operator=(const PhaseTimer&) = delete;
-  ~PhaseTimer();
-  void mark(int index, void* stream = nullptr);
-  double elapsed_ms(int from, int to);
-
- private:
-  void* events_[kMarks] = {};
-};
-
 }  // namespace lf::gpu::sparse

@@ -82,14 +82,6 @@ void gpu_store_given_key_blocks(const GpuPlanRequest& request, void* stream) {
 
 bool gpu_skip_planner_for_measurement() { return gpu::speed_switches().sparse_skip_planner; }
 
-struct GpuPhaseTimer::Impl {
-  gpu::sparse::PhaseTimer timer;
-};
-GpuPhaseTimer::GpuPhaseTimer() : impl_(std::make_unique<Impl>()) {}
-GpuPhaseTimer::~GpuPhaseTimer() = default;
-void GpuPhaseTimer::mark(int index, void* stream) { impl_->timer.mark(index, stream); }
-double GpuPhaseTimer::elapsed_ms(int from, int to) { return impl_->timer.elapsed_ms(from, to); }
-
 }  // namespace lf
 
 #endif  // LF_HAVE_CUDA

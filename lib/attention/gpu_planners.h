@@ -1,11 +1,10 @@
 #pragma once
 // The GPU planners' one door into the kernels (kernels/sparse/sparse_planner.h), in plain C++ types: the engine's
-// cached planner of a registry rule, its buffer sizes, the refresh pass's store of given key blocks, the phase
-// timer and the measurement-only skip switch. gpu_sparse_attention.cpp keeps the policy (which frames are pooled
+// cached planner of a registry rule, its buffer sizes, the refresh pass's store of given key blocks and the
+// measurement-only skip switch. gpu_sparse_attention.cpp keeps the policy (which frames are pooled
 // again, which buffers are reused); this file only translates. CUDA builds only.
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
 #include "attention/backend_registry.h"
 #include "core/block_geometry.h"
@@ -51,20 +50,5 @@ void gpu_plan(GpuPlanRule rule, const GpuPlanRequest& request, const GpuPlanSett
 void gpu_store_given_key_blocks(const GpuPlanRequest& request, void* stream);
 // LF_SPARSE_SKIP_PLANNER (speed switches, measurement only).
 bool gpu_skip_planner_for_measurement();
-
-// Stream-ordered stopwatch of a call's phases (CUDA events).
-class GpuPhaseTimer {
- public:
-  GpuPhaseTimer();
-  ~GpuPhaseTimer();
-  GpuPhaseTimer(const GpuPhaseTimer&) = delete;
-  GpuPhaseTimer& operator=(const GpuPhaseTimer&) = delete;
-  void mark(int index, void* stream = nullptr);
-  double elapsed_ms(int from, int to);
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
 
 }  // namespace lf

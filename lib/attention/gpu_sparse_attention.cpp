@@ -11,6 +11,7 @@
 #if LF_HAVE_CUDA
 #include "attention/gpu_planners.h"
 #include "ops/cuda/op_timer.h"
+#include "ops/cuda/phase_timer.h"
 #include "ops/cuda/side_stream.h"
 #endif
 
@@ -121,7 +122,7 @@ struct GpuSparseState::Impl {
   std::vector<LayerKeys> layers;
   Tensor workspace, row_offsets, key_indices;
   StaticMask static_mask;
-  GpuPhaseTimer timer;
+  gpu::PhaseTimer timer;
   gpu::SideStream side;  // gpu_plan_ahead's planner runs here, beside the KV-cache write
   bool ahead_pending = false, ahead_timed = false;
   CallKey ahead_call;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "attention/backend_registry.h"
 #include "attention/planners.h"
 #include "commands.h"
 #include "core/embedded.h"
@@ -103,7 +104,7 @@ int plan_mask(int argc, char** argv) {
                     {{"format", "lightforce-block-mask"}, {"backend", config.attention.backend}});
   const nlohmann::json summary = {
       {"commit", kGitCommit},
-      {"backend", planner->name()},
+      {"backend", config.attention.backend},
       {"chunk", call.chunk},
       {"target_sparsity", planner->target_sparsity(call.chunk)},
       {"heads", mask.heads},

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "attention/backend_registry.h"
 #include "commands.h"
 #include "core/error.h"
 #include "embedded_weights.h"
@@ -98,8 +99,9 @@ void add_run_flags(cxxopts::Options& flags) {
       ("w,weights", "checkpoint (.safetensors, .pt, .pth); overrides model.weights", cxxopts::value<std::string>())
       ("weights-root", "which generator of a training checkpoint: auto, generator_ema, generator",
        cxxopts::value<std::string>()->default_value("auto"))
-      ("attention", "attention preset (dense, lightforcing-short, lightforcing-long, lightforcing-hopper, "
-       "block-topk, block-topp, sliding-tile, radial) or a YAML file", cxxopts::value<std::string>())
+      ("attention", fmt::format("attention preset ({}) or a YAML file; backends: {}", attention_preset_names(),
+                                attention_backend_names()),
+       cxxopts::value<std::string>())
       ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
@@ -161,6 +163,7 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
   decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
+  attention_backend_entry(prepared.run.attention.backend);
   prepared.files = resolve_official_files(flags.model_files);
   LoadedWeights weights = load_model_weights(prepared.run.model, flags);
   prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.files, prepared.device);

@@ -1,6 +1,6 @@
 // Decoder kernels (see conv_ops.h). Simple one-thread-per-output kernels: the GEMM carries the FLOPs, these are
 // memory-bound passes whose cost is one read and one write of the activation.
-#include "conv/conv_ops.h"
+#include "kernels/conv/conv_ops.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace lf::gpu {
 

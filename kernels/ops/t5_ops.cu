@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cfloat>
 
-#include "cuda_check.h"
-#include "ops/device_helpers.cuh"
-#include "ops/t5_ops.h"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/device_helpers.cuh"
+#include "kernels/ops/t5_ops.h"
 
 namespace lf::gpu {
 

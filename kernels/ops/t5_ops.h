@@ -2,7 +2,7 @@
 // GPU ops of the umT5 text encoder beyond those the DiT uses (raw device pointers, conventions of gpu_ops.h).
 #include <cstdint>
 
-#include "ops/gpu_ops.h"
+#include "kernels/ops/gpu_ops.h"
 
 namespace lf::gpu {
 

@@ -67,7 +67,7 @@ struct PipelineConfig {
 
 // Attention backend = mask planner x sparse operator (docs/sparse-attention.md).
 struct AttentionConfig {
-  std::string backend = "dense";  // dense | lightforcing | block-topk | block-topp | sliding-tile | radial
+  std::string backend = "dense";  // an entry of lib/attention/backend_registry.h (lightforce --help lists them)
   double sparsity = 0.88;         // lightforcing: s_target of CAG; block-topk: the fixed sparsity
   double sparsity_base = 0.98;    // lightforcing: s_base of CAG
   int64_t cag_window_frames = 21; // kv cap inside the CAG formula (the released inference.py default); -1: none

@@ -138,6 +138,37 @@ Tensor multiply(const Tensor& a, const Tensor& b) {
   return cpu::multiply(a, b);
 }
 
+namespace {
+void check_block_sparse(const char* op, const Tensor& q, const Tensor& k, const Tensor* v,
+                        const BlockSparseMaskView& mask) {
+  LF_CHECK(q.rank() == 3 && k.rank() == 3 && q.dim(1) == k.dim(1) && q.dim(2) == k.dim(2) &&
+               (v == nullptr || k.shape() == v->shape()),
+           "{}: q {} k {} v {}", op, shape_str(q.shape()), shape_str(k.shape()),
+           v ? shape_str(v->shape()) : std::string("-"));
+  LF_CHECK(mask.heads == q.dim(1) && mask.geometry.query_tokens == q.dim(0) && mask.geometry.key_tokens() == k.dim(0),
+           "{}: mask for {} heads, {} queries, {} keys; tensors have {}, {}, {}", op, mask.heads,
+           mask.geometry.query_tokens, mask.geometry.key_tokens(), q.dim(1), q.dim(0), k.dim(0));
+  LF_CHECK(mask.device == q.device() && mask.row_offsets != nullptr && mask.key_indices != nullptr,
+           "{}: the mask's CSR must be on q's device ({}), found {}", op, device_name(q.device()),
+           mask.row_offsets && mask.key_indices ? device_name(mask.device) : "none");
+}
+}  // namespace
+
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
+                              double scale) {
+  check_block_sparse("block_sparse_attention", q, k, &v, mask);
+  LF_IF_GPU("block_sparse_attention", cuda::block_sparse_attention(q, k, v, mask, scale), &q, &k, &v);
+  return cpu::block_sparse_attention(q, k, v, mask, scale);
+}
+
+std::vector<double> block_sparse_recall(const Tensor& q, const Tensor& k, const BlockSparseMaskView& mask,
+                                        double scale, int64_t row_stride) {
+  check_block_sparse("block_sparse_recall", q, k, nullptr, mask);
+  LF_CHECK(row_stride >= 1, "block_sparse_recall: row stride {} must be at least 1", row_stride);
+  LF_IF_GPU("block_sparse_recall", cuda::block_sparse_recall(q, k, mask, scale, row_stride), &q, &k);
+  return cpu::block_sparse_recall(q, k, mask, scale, row_stride);
+}
+
 Tensor timestep_embedding(double timestep, int64_t dim) { return cpu::timestep_embedding(timestep, dim); }
 
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {

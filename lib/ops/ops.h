@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/block_geometry.h"
 #include "core/tensor.h"
 
 namespace lf::ops {
@@ -103,6 +104,27 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
 Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
 // a * b elementwise, same shapes (umT5's gated FFN: fc1(h) * gelu(gate(h))). On the GPU bf16 x bf16 -> bf16.
 Tensor multiply(const Tensor& a, const Tensor& b);
+
+// A block-sparse mask as the ops read it (lib/attention/block_mask.h builds them): the frame-aligned block geometry
+// (core/block_geometry.h) and a CSR over rows r = head * query_blocks + query_block, whose arrays live on
+// `device`, which must be q's.
+struct BlockSparseMaskView {
+  BlockGeometry geometry;
+  int64_t heads = 0;
+  const int32_t* row_offsets = nullptr;  // [heads * query_blocks + 1], row_offsets[0] = 0
+  const int32_t* key_indices = nullptr;  // row r's key blocks at [row_offsets[r], row_offsets[r + 1]), ascending
+  Device device = Device::CPU;
+};
+// attention over exactly the keys of each row's selected key blocks: q [Lq, H, D], k/v [Lk, H, D] with
+// Lq = geometry.query_tokens, Lk = geometry.key_tokens(), H = heads. Rows that select no block give zeros; a mask
+// listing every block equals attention(). The CSR's structure is the caller's to validate (lf::validate).
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
+                              double scale);
+// Kept dense-softmax mass of each head: the probability softmax(q k^T * scale) puts on the selected blocks,
+// averaged over the query rows 0, row_stride, 2 row_stride, ... (1 = every row). The CPU accumulates the masses in
+// double; the GPU computes fp32 per-row masses, summed here in double in a fixed order (deterministic).
+std::vector<double> block_sparse_recall(const Tensor& q, const Tensor& k, const BlockSparseMaskView& mask,
+                                        double scale, int64_t row_stride = 1);
 
 // Sinusoidal timestep embedding, [cos(t w_0..), sin(t w_0..)] with w_i = 10000^(-i/half), computed in double.
 Tensor timestep_embedding(double timestep, int64_t dim);

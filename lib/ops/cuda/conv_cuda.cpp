@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "conv/conv_ops.h"
+#include "kernels/conv/conv_ops.h"
 #include "core/error.h"
-#include "gemm/gemm.h"
-#include "runtime/op_timer.h"
+#include "kernels/gemm/gemm.h"
+#include "ops/cuda/op_timer.h"
 
 namespace lf::ops::cuda {
 

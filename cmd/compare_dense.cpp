@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "attention/attention_backend.h"
+#include "attention/backend_registry.h"
 #include "commands.h"
 #include "core/embedded.h"
 #include "core/error.h"
@@ -143,10 +144,11 @@ int compare_dense(int argc, char** argv) {
   check_output_writable(out_dir + "/compare-dense.json", "--out-dir");
   const PreparedModel prepared = prepare_model(run_flags, quiet);
   const RunConfig& run = prepared.run;
-  LF_CHECK(run.attention.backend != "dense", "compare-dense: --attention is dense already; choose a sparse backend");
+  LF_CHECK(!attention_backend_entry(run.attention.backend).exact_dense,
+           "compare-dense: --attention is dense already; choose a sparse backend");
 
   AttentionConfig dense = run.attention;
-  dense.backend = "dense";
+  dense.backend = dense_attention_backend().name;
   const BackendRun dense_run = run_backend(prepared, dense, {.quiet = quiet, .label = "dense "});
   if (result.count("sweep"))
     return sweep(prepared, run_flags, result["sweep"].as<std::vector<std::string>>(), dense_run, out_dir, quiet,

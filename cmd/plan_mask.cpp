@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "attention/backend_registry.h"
 #include "attention/planners.h"
 #include "commands.h"
 #include "core/embedded.h"
@@ -120,7 +121,7 @@ int plan_mask(int argc, char** argv) {
                     {{"format", "lightforce-block-mask"}, {"backend", config.attention.backend}});
   const nlohmann::json summary = {
       {"commit", kGitCommit},
-      {"backend", planner->name()},
+      {"backend", config.attention.backend},
       {"chunk", call.chunk},
       {"target_sparsity", planner->target_sparsity(call.chunk)},
       {"heads", mask.heads},

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "attention/backend_registry.h"
 #include "commands.h"
 #include "core/error.h"
 #include "embedded_weights.h"
@@ -66,13 +67,15 @@ LoadedWeights load_model_weights(const ModelConfig& model, const RunFlags& flags
 }
 
 std::unique_ptr<TextEncoder> make_text_encoder(const ModelConfig& model, const LoadedWeights& weights,
-                                               Device device) {
+                                               const OfficialModelFiles& files, Device device) {
   const TextEncoderEntry& entry = text_encoder_entry(model.text_encoder);
   if (!entry.make) return nullptr;
   TextEncoderSources sources;
   sources.model = &model;
   sources.dit_checkpoint = weights.checkpoint.get();
   sources.dit_prefix = weights.root_prefix;
+  sources.weights = files.t5_weights;
+  sources.tokenizer = files.tokenizer;
   sources.device = device;
   return entry.make(sources);
 }
@@ -130,11 +133,22 @@ void add_run_flags(cxxopts::Options& flags) {
       ("w,weights", "checkpoint (.safetensors, .pt, .pth); overrides model.weights", cxxopts::value<std::string>())
       ("weights-root", "which generator of a training checkpoint: auto, generator_ema, generator",
        cxxopts::value<std::string>()->default_value("auto"))
-      ("attention", "attention preset (dense, lightforcing-short, lightforcing-long, lightforcing-hopper, "
-       "block-topk, block-topp, sliding-tile, radial) or a YAML file", cxxopts::value<std::string>())
+      ("attention", fmt::format("attention preset ({}) or a YAML file; backends: {}", attention_preset_names(),
+                                attention_backend_names()),
+       cxxopts::value<std::string>())
       ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+  flags.add_options("decoder")
+      ("decoder", fmt::format("video decoder (sets model.decoder): {}", decoder_names()),
+       cxxopts::value<std::string>())
+      ("vae-weights", "the decoder's weights: Wan2.1_VAE.pth (wan-vae), lightvaew2_1.safetensors (lightvae), "
+       "taew2_1.pth (taehv)", cxxopts::value<std::string>());
+  flags.add_options("model files")
+      ("model-dir", "the official Wan2.1-T2V-1.3B folder: finds models_t5_umt5-xxl-enc-bf16.pth, "
+       "google/umt5-xxl/spiece.model and Wan2.1_VAE.pth by their official names", cxxopts::value<std::string>())
+      ("t5-weights", "umT5 encoder weights (overrides --model-dir), or random[:SEED]", cxxopts::value<std::string>())
+      ("tokenizer", "umT5 SentencePiece model, spiece.model (overrides --model-dir)", cxxopts::value<std::string>());
 }
 
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv) {
@@ -170,6 +184,12 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   flags.weights = text("weights");
   flags.weights_root = result["weights-root"].as<std::string>();
   flags.device = result["device"].as<std::string>();
+  if (result.count("decoder"))
+    flags.config.overrides.push_back(fmt::format("model.decoder={}", result["decoder"].as<std::string>()));
+  flags.model_files.vae = text("vae-weights");
+  flags.model_files.model_dir = text("model-dir");
+  flags.model_files.t5_weights = text("t5-weights");
+  flags.model_files.tokenizer = text("tokenizer");
   return flags;
 }
 
@@ -179,8 +199,10 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   prepared.device = select_device(flags.device);
   check_host_memory(prepared.run, prepared.device);
   decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
+  attention_backend_entry(prepared.run.attention.backend);
+  prepared.files = resolve_official_files(flags.model_files);
   LoadedWeights weights = load_model_weights(prepared.run.model, flags);
-  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.device);
+  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.files, prepared.device);
   prepared.context = text_context(prepared.run.model, prepared.text_encoder.get(), flags, quiet);
   prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights.dit));
   prepared.model->to_device(prepared.device);
@@ -191,6 +213,19 @@ Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
   LF_CHECK(prepared.text_encoder, "model '{}' has no built-in text encoder to encode '{}'", prepared.run.model.name,
            prompt);
   return prepared.text_encoder->encode(prompt);
+}
+
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags) {
+  const DecoderEntry& entry = decoder_entry(prepared.run.model.decoder);
+  if (!entry.make) return nullptr;
+  DecoderSources sources;
+  sources.model = &prepared.run.model;
+  // --vae-weights wins; else the decoder's official file name inside --model-dir (Wan2.1_VAE.pth for wan-vae).
+  sources.weights = flags.model_files.vae;
+  if (sources.weights.empty() && !flags.model_files.model_dir.empty() && !entry.weights_file.empty())
+    sources.weights = (std::filesystem::path(flags.model_files.model_dir) / entry.weights_file).string();
+  sources.device = prepared.device;
+  return make_decoder(sources);
 }
 
 NoiseShape noise_shape_of(const RunConfig& run) {

@@ -1,6 +1,6 @@
 // Device queries used by `--device auto`, the GPU tests and the benchmarks.
-#include "cuda_check.h"
-#include "device_info.h"
+#include "kernels/cuda_check.h"
+#include "kernels/device_info.h"
 
 namespace lf::gpu {
 

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace lf::lab {
 

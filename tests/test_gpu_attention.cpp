@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "attention/flash_attention.h"
+#include "kernels/attention/flash_attention.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "ops/ops.h"

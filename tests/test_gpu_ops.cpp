@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "gemm/gemm.h"
-#include "ops/gpu_ops.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/ops/gpu_ops.h"
 #include "ops/ops.h"
 #include "test_util.h"
 

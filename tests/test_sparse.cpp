@@ -5,12 +5,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <numeric>
 
+#include "attention/attention_backend.h"
+#include "attention/backend_registry.h"
 #include "attention/cag_schedule.h"
 #include "attention/planners.h"
 #include "attention/sparse_operator.h"
 #include "config/config.h"
+#include "core/block_geometry.h"
+#include "core/embedded.h"
 #include "core/error.h"
 #include "ops/ops.h"
 #include "test_util.h"
@@ -314,4 +320,76 @@ TEST_CASE("impossible attention settings are refused naming the setting") {
                        doctest::Contains("keep_frames"), Error);
   CHECK_THROWS_WITH_AS(parse_run_config(model, "x", {"attention.key_block=96"}), doctest::Contains("key_block"), Error);
   CHECK_NOTHROW(parse_run_config(model, "x", {"attention.backend=lightforcing"}));
+}
+
+TEST_CASE("the frame-aligned block geometry: 1560-token frames split into 64- and 128-key blocks") {
+  // 1560 = 24 x 64 + 24 = 12 x 128 + 24: a ragged 24-token tail ends every frame, never straddling into the next.
+  BlockGeometry g;
+  g.tokens_per_frame = 1560;
+  g.query_tokens = 3 * 1560;
+  g.key_frames = 5;
+  for (const int64_t key_block : {int64_t(64), int64_t(128)}) {
+    g.key_block = key_block;
+    const int64_t per_frame = key_block == 64 ? 25 : 13;
+    CAPTURE(key_block);
+    CHECK(g.blocks_per_frame() == per_frame);
+    CHECK(g.key_blocks() == 5 * per_frame);
+    CHECK(frame_blocks::frame_tail_length(g.tokens_per_frame, key_block) == 24);
+    int64_t covered = 0;
+    for (int64_t b = 0; b < g.key_blocks(); ++b) {
+      const int64_t frame = b / per_frame, inside = b % per_frame;
+      CHECK(g.key_block_frame(b) == frame);
+      CHECK(g.key_block_start(b) == frame * 1560 + inside * key_block);
+      CHECK(g.key_block_length(b) == (inside == per_frame - 1 ? 24 : key_block));
+      CHECK(frame_blocks::is_frame_tail(b, per_frame) == (inside == per_frame - 1));
+      CHECK(g.key_block_start(b) == covered);  // blocks tile the keys in order, without gaps
+      covered += g.key_block_length(b);
+    }
+    CHECK(covered == g.key_tokens());
+  }
+  g.query_block = 128;  // 4680 = 36 x 128 + 72
+  CHECK(g.query_blocks() == 37);
+  CHECK(g.query_block_length(35) == 128);
+  CHECK(g.query_block_length(36) == 72);
+  // The kernels compute the same rules in int.
+  const BasicBlockGeometry<int> gi{1560, 4680, 5, 128, 128};
+  CHECK(gi.key_blocks() == 65);
+  CHECK(gi.key_block_start(25) == 1560 + 12 * 128);
+  CHECK(gi.key_block_length(25) == 24);
+}
+
+TEST_CASE("attention backend registry: names checked with the key, presets and factories from the entries") {
+  CHECK_THROWS_WITH_AS(attention_backend_entry("magic"), doctest::Contains("config key 'attention.backend'"), Error);
+  CHECK_THROWS_WITH_AS(attention_backend_entry("magic"), doctest::Contains("'magic'"), Error);
+  CHECK_THROWS_WITH_AS(attention_backend_entry("magic"), doctest::Contains(attention_backend_names().c_str()), Error);
+  CHECK(dense_attention_backend().exact_dense);
+  // Every preset an entry lists exists and selects that entry's backend; every embedded preset is listed.
+  int64_t listed = 0, embedded = 0;
+  for (const AttentionBackendEntry& entry : attention_backend_registry()) {
+    CAPTURE(entry.name);
+    CHECK(&attention_backend_entry(entry.name) == &entry);
+    CHECK_FALSE(entry.description.empty());
+    for (const std::string& preset : entry.presets) {
+      CAPTURE(preset);
+      CHECK(load_run_config({.model = "tiny", .attention = preset, .overrides = {}}).attention.backend == entry.name);
+      ++listed;
+    }
+    // The factory builds the entry's planner and backend (video length given for CAG).
+    PipelineConfig pipeline;
+    AttentionConfig config;
+    config.backend = entry.name;
+    CHECK(make_planner(config, pipeline.frames, pipeline.chunk_frames) != nullptr);
+    CHECK(make_attention_backend(config, &pipeline)->name() == entry.name);
+    if (entry.needs_video_schedule)
+      CHECK_THROWS_WITH_AS(make_attention_backend(config), doctest::Contains(entry.name.c_str()), Error);
+  }
+  for (const EmbeddedFile* file = kEmbeddedConfigs; file->path != nullptr; ++file)
+    if (std::string(file->path).rfind("attention/", 0) == 0) ++embedded;
+  CHECK(listed == embedded);
+  CHECK(listed > 0);
+  // The docs' backend table is the registry's (regenerate it with attention_backends_markdown when this fails).
+  std::ifstream docs(std::string(LF_SOURCE_DIR) + "/docs/sparse-attention.md");
+  REQUIRE(docs.good());
+  const std::string text((std::istreambuf_iterator<char>(docs)), std::istreambuf_iterator<char>());
+  CHECK(text.find(attention_backends_markdown()) != std::string::npos);
 }

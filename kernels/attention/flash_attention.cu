@@ -1,13 +1,12 @@
 // Public entry of the flash attention kernels: one selector decides support and dispatch for every variant.
-#include "attention/flash_attention.h"
+#include "kernels/attention/flash_attention.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
-#include "attention/flash_fwd_hopper.cuh"
-#include "attention/flash_fwd_mma.cuh"
-#include "cuda_check.h"
+#include "kernels/attention/flash_fwd_hopper.cuh"
+#include "kernels/attention/flash_fwd_mma.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/speed_switches.h"
 
 namespace lf::gpu {
 
@@ -92,15 +91,6 @@ bool variant_supported(FlashVariant variant, int major, int minor, std::string* 
   return refuse(why, "flash attention: Auto is not a concrete variant");
 }
 
-// LF_FLASH_VARIANT=mma|mma_sync|hopper|auto replaces a requested Auto (the documented way to pin a kernel).
-FlashVariant variant_from_environment() {
-  const char* text = std::getenv("LF_FLASH_VARIANT");
-  if (text == nullptr || *text == '\0' || std::strcmp(text, "auto") == 0) return FlashVariant::Auto;
-  if (std::strcmp(text, "mma") == 0 || std::strcmp(text, "mma_sync") == 0) return FlashVariant::MmaSync;
-  if (std::strcmp(text, "hopper") == 0) return FlashVariant::Hopper;
-  fail("LF_FLASH_VARIANT={} is not one of auto, mma_sync, hopper", text);
-}
-
 }  // namespace
 
 bool flash_attention_select(const FlashAttentionParams& params, FlashVariant requested, FlashVariant* chosen,
@@ -108,7 +98,8 @@ bool flash_attention_select(const FlashAttentionParams& params, FlashVariant req
   if (!parameters_supported(params, why)) return false;
   int major = 0, minor = 0;
   if (!device_compute_capability(&major, &minor, why)) return false;
-  if (requested == FlashVariant::Auto) requested = variant_from_environment();
+  // LF_FLASH_VARIANT (speed_switches.h) replaces a requested Auto: the documented way to pin a kernel.
+  if (requested == FlashVariant::Auto) requested = speed_switches().flash_variant;
   if (requested != FlashVariant::Auto) {
     if (!variant_supported(requested, major, minor, why)) return false;
     if (chosen != nullptr) *chosen = requested;
@@ -125,7 +116,7 @@ bool flash_attention_select(const FlashAttentionParams& params, FlashVariant req
 }
 
 FlashVariant flash_variant_from_environment(FlashVariant requested) {
-  return requested == FlashVariant::Auto ? variant_from_environment() : requested;
+  return requested == FlashVariant::Auto ? speed_switches().flash_variant : requested;
 }
 
 bool flash_attention_supported(const FlashAttentionParams& params, FlashVariant variant, std::string* why) {

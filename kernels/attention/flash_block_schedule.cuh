@@ -9,6 +9,8 @@
 // blocks), not only the last one. Loads of rows past the end of the key tensor are zero-filled.
 #include <cstdint>
 
+#include "core/block_geometry.h"
+
 namespace lf::gpu::flash {
 
 struct KeyBlock {
@@ -60,9 +62,8 @@ struct SparseKeyBlocks {
 };
 
 // Block-sparse over lf::BlockMask's frame-aligned key blocks (the public block-sparse API): CSR row
-// r = head * query_blocks + q_block lists mask block indices; block b starts at
-// (b / blocks_per_frame) * tokens_per_frame + (b % blocks_per_frame) * key_block and is
-// min(key_block, tokens_per_frame - inside) long, so blocks never straddle frames and the last of a frame is ragged.
+// r = head * query_blocks + q_block lists mask block indices; block b covers frame_blocks::key_span
+// (core/block_geometry.h), so blocks never straddle frames and the last of a frame is ragged.
 // The kernel's query tile must equal the mask's query block (q_block is the mask row's query block).
 // A mask block longer than the kernel's key tile (128-key blocks on the 64-key mma.sync tile) is visited as
 // steps_per_block consecutive tiles; the second half of a ragged block may be empty (valid_keys 0).
@@ -92,11 +93,10 @@ struct FrameAlignedSparseKeyBlocks {
   int pieces_per_tile = 1;   // kBlockN / piece_rows, at most kMaxPiecesPerTile
 
   __device__ __forceinline__ bool is_packed_tail(int b) const {
-    return piece_rows > 0 && b >= 0 && b < key_blocks && b % blocks_per_frame == blocks_per_frame - 1;
+    return piece_rows > 0 && b >= 0 && b < key_blocks && frame_blocks::is_frame_tail(b, blocks_per_frame);
   }
   __device__ __forceinline__ int block_first_key(int b) const {
-    const int frame = b / blocks_per_frame;
-    return frame * tokens_per_frame + (b - frame * blocks_per_frame) * key_block;
+    return frame_blocks::key_span(b, tokens_per_frame, key_block, blocks_per_frame).first;
   }
 
   // Tiles the Hopper producer visits for this row; every lane of one warp calls it and gets the same value.
@@ -151,11 +151,10 @@ struct FrameAlignedSparseKeyBlocks {
   // Step `step` (0 or 1) of mask block b.
   __device__ __forceinline__ KeyBlock block_at(int b, int step) const {
     if (b < 0 || b >= key_blocks) return {0, 0};
-    const int frame = b / blocks_per_frame;
-    const int inside = (b - frame * blocks_per_frame) * key_block;
-    const int length = min(key_block, tokens_per_frame - inside);
+    const frame_blocks::KeySpan<int> span = frame_blocks::key_span(b, tokens_per_frame, key_block, blocks_per_frame);
+    const int length = span.length;
     const int offset = step * kBlockN;
-    const int first = frame * tokens_per_frame + inside;
+    const int first = span.first;
     if (length <= offset) return {first, 0};  // keep the address inside the tensor
     return {first + offset, min(kBlockN, length - offset)};
   }

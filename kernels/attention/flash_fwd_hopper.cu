@@ -4,7 +4,7 @@
 #include <array>
 #include <atomic>
 
-#include "attention/flash_fwd_hopper.cuh"
+#include "kernels/attention/flash_fwd_hopper.cuh"
 
 namespace lf::gpu::flash {
 

@@ -18,11 +18,11 @@
 
 #include <atomic>
 
-#include "attention/flash_block_schedule.cuh"
-#include "attention/flash_hopper_primitives.cuh"
-#include "attention/flash_softmax.cuh"
-#include "attention/flash_tile_traits.cuh"
-#include "cuda_check.h"
+#include "kernels/attention/flash_block_schedule.cuh"
+#include "kernels/attention/flash_hopper_primitives.cuh"
+#include "kernels/attention/flash_softmax.cuh"
+#include "kernels/attention/flash_tile_traits.cuh"
+#include "kernels/cuda_check.h"
 
 namespace lf::gpu::flash {
 

@@ -1,5 +1,5 @@
 // Instantiations of the mma.sync flash attention kernel used by the public API.
-#include "attention/flash_fwd_mma.cuh"
+#include "kernels/attention/flash_fwd_mma.cuh"
 
 namespace lf::gpu::flash {
 

@@ -11,11 +11,11 @@
 // K and V of a block are separate cp.async groups, so S = Q K^T and the softmax start before V has landed.
 #include <cuda_runtime.h>
 
-#include "attention/flash_block_schedule.cuh"
-#include "attention/flash_mma_primitives.cuh"
-#include "attention/flash_softmax.cuh"
-#include "attention/flash_tile_traits.cuh"
-#include "cuda_check.h"
+#include "kernels/attention/flash_block_schedule.cuh"
+#include "kernels/attention/flash_mma_primitives.cuh"
+#include "kernels/attention/flash_softmax.cuh"
+#include "kernels/attention/flash_tile_traits.cuh"
+#include "kernels/cuda_check.h"
 
 namespace lf::gpu::flash {
 

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "attention/flash_attention.h"
+#include "kernels/attention/flash_attention.h"
 
 namespace lf::gpu::flash {
 
@@ -22,7 +22,7 @@ struct FlashKernelArgs {
   // Diagnostics only (lab_sparse --trace; null = off): the Hopper kernel writes SM clock stamps of each work
   // item's phases here (flash_fwd_hopper.cuh, kTrace*).
   long long* trace = nullptr;
-  // Experiment (lab_sparse, BlockSparseHopperTuning::early_handover): consumer 1 hands consumer 0 the turn at its
+  // Experiment (lab_sparse, BlockSparseHopperExperiments::early_handover): consumer 1 hands consumer 0 the turn at its
   // last P V of an item instead of at the start of the next one (flash_fwd_hopper.cuh, take_turn).
   bool early_handover = false;
 };
@@ -103,7 +103,7 @@ struct HopperTileTraits {
   static constexpr bool kSplitPvN = kSplitPvN_;
   // Q tiles in shared memory. With 2 the producer loads the next work item's Q while the consumers still read this
   // one's (short sparse rows: the Q load is otherwise exposed once per item); at head_dim 128 that costs a K/V
-  // stage (2 Q + 3 stages is over 227 KB). Experiment (BlockSparseHopperTuning::double_q).
+  // stage (2 Q + 3 stages is over 227 KB). Experiment (BlockSparseHopperExperiments::double_q).
   static constexpr int kQBuffers = kQBuffers_;
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kRowsPerConsumer = 64;  // the m64 of wgmma

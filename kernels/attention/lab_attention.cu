@@ -21,13 +21,13 @@
 #include <thread>
 #include <vector>
 
-#include "attention/flash_attention.h"
-#include "attention/flash_fwd_hopper.cuh"
-#include "attention/flash_fwd_mma.cuh"
+#include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_fwd_hopper.cuh"
+#include "kernels/attention/flash_fwd_mma.cuh"
 #include "core/dtype.h"
-#include "cuda_check.h"
-#include "lab_common.h"
-#include "device_info.h"
+#include "kernels/cuda_check.h"
+#include "kernels/lab_common.h"
+#include "kernels/device_info.h"
 
 using namespace lf;
 using namespace lf::gpu;

@@ -11,7 +11,7 @@
 #include <exception>
 #include <string>
 
-#include "attention/flash_attention.h"
+#include "kernels/attention/flash_attention.h"
 
 namespace {
 

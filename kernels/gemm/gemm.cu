@@ -16,8 +16,8 @@
 #include <mutex>
 #include <tuple>
 
-#include "cuda_check.h"
-#include "gemm/gemm.h"
+#include "kernels/cuda_check.h"
+#include "kernels/gemm/gemm.h"
 
 namespace lf::gpu {
 

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "cuda_check.h"
-#include "gemm/gemm.h"
+#include "kernels/cuda_check.h"
+#include "kernels/gemm/gemm.h"
 
 using lf::gpu::GemmArgs;
 using lf::gpu::GemmEpilogue;

@@ -2,9 +2,9 @@
 // Each is one pass over its data; the residual and table ops use 16-byte accesses when the layout allows.
 #include <algorithm>
 
-#include "cuda_check.h"
-#include "ops/device_helpers.cuh"
-#include "ops/gpu_ops.h"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/device_helpers.cuh"
+#include "kernels/ops/gpu_ops.h"
 
 namespace lf::gpu {
 

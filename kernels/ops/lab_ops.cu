@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda_check.h"
-#include "ops/gpu_ops.h"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/gpu_ops.h"
 
 namespace {
 

@@ -4,10 +4,10 @@
 // once, the statistics are two warp reductions (mean, then the centred sum of squares: no cancellation), and the
 // normalised values go straight through the op's per-element transform to a single bf16 rounding. Rows too wide
 // for the register budget take a three-pass path over global memory (the row stays in L1/L2 between passes).
-#include "cuda_check.h"
-#include "ops/device_helpers.cuh"
-#include "ops/gpu_ops.h"
-#include "ops/rope_params.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/device_helpers.cuh"
+#include "kernels/ops/gpu_ops.h"
+#include "kernels/ops/rope_params.cuh"
 
 namespace lf::gpu {
 

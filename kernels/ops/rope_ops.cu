@@ -4,10 +4,10 @@
 // One thread per (token, vector of 2 or 4 elements of a head): the angles depend on the token and the pairs only,
 // so their cos/sin are computed once and applied to every head; a warp covers 32 neighbouring vectors of one head
 // at a time (256 contiguous bytes of bf16 at head_dim 128), so each head's accesses are coalesced.
-#include "cuda_check.h"
-#include "ops/device_helpers.cuh"
-#include "ops/gpu_ops.h"
-#include "ops/rope_params.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/device_helpers.cuh"
+#include "kernels/ops/gpu_ops.h"
+#include "kernels/ops/rope_params.cuh"
 
 namespace lf::gpu {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "core/error.h"
-#include "ops/device_helpers.cuh"
-#include "ops/gpu_ops.h"
+#include "kernels/ops/device_helpers.cuh"
+#include "kernels/ops/gpu_ops.h"
 
 namespace lf::gpu::detail {
 

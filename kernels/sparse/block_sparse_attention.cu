@@ -2,8 +2,8 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
-#include "sparse/block_sparse_attention.h"
-#include "sparse/block_sparse_launch.cuh"
+#include "kernels/sparse/block_sparse_attention.h"
+#include "kernels/sparse/block_sparse_launch.cuh"
 
 namespace lf::gpu {
 

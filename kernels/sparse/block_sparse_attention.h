@@ -4,15 +4,13 @@
 //
 // For head h and query block qb (query_block tokens, the last one ragged), the output rows are the softmax over
 // exactly the keys of the key blocks listed in CSR row r = h * query_blocks + qb, times their values. Key blocks
-// are frame-aligned: block b covers keys [start, start + length) with
-//   start  = (b / blocks_per_frame) * tokens_per_frame + (b % blocks_per_frame) * key_block
-//   length = min(key_block, tokens_per_frame - (b % blocks_per_frame) * key_block)
-//   blocks_per_frame = ceil(tokens_per_frame / key_block)
+// are frame-aligned: block b covers the keys frame_blocks::key_span gives (core/block_geometry.h, the one copy of
+// the rules that the library's BlockMask, the planners and these kernels share).
 // A row with no block writes zeros. A mask listing every block reproduces dense attention.
 // q/k/v/out pointers, strides, lq/lk/heads/head_dim/scale: as in FlashAttentionParams (flash_attention.h).
 #include <string>
 
-#include "attention/flash_attention.h"
+#include "kernels/attention/flash_attention.h"
 
 namespace lf::gpu {
 

@@ -1,6 +1,6 @@
 // Instantiations of the mma.sync flash attention kernel with the frame-aligned block-sparse schedule.
-#include "attention/flash_fwd_mma.cuh"
-#include "sparse/block_sparse_launch.cuh"
+#include "kernels/attention/flash_fwd_mma.cuh"
+#include "kernels/sparse/block_sparse_launch.cuh"
 
 namespace lf::gpu::flash {
 

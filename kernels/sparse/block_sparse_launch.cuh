@@ -4,9 +4,10 @@
 // are the dense ones (attention/flash_fwd_*.cuh) with FrameAlignedSparseKeyBlocks as their schedule.
 #include <cuda_runtime.h>
 
-#include "attention/flash_attention.h"
-#include "attention/flash_block_schedule.cuh"
-#include "attention/flash_tile_traits.cuh"
+#include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_block_schedule.cuh"
+#include "kernels/attention/flash_tile_traits.cuh"
+#include "core/block_geometry.h"
 
 namespace lf::gpu::flash {
 
@@ -34,7 +35,7 @@ FrameAlignedSparseKeyBlocks<kBlockN> frame_aligned_schedule(const FrameAlignedMa
   schedule.query_blocks = mask.query_blocks;
   schedule.key_block = mask.key_block;
   schedule.tokens_per_frame = mask.tokens_per_frame;
-  schedule.blocks_per_frame = (mask.tokens_per_frame + mask.key_block - 1) / mask.key_block;
+  schedule.blocks_per_frame = frame_blocks::blocks_per_frame(mask.tokens_per_frame, mask.key_block);
   schedule.key_blocks = mask.key_frames * schedule.blocks_per_frame;
   schedule.steps_per_block = (mask.key_block + kBlockN - 1) / kBlockN;
   return schedule;
@@ -43,16 +44,14 @@ FrameAlignedSparseKeyBlocks<kBlockN> frame_aligned_schedule(const FrameAlignedMa
 // query_block 64 or 128, key_block <= 2 x 64, head_dim 64 or 128.
 void run_block_sparse_mma(const FlashKernelArgs& args, const FrameAlignedMask& mask, int head_dim, int query_block,
                           cudaStream_t stream);
-// How the Hopper block-sparse kernel is launched: persistent (one CTA per SM walking the rows) and with frame tails
-// packed into shared tiles (FrameAlignedSparseKeyBlocks). Both default on; lab_sparse flips them to time each.
-struct BlockSparseHopperTuning {
-  bool persistent = true;
-  bool pack_tails = true;
-  long long* trace = nullptr;  // lab_sparse --trace: FlashKernelArgs::trace of the next launches
-  bool early_handover = false;  // FlashKernelArgs::early_handover (experiment)
-  bool double_q = false;  // HopperTileTraits::kQBuffers = 2 with a 2-stage K/V ring (experiment)
+// How the Hopper block-sparse kernel is launched (persistent CTAs, packed frame tails) are speed switches
+// (kernels/speed_switches.h). These are lab_sparse's experiments, off in every production run: set only by the lab.
+struct BlockSparseHopperExperiments {
+  long long* trace = nullptr;   // lab_sparse --trace: FlashKernelArgs::trace of the next launches
+  bool early_handover = false;  // FlashKernelArgs::early_handover
+  bool double_q = false;        // HopperTileTraits::kQBuffers = 2 with a 2-stage K/V ring
 };
-BlockSparseHopperTuning& block_sparse_hopper_tuning();
+BlockSparseHopperExperiments& block_sparse_hopper_experiments();
 
 // Rows per packed piece for this mask on a kBlockN-key tile, 0 when its tails are not packed: only 128-key blocks
 // (one tile each) whose frame tail is a whole number of 8-row swizzle atoms and at most half a tile.

@@ -27,10 +27,10 @@
 #include <string>
 #include <vector>
 
-#include "cuda_check.h"
-#include "lab_common.h"
-#include "sparse/sparse_planner.h"
-#include "sparse/sparse_select_detail.h"
+#include "kernels/cuda_check.h"
+#include "kernels/lab_common.h"
+#include "kernels/sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_select_detail.h"
 
 namespace lf::lab::planner {
 

@@ -8,7 +8,7 @@
 //
 // Semantics (the CPU planners in lib/attention/ follow the same definitions):
 //   pooled query  [h, qb, :] = mean of q rows [qb * query_block, min(+query_block, query_tokens)), fp32
-//   pooled key    [h, b, :]  = mean of the keys of frame-aligned key block b (BlockGeometry::key_block_start/length)
+//   pooled key    [h, b, :]  = mean of the keys of frame-aligned key block b (core/block_geometry.h key_span)
 //   pooled frame  [h, f, :]  = mean of frame f's keys
 //   score         [h, qb, j] = <pooled query, pooled key j>  (raw dot product: no scale, no softmax), fp32
 //   top-k   row keeps the topk highest scores, ties toward the lower block index; indices ascending
@@ -24,25 +24,19 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ops/gpu_ops.h"
+#include "core/block_geometry.h"
+#include "kernels/ops/gpu_ops.h"
 
 namespace lf::gpu::sparse {
 
-// Shapes of one planning call; mirrors lf::BlockGeometry plus heads and head_dim.
-struct PlannerGeometry {
+// Shapes of one planning call: lf::BlockGeometry's rules (core/block_geometry.h) in int, plus heads and
+// head_dim. query_block: any positive value here (the attention kernels support 64 and 128); k has
+// key_frames * tokens_per_frame rows.
+struct PlannerGeometry : BasicBlockGeometry<int> {
   int heads = 0;
-  int head_dim = 0;      // multiple of 8, at most 256
-  int query_tokens = 0;  // q rows (the current chunk)
-  int query_block = 64;  // tokens per query block, any positive value (the kernels support 64 and 128)
-  int key_frames = 0;    // visible frames; k has key_frames * tokens_per_frame rows
-  int tokens_per_frame = 0;
-  int key_block = 64;  // tokens per key block inside a frame, the frame's last block ragged
+  int head_dim = 0;  // multiple of 8, at most 256
 
-  int query_blocks() const { return (query_tokens + query_block - 1) / query_block; }
-  int blocks_per_frame() const { return (tokens_per_frame + key_block - 1) / key_block; }
-  int key_blocks() const { return key_frames * blocks_per_frame(); }
-  int key_tokens() const { return key_frames * tokens_per_frame; }
-  int rows() const { return heads * query_blocks(); }
+  LF_HOST_DEVICE int rows() const { return heads * query_blocks(); }
 };
 
 // The most key blocks a row may have for the selectors (their per-row sort lives in shared memory).
@@ -179,23 +173,5 @@ int64_t rope_pool_blocks(int64_t tokens, int64_t tokens_per_frame, int block, bo
 void rope_and_pool(uint16_t* x, int64_t row_stride, int64_t tokens, const RopeLayout& layout,
                    const int64_t* frame_positions, int64_t frame_count, int block, bool frame_aligned, float* pooled,
                    void* stream = nullptr);
-
-// ---- stream-ordered stopwatch --------------------------------------------------------------------------------
-// Times the phases of one attention call (planner, kernel) with CUDA events, so statistics need no host clock
-// around asynchronous work. mark(i) records event i on `stream`; elapsed_ms(a, b) waits for event b. Each phase
-// has its own pair of marks, so host work between phases (allocations) is not counted in either.
-class PhaseTimer {
- public:
-  static constexpr int kMarks = 4;
-  PhaseTimer() = default;
-  PhaseTimer(const PhaseTimer&) = delete;
-  PhaseTimer& operator=(const PhaseTimer&) = delete;
-  ~PhaseTimer();
-  void mark(int index, void* stream = nullptr);
-  double elapsed_ms(int from, int to);
-
- private:
-  void* events_[kMarks] = {};
-};
 
 }  // namespace lf::gpu::sparse

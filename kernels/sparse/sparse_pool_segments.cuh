@@ -3,6 +3,8 @@
 // pools for it (sparse_rope_pool.cu), so both pool exactly the same rows.
 #include <cuda_runtime.h>
 
+#include "core/block_geometry.h"
+
 namespace lf::gpu::sparse::detail {
 
 struct Segment {
@@ -11,15 +13,14 @@ struct Segment {
 
 // Query block `segment`: query_block rows from row 0, the last one ragged.
 __device__ __forceinline__ Segment query_segment(int segment, int query_block, int query_tokens) {
-  const int first = segment * query_block;
-  return {first, min(query_block, query_tokens - first)};
+  return {segment * query_block, frame_blocks::query_block_length(segment, query_tokens, query_block)};
 }
 
 // Frame-aligned key block `segment`: key_block rows inside a frame of tokens_per_frame, the frame's last ragged.
 __device__ __forceinline__ Segment key_segment(int segment, int key_block, int tokens_per_frame, int blocks_per_frame) {
-  const int frame = segment / blocks_per_frame;
-  const int inside = (segment - frame * blocks_per_frame) * key_block;
-  return {frame * tokens_per_frame + inside, min(key_block, tokens_per_frame - inside)};
+  const frame_blocks::KeySpan<int> span =
+      frame_blocks::key_span(segment, tokens_per_frame, key_block, blocks_per_frame);
+  return {span.first, span.length};
 }
 
 }  // namespace lf::gpu::sparse::detail

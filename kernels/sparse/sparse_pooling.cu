@@ -6,12 +6,12 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "sparse/sparse_launch.cuh"
-#include "sparse/sparse_planner.h"
-#include "sparse/sparse_pool_segments.cuh"
-#include "sparse/sparse_select_detail.h"
-#include "sparse/sparse_select_device.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/sparse/sparse_launch.cuh"
+#include "kernels/sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_pool_segments.cuh"
+#include "kernels/sparse/sparse_select_detail.h"
+#include "kernels/sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse {
 
@@ -119,7 +119,7 @@ __device__ __forceinline__ float frame_key_value(const detail::KeySource& keys, 
     for (int u = 0; u < kFrameLoadsInFlight; ++u) {
       const int i = base + u;
       if (i >= blocks_per_frame) break;
-      const int length = min(key_block, tokens_per_frame - i * key_block);
+      const int length = frame_blocks::in_frame_block_length(i, tokens_per_frame, key_block);
       sum = __fmaf_rn(block_mean[u], float(length), sum);
     }
   }
@@ -572,34 +572,6 @@ void plan_topp_cached(const CachedPlanInputs& in, float scale, float p, const Ma
   rule.scale = scale;
   rule.p = p;
   detail::plan_cached_phases(in, rule, detail::kCachedAll, out, stream);
-}
-
-// ---- phase timer ----------------------------------------------------------------------------------------------
-
-PhaseTimer::~PhaseTimer() {
-  for (void* event : events_)
-    if (event != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(event));
-}
-
-void PhaseTimer::mark(int index, void* stream) {
-  LF_CHECK(index >= 0 && index < kMarks, "PhaseTimer: mark {} outside 0..{}", index, kMarks - 1);
-  if (events_[index] == nullptr) {
-    cudaEvent_t event = nullptr;
-    LF_CUDA_CHECK(cudaEventCreate(&event), "phase timer event");
-    events_[index] = event;
-  }
-  LF_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(events_[index]), static_cast<cudaStream_t>(stream)),
-                "phase timer record");
-}
-
-double PhaseTimer::elapsed_ms(int from, int to) {
-  LF_CHECK(from >= 0 && from < kMarks && to >= 0 && to < kMarks && events_[from] && events_[to],
-           "PhaseTimer: marks {} and {} were not recorded", from, to);
-  LF_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(events_[to])), "phase timer wait");
-  float ms = 0;
-  LF_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(events_[from]), static_cast<cudaEvent_t>(events_[to])),
-                "phase timer elapsed");
-  return double(ms);
 }
 
 }  // namespace lf::gpu::sparse

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "sparse/sparse_select_device.cuh"
+#include "kernels/sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse::detail {
 

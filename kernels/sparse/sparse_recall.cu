@@ -7,8 +7,8 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "sparse/sparse_recall.h"
+#include "kernels/cuda_check.h"
+#include "kernels/sparse/sparse_recall.h"
 
 namespace lf::gpu::sparse {
 

@@ -6,7 +6,7 @@
 // Host-side API with plain C++ types, like sparse_planner.h; every pointer is a device pointer.
 #include <cstdint>
 
-#include "sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_planner.h"
 
 namespace lf::gpu::sparse {
 

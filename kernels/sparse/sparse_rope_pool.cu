@@ -10,11 +10,11 @@
 #include <cuda_runtime.h>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "ops/device_helpers.cuh"
-#include "ops/rope_params.cuh"
-#include "sparse/sparse_planner.h"
-#include "sparse/sparse_pool_segments.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/device_helpers.cuh"
+#include "kernels/ops/rope_params.cuh"
+#include "kernels/sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_pool_segments.cuh"
 
 namespace lf::gpu::sparse {
 
@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kRopePoolThreads)
 int64_t rope_pool_blocks(int64_t tokens, int64_t tokens_per_frame, int block, bool frame_aligned) {
   LF_CHECK(block > 0 && tokens_per_frame > 0, "rope_and_pool: block {} / tokens_per_frame {}", block, tokens_per_frame);
   if (!frame_aligned) return (tokens + block - 1) / block;
-  return tokens / tokens_per_frame * ((tokens_per_frame + block - 1) / block);
+  return tokens / tokens_per_frame * frame_blocks::blocks_per_frame(tokens_per_frame, int64_t(block));
 }
 
 void rope_and_pool(uint16_t* x, int64_t row_stride, int64_t tokens, const RopeLayout& layout,
@@ -139,7 +139,7 @@ void rope_and_pool(uint16_t* x, int64_t row_stride, int64_t tokens, const RopeLa
   job.head_dim = int(layout.head_dim);
   job.block = block;
   job.tokens_per_frame = int(layout.tokens_per_frame);
-  job.blocks_per_frame = int((layout.tokens_per_frame + block - 1) / block);
+  job.blocks_per_frame = int(frame_blocks::blocks_per_frame(layout.tokens_per_frame, int64_t(block)));
   job.tokens = int(tokens);
   job.blocks = int(rope_pool_blocks(tokens, layout.tokens_per_frame, block, frame_aligned));
   job.head_groups = (job.heads + kHeadsPerCta - 1) / kHeadsPerCta;

@@ -9,14 +9,14 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "sparse/sparse_launch.cuh"
-#include "sparse/sparse_radix_row.cuh"
-#include "sparse/sparse_select_detail.h"
-#include "sparse/sparse_select_device.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/speed_switches.h"
+#include "kernels/sparse/sparse_launch.cuh"
+#include "kernels/sparse/sparse_radix_row.cuh"
+#include "kernels/sparse/sparse_select_detail.h"
+#include "kernels/sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse::detail {
 
@@ -114,12 +114,8 @@ __global__ void __launch_bounds__(kFusedThreads) score_select_kernel(const Fused
 }
 
 int fused_rows_per_cta() {
-  static const int rows = [] {
-    const char* set = std::getenv("LF_SPARSE_FUSED_ROWS");
-    const int value = set != nullptr ? std::atoi(set) : kFusedRows;
-    return value == 2 || value == 8 ? value : kFusedRows;
-  }();
-  return rows;
+  const int value = speed_switches().sparse_fused_rows;  // LF_SPARSE_FUSED_ROWS
+  return value == 2 || value == 8 ? value : kFusedRows;
 }
 
 size_t fused_shared_bytes(int key_blocks, int key_frames, int head_dim) {

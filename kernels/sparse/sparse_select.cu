@@ -7,41 +7,32 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "sparse/sparse_planner.h"
-#include "sparse/sparse_launch.cuh"
-#include "sparse/sparse_select_detail.h"
-#include "sparse/sparse_select_device.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/speed_switches.h"
+#include "kernels/sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_launch.cuh"
+#include "kernels/sparse/sparse_select_detail.h"
+#include "kernels/sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse {
 
 // ---- path switches ------------------------------------------------------------------------------------------
-namespace {
-bool env_is(const char* name, const char* value) {
-  const char* set = std::getenv(name);
-  return set != nullptr && std::strcmp(set, value) == 0;
-}
-std::atomic<bool> radix_select_on{!env_is("LF_SPARSE_SELECT", "sort")};
-std::atomic<bool> dependent_launch_on{!env_is("LF_SPARSE_PDL", "0")};
-std::atomic<bool> fused_on{!env_is("LF_SPARSE_FUSED", "0")};
-}  // namespace
-
+// The planner's part of the speed switches (speed_switches.h).
 detail::PlannerPaths detail::planner_paths() {
-  return {radix_select_on.load(std::memory_order_relaxed), dependent_launch_on.load(std::memory_order_relaxed),
-          fused_on.load(std::memory_order_relaxed)};
+  const SpeedSwitches& switches = speed_switches();
+  return {switches.sparse_radix_select, switches.sparse_dependent_launch, switches.sparse_fused_score_select};
 }
 void detail::set_planner_paths(const PlannerPaths& paths) {
-  radix_select_on.store(paths.radix_select, std::memory_order_relaxed);
-  dependent_launch_on.store(paths.dependent_launch, std::memory_order_relaxed);
-  fused_on.store(paths.fused_score_select, std::memory_order_relaxed);
+  SpeedSwitches switches = speed_switches();
+  switches.sparse_radix_select = paths.radix_select;
+  switches.sparse_dependent_launch = paths.dependent_launch;
+  switches.sparse_fused_score_select = paths.fused_score_select;
+  set_speed_switches(switches);
 }
-bool detail::dependent_launch_enabled() { return dependent_launch_on.load(std::memory_order_relaxed); }
+bool detail::dependent_launch_enabled() { return speed_switches().sparse_dependent_launch; }
 
 namespace {
 

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_planner.h"
 
 namespace lf::gpu::sparse::detail {
 
@@ -31,10 +31,9 @@ void select_hsa_strided(const float* block_scores, const float* frame_scores, in
                         const PlannerGeometry& geometry, const HsaParams& hsa, const MaskOutput& out, void* stream);
 
 // Which implementation the planners run. Both settings give the same masks bit for bit (tested); the old ones
-// stay reachable (STYLE habit 6) from the environment, read once: LF_SPARSE_SELECT=sort selects top-k / HSA rows
-// with the bitonic sort instead of the radix select; LF_SPARSE_PDL=0 launches the planner kernels plainly
-// instead of as programmatic dependents; LF_SPARSE_FUSED=0 scores and selects top-k / HSA in two launches
-// instead of the fused one (sparse_score_select.cu; it needs the radix select). Top-p always sorts (its mass is
+// stay reachable (STYLE habit 6) through the speed switches (speed_switches.h: LF_SPARSE_SELECT=sort,
+// LF_SPARSE_PDL=0, LF_SPARSE_FUSED=0; the fused score-select of sparse_score_select.cu needs the radix select);
+// these are views of that struct. Top-p always sorts (its mass is
 // summed in sorted order).
 struct PlannerPaths {
   bool radix_select = true;

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "sparse/sparse_select_detail.h"
+#include "kernels/sparse/sparse_select_detail.h"
 
 namespace lf::gpu::sparse::detail {
 

@@ -8,11 +8,11 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "cuda_check.h"
-#include "sparse/sparse_launch.cuh"
-#include "sparse/sparse_select_detail.h"
-#include "sparse/sparse_radix_row.cuh"
-#include "sparse/sparse_select_device.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/sparse/sparse_launch.cuh"
+#include "kernels/sparse/sparse_select_detail.h"
+#include "kernels/sparse/sparse_radix_row.cuh"
+#include "kernels/sparse/sparse_select_device.cuh"
 
 namespace lf::gpu::sparse::detail {
 

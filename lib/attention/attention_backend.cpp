@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "attention/attention_backend.h"
+#include "attention/backend_registry.h"
 #include "attention/gpu_sparse_attention.h"
 #include "attention/planners.h"
 #include "attention/sparse_operator.h"
@@ -33,14 +34,15 @@ double output_rel_l2(const Tensor& out, const Tensor& reference) {
 
 class PlannedBackend final : public AttentionBackend {
  public:
-  PlannedBackend(const AttentionConfig& config, std::unique_ptr<MaskPlanner> planner, AttentionStats* stats)
-      : config_(config), planner_(std::move(planner)), stats_(stats) {}
+  PlannedBackend(const AttentionConfig& config, const AttentionBackendEntry& entry,
+                 std::unique_ptr<MaskPlanner> planner, AttentionStats* stats)
+      : config_(config), entry_(entry), planner_(std::move(planner)), stats_(stats) {}
 
-  std::string name() const override { return planner_->name(); }
+  std::string name() const override { return entry_.name; }
 
   // The GPU planners that pool q and k take them from the RoPE pass.
   std::pair<int64_t, int64_t> pooling(const AttentionCall& call, bool on_gpu) const override {
-    if (!on_gpu || !planner_->plans_from_pooled_blocks() || !config_.fused_rope_pooling ||
+    if (!on_gpu || !entry_.plans_from_pooled_blocks() || !config_.fused_rope_pooling ||
         planner_->plans_dense(call))
       return {0, 0};
     return {config_.query_block, config_.key_block};
@@ -48,11 +50,11 @@ class PlannedBackend final : public AttentionBackend {
 
   void plan_ahead(const AttentionCall& call) override {
     if (call.q->is_cuda() && config_.plan_beside_cache_write)
-      gpu_plan_ahead(call, config_, *planner_, gpu_state_, stats_ != nullptr);
+      gpu_plan_ahead(call, config_, entry_, *planner_, gpu_state_, stats_ != nullptr);
   }
 
   Tensor run(const AttentionCall& call) override {
-    const bool dense = config_.backend == "dense";
+    const bool dense = entry_.exact_dense;
     AttentionRecord record;
     record.chunk = call.chunk;
     record.step = call.step;
@@ -66,7 +68,7 @@ class PlannedBackend final : public AttentionBackend {
     GpuSparseTimes gpu_times;
     if (call.q->is_cuda()) {
       // Planning and attention both run on the GPU; with statistics, CUDA events time the two phases.
-      out = gpu_planned_attention(call, config_, *planner_, gpu_state_, stats_ ? &mask : nullptr,
+      out = gpu_planned_attention(call, config_, entry_, *planner_, gpu_state_, stats_ ? &mask : nullptr,
                                   stats_ ? &gpu_times : nullptr);
     } else {
       if (!dense || stats_) mask = planner_->plan(call);
@@ -108,6 +110,7 @@ class PlannedBackend final : public AttentionBackend {
 
  private:
   AttentionConfig config_;
+  const AttentionBackendEntry& entry_;
   std::unique_ptr<MaskPlanner> planner_;
   AttentionStats* stats_;
   GpuSparseState gpu_state_;  // pooled-key caches and buffers of the GPU path, kept between calls
@@ -117,10 +120,11 @@ class PlannedBackend final : public AttentionBackend {
 
 std::unique_ptr<AttentionBackend> make_attention_backend(const AttentionConfig& config,
                                                          const PipelineConfig* pipeline, AttentionStats* stats) {
-  LF_CHECK(pipeline != nullptr || config.backend != "lightforcing",
-           "attention backend 'lightforcing' needs the video length and chunk size (its CAG schedule)");
+  const AttentionBackendEntry& entry = attention_backend_entry(config.backend);
+  LF_CHECK(pipeline != nullptr || !entry.needs_video_schedule,
+           "attention backend '{}' needs the video length and chunk size (its CAG schedule)", entry.name);
   const int64_t frames = pipeline ? pipeline->frames : 0, chunk_frames = pipeline ? pipeline->chunk_frames : 1;
-  return std::make_unique<PlannedBackend>(config, make_planner(config, frames, chunk_frames), stats);
+  return std::make_unique<PlannedBackend>(config, entry, entry.make_planner(config, frames, chunk_frames), stats);
 }
 
 }  // namespace lf

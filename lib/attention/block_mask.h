@@ -2,11 +2,8 @@
 // Which key blocks each (head, query block) attends to: the output of every mask planner and the input of every
 // sparse operator (CPU reference and CUDA kernel).
 //
-// Blocks follow frames. Query blocks tile the chunk's query tokens uniformly (query_block tokens each, the last
-// one ragged): pooling and the kernel's query tiles both use them. Key blocks never straddle two frames: frame f
-// holds blocks [f * blocks_per_frame, (f + 1) * blocks_per_frame), each key_block tokens long except the frame's
-// last one, which is ragged when tokens_per_frame is not a multiple (1560 = 24 x 64 + 24: 25 blocks of which the
-// last holds 24 tokens). Keys are the visible frames in cache order (the current chunk last), as in AttentionCall.
+// Blocks follow frames: BlockGeometry (core/block_geometry.h, shared with the kernels) holds the rules. Keys are
+// the visible frames in cache order (the current chunk last), as in AttentionCall.
 //
 // Rows are CSR: row r = head * query_blocks + query_block selects key blocks
 // key_indices[row_offsets[r] .. row_offsets[r + 1]), ascending. Scores (optional) keep the planner's pooled
@@ -15,32 +12,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/block_geometry.h"
+
 namespace lf {
-
-struct BlockGeometry {
-  int64_t tokens_per_frame = 0;
-  int64_t query_tokens = 0;   // current chunk's tokens
-  int64_t key_frames = 0;     // visible frames (cache + chunk)
-  int64_t query_block = 64;   // 64 or 128
-  int64_t key_block = 64;     // 64 or 128
-
-  int64_t query_blocks() const { return (query_tokens + query_block - 1) / query_block; }
-  int64_t blocks_per_frame() const { return (tokens_per_frame + key_block - 1) / key_block; }
-  int64_t key_blocks() const { return key_frames * blocks_per_frame(); }
-  int64_t key_tokens() const { return key_frames * tokens_per_frame; }
-  // First key token and length of key block b.
-  int64_t key_block_start(int64_t b) const {
-    return (b / blocks_per_frame()) * tokens_per_frame + (b % blocks_per_frame()) * key_block;
-  }
-  int64_t key_block_length(int64_t b) const {
-    const int64_t inside = (b % blocks_per_frame()) * key_block;
-    return tokens_per_frame - inside < key_block ? tokens_per_frame - inside : key_block;
-  }
-  int64_t key_block_frame(int64_t b) const { return b / blocks_per_frame(); }
-  int64_t query_block_length(int64_t qb) const {
-    return query_tokens - qb * query_block < query_block ? query_tokens - qb * query_block : query_block;
-  }
-};
 
 struct BlockMask {
   int64_t heads = 0;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -10,12 +9,10 @@
 #include "core/error.h"
 #include "ops/ops.h"
 #if LF_HAVE_CUDA
-#include "attention/flash_attention.h"
-#include "runtime/op_timer.h"
-#include "runtime/side_stream.h"
-#include "sparse/block_sparse_attention.h"
-#include "sparse/sparse_planner.h"
-#include "sparse/sparse_recall.h"
+#include "attention/gpu_planners.h"
+#include "ops/cuda/op_timer.h"
+#include "ops/cuda/phase_timer.h"
+#include "ops/cuda/side_stream.h"
 #endif
 
 namespace lf {
@@ -96,14 +93,6 @@ std::vector<int32_t> to_host_ints(const Tensor& device, int64_t count) {
   return std::vector<int32_t>(data, data + count);
 }
 
-bool skip_planner_for_measurement() {
-  static const bool on = [] {
-    const char* set = std::getenv("LF_SPARSE_SKIP_PLANNER");
-    return set != nullptr && std::string(set) == "1";
-  }();
-  return on;
-}
-
 // Op-timer scope (bench's per-op-class GPU time); inert when the timer is off.
 struct OpTimed {
   explicit OpTimed(const char* name, void* on_stream = nullptr)
@@ -133,14 +122,13 @@ struct GpuSparseState::Impl {
   std::vector<LayerKeys> layers;
   Tensor workspace, row_offsets, key_indices;
   StaticMask static_mask;
-  gpu::sparse::PhaseTimer timer;
+  gpu::PhaseTimer timer;
   gpu::SideStream side;  // gpu_plan_ahead's planner runs here, beside the KV-cache write
   bool ahead_pending = false, ahead_timed = false;
   CallKey ahead_call;
   // The mask of the last call (for recall): device CSR, or none for a dense call.
   const int* last_row_offsets = nullptr;
   const int* last_key_indices = nullptr;
-  Tensor recall;  // fp32 [heads, sampled rows]
   std::array<int64_t, 4> last_planned{-1, -1, -1, -1};  // LF_SPARSE_SKIP_PLANNER's shape of the last plan
 };
 
@@ -153,6 +141,16 @@ struct DeviceMask {
   const int* row_offsets = nullptr;
   const int* key_indices = nullptr;
 };
+
+ops::BlockSparseMaskView device_mask_view(const BlockGeometry& geometry, int64_t heads, const DeviceMask& mask) {
+  ops::BlockSparseMaskView view;
+  view.geometry = geometry;
+  view.heads = heads;
+  view.row_offsets = mask.row_offsets;
+  view.key_indices = mask.key_indices;
+  view.device = Device::CUDA;
+  return view;
+}
 
 // A static planner's mask: planned on the host and uploaded when the geometry changes, else nothing.
 DeviceMask static_mask_for(const AttentionCall& call, MaskPlanner& planner, GpuSparseState::Impl& s) {
@@ -177,95 +175,81 @@ DeviceMask static_mask_for(const AttentionCall& call, MaskPlanner& planner, GpuS
 
 // Plans the call's mask on the GPU (pooling, scores, selection) on `stream`, from the call's q and pooled blocks
 // and the layer's cached past frames; `timed`: the phase timer's marks 0 and 1 bracket the launches.
-DeviceMask plan_on_gpu(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
-                       GpuSparseState::Impl& s, void* stream, bool timed) {
+DeviceMask plan_on_gpu(const AttentionCall& call, const AttentionConfig& config, const AttentionBackendEntry& backend,
+                       MaskPlanner& planner, GpuSparseState::Impl& s, void* stream, bool timed) {
   const Tensor& q = *call.q;
   const BlockGeometry geometry = geometry_for(call, config);
   const int64_t heads = q.dim(1), head_dim = q.dim(2), rows = heads * geometry.query_blocks();
   const int64_t past = call.frames_visible - call.frames_in_chunk;
-  gpu::sparse::PlannerGeometry pg;
-  pg.heads = int(heads);
-  pg.head_dim = int(head_dim);
-  pg.query_tokens = int(q.dim(0));
-  pg.query_block = int(config.query_block);
-  pg.key_frames = int(call.frames_visible);
-  pg.tokens_per_frame = int(call.tokens_per_frame);
-  pg.key_block = int(config.key_block);
+  const GpuPlanShape shape{geometry, heads, head_dim};
 
   LF_CHECK(call.layer >= 0, "GPU sparse attention: layer {} is negative", call.layer);
   if (s.layers.size() <= size_t(call.layer)) s.layers.resize(size_t(call.layer) + 1);
   LayerKeys& cache = s.layers[size_t(call.layer)];
   // A chunk's first call (step 0) always pools every frame; later calls of the chunk reuse the past frames.
   const bool first_call_of_chunk = call.step == 0 && !call.is_refresh;
-  gpu::sparse::PlannerGeometry capacity = pg;  // what the buffers are sized for
-  capacity.key_frames = int(capacity_frames(call.frames_visible));
-  const size_t pooled_capacity = size_t(heads) * size_t(capacity.key_blocks()) * size_t(head_dim) * sizeof(float);
-  const int64_t stride = capacity.key_blocks();  // fixed per head while the capacity holds
+  GpuPlanShape capacity = shape;  // what the buffers are sized for
+  capacity.geometry.key_frames = capacity_frames(call.frames_visible);
+  const int64_t stride = capacity.geometry.key_blocks();  // fixed per head while the capacity holds
+  const size_t pooled_capacity = size_t(heads) * size_t(stride) * size_t(head_dim) * sizeof(float);
   const bool fits = cache.pooled.defined() && cache.pooled.nbytes() >= pooled_capacity;
   const bool reuse = fits && (first_call_of_chunk ? cache.holds_previous_chunk_of(call, config, heads, head_dim, stride)
                                                   : cache.holds_past_of(call, config, heads, head_dim, stride));
   cache.valid = false;  // until this plan has been issued
   cache.carries_all_frames = false;
-  gpu::sparse::CachedPlanInputs in;
+  GpuPlanRequest in;
+  in.shape = shape;
   in.q = q.raw();
-  in.q_row_stride = heads * head_dim;
   in.k = call.k->raw();
-  in.k_row_stride = heads * head_dim;
-  in.geometry = pg;
-  in.first_new_frame = reuse ? int(past) : 0;
+  in.first_new_frame = reuse ? past : 0;
   in.pooled_keys = static_cast<float*>(ensure_bytes(cache.pooled, pooled_capacity));
-  in.pooled_keys_stride = int(stride);
-  in.workspace_bytes = gpu::sparse::cached_planner_workspace_bytes(pg);
-  in.workspace = ensure_bytes(s.workspace, gpu::sparse::cached_planner_workspace_bytes(capacity));
+  in.pooled_keys_stride = stride;
+  in.workspace_bytes = gpu_planner_workspace_bytes(shape);
+  in.workspace = ensure_bytes(s.workspace, gpu_planner_workspace_bytes(capacity));
   // Pooled q and the chunk's key blocks from the RoPE pass, when they are of this plan's blocks and shapes.
   if (const RopePooled* given = call.pooled;
       given != nullptr && given->query_block == config.query_block && given->key_block == config.key_block) {
-    const int64_t new_blocks = call.frames_in_chunk * pg.blocks_per_frame();
-    LF_CHECK(given->queries.shape() == Shape({heads, int64_t(pg.query_blocks()), head_dim}) &&
+    const int64_t new_blocks = call.frames_in_chunk * geometry.blocks_per_frame();
+    LF_CHECK(given->queries.shape() == Shape({heads, geometry.query_blocks(), head_dim}) &&
                  given->new_keys.shape() == Shape({heads, new_blocks, head_dim}) &&
                  given->queries.dtype() == DType::F32 && given->new_keys.dtype() == DType::F32 &&
                  given->queries.is_cuda() && given->new_keys.is_cuda(),
              "GPU sparse attention: pooled blocks {} / {} do not fit {} heads x {} query blocks / {} key blocks",
-             shape_str(given->queries.shape()), shape_str(given->new_keys.shape()), heads, pg.query_blocks(),
+             shape_str(given->queries.shape()), shape_str(given->new_keys.shape()), heads, geometry.query_blocks(),
              new_blocks);
     in.given_pooled_queries = static_cast<const float*>(given->queries.raw());
     in.given_key_blocks = static_cast<const float*>(given->new_keys.raw());
-    in.given_first_frame = int(past);
+    in.given_first_frame = past;
   }
-  const gpu::sparse::MaskOutput out{
-      static_cast<int*>(ensure_bytes(s.row_offsets, size_t(rows + 1) * sizeof(int))),
-      static_cast<int*>(ensure_bytes(s.key_indices, size_t(gpu::sparse::planner_max_selected(capacity)) * sizeof(int))),
-      nullptr};
+  in.row_offsets = static_cast<int32_t*>(ensure_bytes(s.row_offsets, size_t(rows + 1) * sizeof(int32_t)));
+  in.key_indices =
+      static_cast<int32_t*>(ensure_bytes(s.key_indices, size_t(gpu_planner_max_selected(capacity)) * sizeof(int32_t)));
   const int topk = int(std::max<int64_t>(1, topk_for(planner.target_sparsity(call.chunk), geometry.key_blocks())));
   // Measurement only (LF_SPARSE_SKIP_PLANNER=1; the masks are then wrong): a call whose mask has the shape of
   // the last planned one reuses that mask without planning, so a bench A/B gives the planner's whole cost in
   // DiT time, host work included (the op timer sees GPU intervals only).
   const std::array<int64_t, 4> shape_key{call.frames_visible, call.frames_in_chunk, topk, rows};
-  if (skip_planner_for_measurement() && s.last_planned == shape_key) {
+  if (gpu_skip_planner_for_measurement() && s.last_planned == shape_key) {
     if (timed) s.timer.mark(0, stream), s.timer.mark(1, stream);
-    return {out.row_offsets, out.key_indices};
+    return {in.row_offsets, in.key_indices};
   }
   s.last_planned = shape_key;
   // Timed from here: the host-side bookkeeping above must not count as GPU planner time.
   const OpTimed op_timed("sparse_planner", stream);
   if (timed) s.timer.mark(0, stream);
-  if (config.backend == "block-topp") {
-    gpu::sparse::plan_topp_cached(in, float(call.scale), float(config.top_p), out, stream);
-  } else if (config.backend == "lightforcing" && past > config.keep_frames) {
-    gpu::sparse::HsaParams hsa;
-    hsa.chunk_frames = int(call.frames_in_chunk);
-    hsa.keep_frames = int(config.keep_frames);
-    hsa.keep_sink = int(config.keep_sink);
-    hsa.keep_near = int(config.keep_near);
-    hsa.topk = topk;
-    gpu::sparse::plan_hsa_cached(in, hsa, out, stream);
-  } else {  // lightforcing 1-stage and block-topk
-    gpu::sparse::plan_topk_cached(in, topk, out, stream);
-  }
+  GpuPlanSettings settings;
+  settings.topk = topk;
+  settings.scale = call.scale;
+  settings.top_p = config.top_p;
+  settings.chunk_frames = call.frames_in_chunk;
+  settings.keep_frames = config.keep_frames;
+  settings.keep_sink = config.keep_sink;
+  settings.keep_near = config.keep_near;
+  gpu_plan(backend.gpu_planner, in, settings, stream);
   // The refresh pass is the chunk's last write of its keys: store its given blocks so that the next chunk's
   // first call finds every past frame pooled.
   if (call.is_refresh && in.given_key_blocks != nullptr) {
-    gpu::sparse::store_given_key_blocks(in, stream);
+    gpu_store_given_key_blocks(in, stream);
     cache.carries_all_frames = true;
   }
   if (timed) s.timer.mark(1, stream);
@@ -279,35 +263,36 @@ DeviceMask plan_on_gpu(const AttentionCall& call, const AttentionConfig& config,
   cache.stride = stride;
   cache.k = call.k->raw();
   cache.valid = true;
-  return {out.row_offsets, out.key_indices};
+  return {in.row_offsets, in.key_indices};
 }
 
 }  // namespace
 
-bool gpu_plan_ahead(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
-                    GpuSparseState& state, bool timed) {
+bool gpu_plan_ahead(const AttentionCall& call, const AttentionConfig& config, const AttentionBackendEntry& backend,
+                    MaskPlanner& planner, GpuSparseState& state, bool timed) {
   GpuSparseState::Impl& s = state.impl();
   if (s.ahead_pending) {  // a call planned ahead but never run: its mask is dropped, the streams re-joined
     s.side.join();
     s.ahead_pending = false;
   }
-  if (planner.plans_dense(call) || !planner.plans_from_pooled_blocks() || call.pooled == nullptr ||
+  if (planner.plans_dense(call) || !backend.plans_from_pooled_blocks() || call.pooled == nullptr ||
       call.pooled->query_block != config.query_block || call.pooled->key_block != config.key_block)
     return false;
   s.side.fork();
-  plan_on_gpu(call, config, planner, s, s.side.stream(), timed);
+  plan_on_gpu(call, config, backend, planner, s, s.side.stream(), timed);
   s.ahead_pending = true;
   s.ahead_timed = timed;
   s.ahead_call = key_of(call);
   return true;
 }
 
-Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
-                             GpuSparseState& state, BlockMask* host_mask, GpuSparseTimes* times) {
+Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config,
+                             const AttentionBackendEntry& backend, MaskPlanner& planner, GpuSparseState& state,
+                             BlockMask* host_mask, GpuSparseTimes* times) {
   GpuSparseState::Impl& s = state.impl();
   const Tensor& q = *call.q;
   const BlockGeometry geometry = geometry_for(call, config);
-  const int64_t heads = q.dim(1), head_dim = q.dim(2), rows = heads * geometry.query_blocks();
+  const int64_t heads = q.dim(1), rows = heads * geometry.query_blocks();
   // A mask planned ahead for this call: the default stream waits for it (and so the kernel follows the plan).
   const bool planned_ahead = s.ahead_pending && s.ahead_call == key_of(call);
   const bool planner_timed = planned_ahead ? s.ahead_timed : times != nullptr;
@@ -326,7 +311,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
     return out;
   }
 
-  const bool static_planner = !planner.plans_from_pooled_blocks();
+  const bool static_planner = !backend.plans_from_pooled_blocks();
   DeviceMask mask;
   if (planned_ahead) {
     mask = {static_cast<const int*>(s.row_offsets.raw()), static_cast<const int*>(s.key_indices.raw())};
@@ -336,39 +321,16 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
     mask = static_mask_for(call, planner, s);
     if (times) s.timer.mark(1);
   } else {
-    mask = plan_on_gpu(call, config, planner, s, nullptr, times != nullptr);
+    mask = plan_on_gpu(call, config, backend, planner, s, nullptr, times != nullptr);
   }
   const int* row_offsets = mask.row_offsets;
   const int* key_indices = mask.key_indices;
   s.last_row_offsets = row_offsets;
   s.last_key_indices = key_indices;
 
-  Tensor output = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
-  {
-    const OpTimed timed("self_attention");
-    if (times) s.timer.mark(2);
-    gpu::FlashAttentionParams params;
-    params.q = q.raw();
-    params.k = call.k->raw();
-    params.v = call.v->raw();
-    params.out = output.raw();
-    params.q_row_stride = params.out_row_stride = heads * head_dim;
-    params.k_row_stride = params.v_row_stride = heads * head_dim;
-    params.lq = int(q.dim(0));
-    params.lk = int(call.k->dim(0));
-    params.heads = int(heads);
-    params.head_dim = int(head_dim);
-    params.scale = float(call.scale);
-    gpu::BlockSparseLayout layout;
-    layout.row_offsets = row_offsets;
-    layout.key_indices = key_indices;
-    layout.query_block = int(config.query_block);
-    layout.key_block = int(config.key_block);
-    layout.tokens_per_frame = int(call.tokens_per_frame);
-    layout.heads = int(heads);
-    layout.query_blocks = int(geometry.query_blocks());
-    gpu::flash_attention_block_sparse_forward(params, layout);
-  }
+  // The op times itself as the enclosing op class (self_attention inside the DiT's scope).
+  if (times) s.timer.mark(2);
+  Tensor output = ops::block_sparse_attention(q, *call.k, *call.v, device_mask_view(geometry, heads, mask), call.scale);
   if (times) {
     s.timer.mark(3);
     times->planner_ms = planner_timed ? s.timer.elapsed_ms(0, 1) : 0;
@@ -393,32 +355,12 @@ std::vector<double> gpu_attention_recall(const AttentionCall& call, const Attent
                                          GpuSparseState& state, int64_t row_stride) {
   GpuSparseState::Impl& s = state.impl();
   const Tensor& q = *call.q;
-  const int64_t heads = q.dim(1), head_dim = q.dim(2);
-  if (planner.plans_dense(call)) return std::vector<double>(size_t(heads), 1.0);
+  if (planner.plans_dense(call)) return std::vector<double>(size_t(q.dim(1)), 1.0);
   LF_CHECK(s.last_row_offsets != nullptr, "GPU recall: no block-sparse mask from this call");
-  LF_CHECK(row_stride >= 1, "GPU recall: row stride {} must be at least 1", row_stride);
-  gpu::sparse::PlannerGeometry pg;
-  pg.heads = int(heads);
-  pg.head_dim = int(head_dim);
-  pg.query_tokens = int(q.dim(0));
-  pg.query_block = int(config.query_block);
-  pg.key_frames = int(call.frames_visible);
-  pg.tokens_per_frame = int(call.tokens_per_frame);
-  pg.key_block = int(config.key_block);
-  const int sampled = gpu::sparse::recall_sampled_rows(pg.query_tokens, int(row_stride));
-  float* out = static_cast<float*>(ensure_bytes(s.recall, size_t(heads) * size_t(sampled) * sizeof(float)));
-  gpu::sparse::sampled_recall(q.raw(), heads * head_dim, call.k->raw(), heads * head_dim, pg, s.last_row_offsets,
-                              s.last_key_indices, int(row_stride), float(call.scale), out);
-  // Per-row values come back and are summed here in a fixed order, so the statistic is deterministic.
-  const Tensor host = s.recall.to(Device::CPU);
-  const auto* rows = static_cast<const float*>(host.raw());
-  std::vector<double> recall(size_t(heads), 0.0);
-  for (int64_t h = 0; h < heads; ++h) {
-    double sum = 0;
-    for (int r = 0; r < sampled; ++r) sum += double(rows[h * sampled + r]);
-    recall[size_t(h)] = sum / double(sampled);
-  }
-  return recall;
+  return ops::block_sparse_recall(q, *call.k,
+                                  device_mask_view(geometry_for(call, config), q.dim(1),
+                                                   {s.last_row_offsets, s.last_key_indices}),
+                                  call.scale, row_stride);
 }
 
 #else
@@ -427,12 +369,13 @@ struct GpuSparseState::Impl {};
 GpuSparseState::GpuSparseState() : impl_(std::make_unique<Impl>()) {}
 GpuSparseState::~GpuSparseState() = default;
 
-bool gpu_plan_ahead(const AttentionCall&, const AttentionConfig&, MaskPlanner&, GpuSparseState&, bool) {
+bool gpu_plan_ahead(const AttentionCall&, const AttentionConfig&, const AttentionBackendEntry&, MaskPlanner&,
+                    GpuSparseState&, bool) {
   return false;
 }
 
-Tensor gpu_planned_attention(const AttentionCall&, const AttentionConfig&, MaskPlanner&, GpuSparseState&, BlockMask*,
-                             GpuSparseTimes*) {
+Tensor gpu_planned_attention(const AttentionCall&, const AttentionConfig&, const AttentionBackendEntry&, MaskPlanner&,
+                             GpuSparseState&, BlockMask*, GpuSparseTimes*) {
   fail("GPU attention in a build without CUDA");
 }
 

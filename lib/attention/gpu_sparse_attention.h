@@ -5,7 +5,9 @@
 #include <memory>
 #include <vector>
 
-#include "attention/attention_backend.h"
+#include "attention/attention_call.h"
+#include "attention/backend_registry.h"
+#include "attention/block_mask.h"
 #include "attention/planners.h"
 
 namespace lf {
@@ -32,12 +34,12 @@ struct GpuSparseTimes {
   double kernel_ms = 0;   // the block-sparse (or dense) attention kernel
 };
 
-// Runs `config.backend` for a GPU call. `target_sparsity` comes from the planner (CAG for lightforcing).
+// Runs `backend` (the entry of config.backend) for a GPU call. `target_sparsity` comes from the planner (CAG for lightforcing).
 // host_mask (optional) receives the mask for statistics (a device-to-host copy after the kernel);
 // times (optional) receives the phase times. With the op timer on (bench), the planner is reported as op class
 // "sparse_planner" and the kernel as "self_attention".
-Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
-                             GpuSparseState& state, BlockMask* host_mask = nullptr, GpuSparseTimes* times = nullptr);
+Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& config,
+                             const AttentionBackendEntry& backend, MaskPlanner& planner, GpuSparseState& state, BlockMask* host_mask = nullptr, GpuSparseTimes* times = nullptr);
 
 // Issues the planner of a GPU call whose pooled q and new key blocks came from the RoPE pass (call.pooled) on a
 // second stream, before the caller writes the chunk's keys and values into the KV cache: that plan reads q, the
@@ -45,8 +47,8 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
 // gpu_planned_attention for the same call joins the streams and runs the kernel on the mask. Returns false
 // (and plans nothing) where the call cannot be planned ahead: dense calls, static planners, no pooled blocks.
 // `timed`: mark the planner phase for GpuSparseTimes (pass the same as gpu_planned_attention's times != null).
-bool gpu_plan_ahead(const AttentionCall& call, const AttentionConfig& config, MaskPlanner& planner,
-                    GpuSparseState& state, bool timed);
+bool gpu_plan_ahead(const AttentionCall& call, const AttentionConfig& config, const AttentionBackendEntry& backend,
+                    MaskPlanner& planner, GpuSparseState& state, bool timed);
 
 // Kept dense-softmax mass per head of the mask that the last gpu_planned_attention call with `state` used,
 // averaged over the query rows 0, row_stride, 2 row_stride, ... (1 = every row), computed on the GPU where q/k

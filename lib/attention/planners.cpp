@@ -76,6 +76,41 @@ std::vector<int32_t> top_blocks(const std::vector<float>& scores, const std::vec
   return candidates;
 }
 
+std::vector<char> hsa_eligible_frames(const std::vector<float>& frame_scores, int64_t past_frames,
+                                      int64_t keep_frames, int64_t keep_sink, int64_t keep_near) {
+  const int64_t frames = int64_t(frame_scores.size()), middle_end = past_frames - keep_near;
+  std::vector<char> eligible(size_t(frames), 0), middle(size_t(frames), 0);
+  int64_t middle_count = 0;
+  for (int64_t f = 0; f < frames; ++f) {
+    eligible[size_t(f)] = f < keep_sink || f >= middle_end;  // sink, near, current chunk
+    middle[size_t(f)] = !eligible[size_t(f)];
+    middle_count += middle[size_t(f)];
+  }
+  const int64_t keep_middle = std::min(keep_frames - keep_sink - keep_near, middle_count);
+  if (keep_middle > 0)
+    for (int32_t f : top_blocks(frame_scores, &middle, keep_middle)) eligible[size_t(f)] = 1;
+  return eligible;
+}
+
+std::vector<int32_t> topp_blocks(const std::vector<float>& scores, double scale, double top_p) {
+  std::vector<int32_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return scores[size_t(a)] > scores[size_t(b)]; });
+  const double top = double(scores[size_t(order[0])]) * scale;
+  double total = 0;
+  for (float s : scores) total += std::exp(double(s) * scale - top);
+  std::vector<int32_t> kept;
+  double mass = 0;
+  for (int32_t b : order) {
+    kept.push_back(b);
+    mass += std::exp(double(scores[size_t(b)]) * scale - top) / total;
+    if (mass >= top_p) break;
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
 namespace {
 
 // Appends one row (ascending indices) with the scores of its blocks.
@@ -105,7 +140,6 @@ std::vector<float> row_scores(const PooledBlocks& pooled, int64_t h, int64_t qb)
 class DensePlanner final : public MaskPlanner {
  public:
   explicit DensePlanner(const AttentionConfig& config) : config_(config) {}
-  std::string name() const override { return "dense"; }
   bool plans_dense(const AttentionCall&) const override { return true; }
   BlockMask plan(const AttentionCall& call) override {
     return BlockMask::dense(call.q->dim(1), geometry_for(call, config_));
@@ -118,12 +152,10 @@ class DensePlanner final : public MaskPlanner {
 // Light Forcing: CAG sparsity per chunk, HSA selection (1-stage when few past frames, else 2-stage).
 class LightForcingPlanner final : public MaskPlanner {
  public:
-  bool plans_from_pooled_blocks() const override { return true; }
   LightForcingPlanner(const AttentionConfig& config, int64_t frames, int64_t chunk_frames)
       : config_(config),
         sparsities_(cag_sparsities({frames, chunk_frames, config.cag_window_frames, config.sparsity,
                                     config.sparsity_base})) {}
-  std::string name() const override { return "lightforcing"; }
   bool plans_dense(const AttentionCall& call) const override {
     return call.chunk == 0 || call.frames_visible == call.frames_in_chunk;
   }
@@ -142,7 +174,6 @@ class LightForcingPlanner final : public MaskPlanner {
     BlockMask mask = empty_mask(heads, geometry);
     const bool two_stage = past > config_.keep_frames;
     const int64_t middle_begin = config_.keep_sink, middle_end = past - config_.keep_near;
-    const int64_t keep_middle = config_.keep_frames - config_.keep_sink - config_.keep_near;
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t qb = 0; qb < geometry.query_blocks(); ++qb) {
         const std::vector<float> scores = row_scores(pooled, h, qb);
@@ -151,18 +182,11 @@ class LightForcingPlanner final : public MaskPlanner {
           continue;
         }
         // Stage 1: the best middle frames by <pooled query block, mean frame key>.
-        std::vector<char> eligible_frame(size_t(call.frames_visible), 0);
-        for (int64_t f = 0; f < call.frames_visible; ++f)
-          eligible_frame[size_t(f)] = f < config_.keep_sink || f >= middle_end;  // sink, near, current chunk
-        if (keep_middle > 0) {
-          std::vector<float> frame_scores(size_t(call.frames_visible), -INFINITY);
-          std::vector<char> middle(size_t(call.frames_visible), 0);
-          for (int64_t f = middle_begin; f < middle_end; ++f) {
-            frame_scores[size_t(f)] = float(dot(pooled.query(h, qb), pooled.frame_key(h, f), pooled.head_dim));
-            middle[size_t(f)] = 1;
-          }
-          for (int32_t f : top_blocks(frame_scores, &middle, keep_middle)) eligible_frame[size_t(f)] = 1;
-        }
+        std::vector<float> frame_scores(size_t(call.frames_visible), -INFINITY);
+        for (int64_t f = middle_begin; f < middle_end; ++f)
+          frame_scores[size_t(f)] = float(dot(pooled.query(h, qb), pooled.frame_key(h, f), pooled.head_dim));
+        const std::vector<char> eligible_frame =
+            hsa_eligible_frames(frame_scores, past, config_.keep_frames, config_.keep_sink, config_.keep_near);
         // Stage 2: top-k over the eligible frames' blocks, with the budget of all K blocks.
         std::vector<char> eligible(static_cast<size_t>(key_blocks));
         for (int64_t b = 0; b < key_blocks; ++b) eligible[size_t(b)] = eligible_frame[size_t(b / per_frame)];
@@ -180,12 +204,10 @@ class LightForcingPlanner final : public MaskPlanner {
 // The paper's "1D sparse attention" ablation: one fixed top-k fraction, no CAG, no HSA.
 class BlockTopkPlanner final : public MaskPlanner {
  public:
-  bool plans_from_pooled_blocks() const override { return true; }
   explicit BlockTopkPlanner(const AttentionConfig& config) : config_(config) {}
   bool plans_dense(const AttentionCall& call) const override {
     return call.chunk == 0 && !config_.sparse_first_chunk;
   }
-  std::string name() const override { return "block-topk"; }
   double target_sparsity(int64_t) const override { return config_.sparsity; }
   BlockMask plan(const AttentionCall& call) override {
     const BlockGeometry geometry = geometry_for(call, config_);
@@ -210,12 +232,10 @@ class BlockTopkPlanner final : public MaskPlanner {
 // blocks whose softmax(pooled q . pooled k * scale) mass reaches top_p.
 class BlockToppPlanner final : public MaskPlanner {
  public:
-  bool plans_from_pooled_blocks() const override { return true; }
   explicit BlockToppPlanner(const AttentionConfig& config) : config_(config) {}
   bool plans_dense(const AttentionCall& call) const override {
     return call.chunk == 0 && !config_.sparse_first_chunk;
   }
-  std::string name() const override { return "block-topp"; }
   BlockMask plan(const AttentionCall& call) override {
     const BlockGeometry geometry = geometry_for(call, config_);
     const int64_t heads = call.q->dim(1);
@@ -225,22 +245,7 @@ class BlockToppPlanner final : public MaskPlanner {
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t qb = 0; qb < geometry.query_blocks(); ++qb) {
         const std::vector<float> scores = row_scores(pooled, h, qb);
-        std::vector<int32_t> order(scores.size());
-        std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int32_t a, int32_t b) { return scores[size_t(a)] > scores[size_t(b)]; });
-        const double top = double(scores[size_t(order[0])]) * call.scale;
-        double total = 0;
-        for (float s : scores) total += std::exp(double(s) * call.scale - top);
-        std::vector<int32_t> kept;
-        double mass = 0;
-        for (int32_t b : order) {
-          kept.push_back(b);
-          mass += std::exp(double(scores[size_t(b)]) * call.scale - top) / total;
-          if (mass >= config_.top_p) break;
-        }
-        std::sort(kept.begin(), kept.end());
-        append_row(mask, kept, &scores);
+        append_row(mask, topp_blocks(scores, call.scale, config_.top_p), &scores);
       }
     return mask;
   }
@@ -294,7 +299,6 @@ class StaticPlanner : public MaskPlanner {
 class SlidingTilePlanner final : public StaticPlanner {
  public:
   using StaticPlanner::StaticPlanner;
-  std::string name() const override { return "sliding-tile"; }
 
  protected:
   bool keep(int64_t qf, int64_t qp, int64_t kf, int64_t kp) const override {
@@ -307,7 +311,6 @@ class SlidingTilePlanner final : public StaticPlanner {
 class RadialPlanner final : public StaticPlanner {
  public:
   using StaticPlanner::StaticPlanner;
-  std::string name() const override { return "radial"; }
 
  protected:
   bool keep(int64_t qf, int64_t qp, int64_t kf, int64_t kp) const override {
@@ -323,14 +326,24 @@ class RadialPlanner final : public StaticPlanner {
 
 }  // namespace
 
-std::unique_ptr<MaskPlanner> make_planner(const AttentionConfig& config, int64_t frames, int64_t chunk_frames) {
-  if (config.backend == "dense") return std::make_unique<DensePlanner>(config);
-  if (config.backend == "lightforcing") return std::make_unique<LightForcingPlanner>(config, frames, chunk_frames);
-  if (config.backend == "block-topk") return std::make_unique<BlockTopkPlanner>(config);
-  if (config.backend == "block-topp") return std::make_unique<BlockToppPlanner>(config);
-  if (config.backend == "sliding-tile") return std::make_unique<SlidingTilePlanner>(config);
-  if (config.backend == "radial") return std::make_unique<RadialPlanner>(config);
-  fail("unknown attention backend '{}'", config.backend);
+std::unique_ptr<MaskPlanner> make_dense_planner(const AttentionConfig& config) {
+  return std::make_unique<DensePlanner>(config);
+}
+std::unique_ptr<MaskPlanner> make_lightforcing_planner(const AttentionConfig& config, int64_t frames,
+                                                       int64_t chunk_frames) {
+  return std::make_unique<LightForcingPlanner>(config, frames, chunk_frames);
+}
+std::unique_ptr<MaskPlanner> make_block_topk_planner(const AttentionConfig& config) {
+  return std::make_unique<BlockTopkPlanner>(config);
+}
+std::unique_ptr<MaskPlanner> make_block_topp_planner(const AttentionConfig& config) {
+  return std::make_unique<BlockToppPlanner>(config);
+}
+std::unique_ptr<MaskPlanner> make_sliding_tile_planner(const AttentionConfig& config) {
+  return std::make_unique<SlidingTilePlanner>(config);
+}
+std::unique_ptr<MaskPlanner> make_radial_planner(const AttentionConfig& config) {
+  return std::make_unique<RadialPlanner>(config);
 }
 
 }  // namespace lf

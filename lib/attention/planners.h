@@ -6,24 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "attention/attention_backend.h"
+#include "attention/attention_call.h"
 #include "attention/block_mask.h"
+#include "attention/pooled_blocks.h"
 #include "config/config.h"
 
 namespace lf {
 
-// Mean-pooled blocks (f32, CPU): queries [heads, query_blocks, D], keys [heads, key_blocks, D],
-// frame keys [heads, key_frames, D] (the mean of the frame's keys).
-struct PooledBlocks {
-  BlockGeometry geometry;
-  int64_t heads = 0, head_dim = 0;
-  std::vector<float> queries, keys, frame_keys;
-  const float* query(int64_t h, int64_t qb) const { return queries.data() + (h * geometry.query_blocks() + qb) * head_dim; }
-  const float* key(int64_t h, int64_t kb) const { return keys.data() + (h * geometry.key_blocks() + kb) * head_dim; }
-  const float* frame_key(int64_t h, int64_t f) const {
-    return frame_keys.data() + (h * geometry.key_frames + f) * head_dim;
-  }
-};
 PooledBlocks pool_blocks(const Tensor& q, const Tensor& k, const BlockGeometry& geometry);
 double dot(const float* a, const float* b, int64_t n);
 
@@ -31,25 +20,37 @@ double dot(const float* a, const float* b, int64_t n);
 // eligible == nullptr means all. Fails naming the budget when topk exceeds the eligible count.
 std::vector<int32_t> top_blocks(const std::vector<float>& scores, const std::vector<char>* eligible, int64_t topk);
 
+// HSA stage 1 for one row (light-forcing.md 3.2): of the visible frames (one score each, the pooled query's dot
+// with the frame's mean key; only the middle frames' are read), the eligible ones: sink [0, keep_sink), near
+// [past - keep_near, past), the current chunk [past, frames), and the keep_frames - keep_sink - keep_near middle
+// frames with the highest scores (ties: lower frame; every middle frame when there are fewer).
+std::vector<char> hsa_eligible_frames(const std::vector<float>& frame_scores, int64_t past_frames,
+                                      int64_t keep_frames, int64_t keep_sink, int64_t keep_near);
+
+// Top-p for one row: the smallest set of highest-scoring blocks (ties: lower index first) whose
+// softmax(scores * scale) mass, summed in double, reaches top_p; at least one block; ascending.
+std::vector<int32_t> topp_blocks(const std::vector<float>& scores, double scale, double top_p);
+
 class MaskPlanner {
  public:
   virtual ~MaskPlanner() = default;
-  virtual std::string name() const = 0;
   virtual BlockMask plan(const AttentionCall& call) = 0;
   // Whether this call attends densely (dense backend, chunk 0 where the planner keeps it dense). The one place
   // that decides it: plan() returns a full mask then, and the GPU path skips planning and runs the dense kernel.
   virtual bool plans_dense(const AttentionCall& call) const = 0;
   // The sparsity this planner targets for a chunk (for reports); 0 for dense / threshold planners.
   virtual double target_sparsity(int64_t chunk) const { (void)chunk; return 0.0; }
-  // Whether plan() scores mean-pooled q / k blocks (lightforcing, block-topk, block-topp) rather than reading
-  // positions only (sliding-tile, radial: their mask is fixed per geometry). The GPU path plans the first kind on
-  // the device from pooled blocks and uploads the second kind once per geometry.
-  virtual bool plans_from_pooled_blocks() const { return false; }
 };
 
-// Builds the planner for config.backend (dense, lightforcing, block-topk, block-topp, sliding-tile, radial).
-// frames / chunk_frames: the video's, for CAG.
-std::unique_ptr<MaskPlanner> make_planner(const AttentionConfig& config, int64_t frames, int64_t chunk_frames);
+// The planners, one factory each (the registry, attention/backend_registry.h, names them; make_planner there
+// builds the one of config.backend). frames / chunk_frames: the video's, for CAG.
+std::unique_ptr<MaskPlanner> make_dense_planner(const AttentionConfig& config);
+std::unique_ptr<MaskPlanner> make_lightforcing_planner(const AttentionConfig& config, int64_t frames,
+                                                       int64_t chunk_frames);
+std::unique_ptr<MaskPlanner> make_block_topk_planner(const AttentionConfig& config);
+std::unique_ptr<MaskPlanner> make_block_topp_planner(const AttentionConfig& config);
+std::unique_ptr<MaskPlanner> make_sliding_tile_planner(const AttentionConfig& config);
+std::unique_ptr<MaskPlanner> make_radial_planner(const AttentionConfig& config);
 
 BlockGeometry geometry_for(const AttentionCall& call, const AttentionConfig& config);
 

@@ -100,6 +100,7 @@ PipelineConfig read_pipeline(const YAML::Node& node) {
   reader.get("shift", pipeline.shift);
   reader.get("context_noise", pipeline.context_noise);
   reader.get("refresh_last_chunk", pipeline.refresh_last_chunk);
+  reader.get("recache_on_switch", pipeline.recache_on_switch);
   reader.get("sampler", pipeline.sampler);
   reader.get("seed", pipeline.seed);
   MapReader cache(reader.child("kv_cache"), "pipeline.kv_cache");
@@ -366,11 +367,8 @@ void validate(const RunConfig& config) {
   }
 
   const AttentionConfig& attention = config.attention;
-  const std::vector<std::string> backends = {"dense", "lightforcing", "block-topk", "block-topp", "sliding-tile",
-                                             "radial"};
-  LF_CHECK(std::find(backends.begin(), backends.end(), attention.backend) != backends.end(),
-           "config key 'attention.backend': unknown backend '{}' (available: dense, lightforcing, block-topk, "
-           "block-topp, sliding-tile, radial)", attention.backend);
+  // attention.backend names an entry of lib/attention's registry (attention_backend_entry), checked where that
+  // is reachable: make_attention_backend / make_planner and cmd's prepare_model, before any weights load.
   LF_CHECK(attention.sparsity >= 0 && attention.sparsity < 1, "config key 'attention.sparsity' must be in [0, 1), "
            "found {}", attention.sparsity);
   LF_CHECK(attention.sparsity_base >= 0 && attention.sparsity_base < 1,
@@ -436,6 +434,7 @@ std::string to_yaml(const RunConfig& config) {
   out << YAML::Key << "shift" << YAML::Value << pipeline.shift;
   out << YAML::Key << "context_noise" << YAML::Value << pipeline.context_noise;
   out << YAML::Key << "refresh_last_chunk" << YAML::Value << pipeline.refresh_last_chunk;
+  out << YAML::Key << "recache_on_switch" << YAML::Value << pipeline.recache_on_switch;
   out << YAML::Key << "sampler" << YAML::Value << pipeline.sampler;
   out << YAML::Key << "seed" << YAML::Value << pipeline.seed;
   out << YAML::Key << "kv_cache" << YAML::Value << YAML::BeginMap;

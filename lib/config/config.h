@@ -57,6 +57,7 @@ struct PipelineConfig {
   double shift = 5.0;
   double context_noise = 0.0;       // timestep of the clean refresh pass
   bool refresh_last_chunk = false;  // its K/V are never read; inference.py runs it, demo.py skips it
+  bool recache_on_switch = true;    // prompt switch: rebuild the KV cache under the new prompt (LongLive recache)
   // Between steps: "renoise" (Self-Forcing: x0 re-noised with fresh noise, for few-step distilled models) or
   // "euler" (the flow ODE, x += (sigma' - sigma) v, for models trained by plain flow matching).
   std::string sampler = "renoise";
@@ -66,7 +67,7 @@ struct PipelineConfig {
 
 // Attention backend = mask planner x sparse operator (docs/sparse-attention.md).
 struct AttentionConfig {
-  std::string backend = "dense";  // dense | lightforcing | block-topk | block-topp | sliding-tile | radial
+  std::string backend = "dense";  // an entry of lib/attention/backend_registry.h (lightforce --help lists them)
   double sparsity = 0.88;         // lightforcing: s_target of CAG; block-topk: the fixed sparsity
   double sparsity_base = 0.98;    // lightforcing: s_base of CAG
   int64_t cag_window_frames = 21; // kv cap inside the CAG formula (the released inference.py default); -1: none

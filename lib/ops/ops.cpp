@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "ops/cpu/cpu_ops.h"
 #if LF_HAVE_CUDA
+#include "ops/cuda/conv_cuda.h"
 #include "ops/cuda/cuda_ops.h"
 #endif
 
@@ -127,6 +128,47 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
   return cpu::attention(q, k, v, scale);
 }
 
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale) {
+  LF_IF_GPU("attention_with_bias", cuda::attention_with_bias(q, k, v, bias, scale), &q, &k, &v, &bias);
+  return cpu::attention_with_bias(q, k, v, bias, scale);
+}
+
+Tensor multiply(const Tensor& a, const Tensor& b) {
+  LF_IF_GPU("multiply", cuda::multiply(a, b), &a, &b);
+  return cpu::multiply(a, b);
+}
+
+namespace {
+void check_block_sparse(const char* op, const Tensor& q, const Tensor& k, const Tensor* v,
+                        const BlockSparseMaskView& mask) {
+  LF_CHECK(q.rank() == 3 && k.rank() == 3 && q.dim(1) == k.dim(1) && q.dim(2) == k.dim(2) &&
+               (v == nullptr || k.shape() == v->shape()),
+           "{}: q {} k {} v {}", op, shape_str(q.shape()), shape_str(k.shape()),
+           v ? shape_str(v->shape()) : std::string("-"));
+  LF_CHECK(mask.heads == q.dim(1) && mask.geometry.query_tokens == q.dim(0) && mask.geometry.key_tokens() == k.dim(0),
+           "{}: mask for {} heads, {} queries, {} keys; tensors have {}, {}, {}", op, mask.heads,
+           mask.geometry.query_tokens, mask.geometry.key_tokens(), q.dim(1), q.dim(0), k.dim(0));
+  LF_CHECK(mask.device == q.device() && mask.row_offsets != nullptr && mask.key_indices != nullptr,
+           "{}: the mask's CSR must be on q's device ({}), found {}", op, device_name(q.device()),
+           mask.row_offsets && mask.key_indices ? device_name(mask.device) : "none");
+}
+}  // namespace
+
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
+                              double scale) {
+  check_block_sparse("block_sparse_attention", q, k, &v, mask);
+  LF_IF_GPU("block_sparse_attention", cuda::block_sparse_attention(q, k, v, mask, scale), &q, &k, &v);
+  return cpu::block_sparse_attention(q, k, v, mask, scale);
+}
+
+std::vector<double> block_sparse_recall(const Tensor& q, const Tensor& k, const BlockSparseMaskView& mask,
+                                        double scale, int64_t row_stride) {
+  check_block_sparse("block_sparse_recall", q, k, nullptr, mask);
+  LF_CHECK(row_stride >= 1, "block_sparse_recall: row stride {} must be at least 1", row_stride);
+  LF_IF_GPU("block_sparse_recall", cuda::block_sparse_recall(q, k, mask, scale, row_stride), &q, &k);
+  return cpu::block_sparse_recall(q, k, mask, scale, row_stride);
+}
+
 Tensor timestep_embedding(double timestep, int64_t dim) { return cpu::timestep_embedding(timestep, dim); }
 
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {
@@ -160,4 +202,44 @@ void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row,
   target.copy_from(src.slice_rows(src_row, src_row + rows));
 }
 
+// Decoder ops (docs/decoders.md): CPU references in ops/cpu/conv_cpu.cpp, GPU in ops/cuda/conv_cuda.cpp.
+Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weight, const Tensor& bias,
+                     const ConvEpilogue& epilogue) {
+  const Tensor none;
+  LF_IF_GPU("causal_conv3d", cuda::causal_conv3d(x, history, weight, bias, epilogue), &x, &history, &weight, &bias,
+            epilogue.residual ? epilogue.residual : &none);
+  return cpu::causal_conv3d(x, history, weight, bias, epilogue);
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue) {
+  const Tensor none;
+  LF_IF_GPU("conv2d", cuda::conv2d(x, weight, bias, epilogue), &x, &weight, &bias,
+            epilogue.residual ? epilogue.residual : &none);
+  return cpu::conv2d(x, weight, bias, epilogue);
+}
+
+Tensor upsample_nearest2x(const Tensor& x) {
+  LF_IF_GPU("upsample_nearest2x", cuda::upsample_nearest2x(x), &x);
+  return cpu::upsample_nearest2x(x);
+}
+
+Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu) {
+  LF_IF_GPU("channel_rms_norm", cuda::channel_rms_norm(x, gamma, eps, then_silu), &x, &gamma);
+  return cpu::channel_rms_norm(x, gamma, eps, then_silu);
+}
+
+Tensor tanh_clamp(const Tensor& x, double limit) {
+  LF_IF_GPU("tanh_clamp", cuda::tanh_clamp(x, limit), &x);
+  return cpu::tanh_clamp(x, limit);
+}
+
+Tensor spatial_attention(const Tensor& qkv) {
+  LF_IF_GPU("spatial_attention", cuda::spatial_attention(qkv), &qkv);
+  return cpu::spatial_attention(qkv);
+}
+
+Tensor concat_channels(const Tensor& a, const Tensor& b) {
+  LF_IF_GPU("concat_channels", cuda::concat_channels(a, b), &a, &b);
+  return cpu::concat_channels(a, b);
+}
 }  // namespace lf::ops

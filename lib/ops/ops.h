@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/block_geometry.h"
 #include "core/tensor.h"
 
 namespace lf::ops {
@@ -49,6 +50,8 @@ void synchronize_device();
 
 enum class Activation { None, GeluTanh };
 // y[n, o] = act(sum_i x[n, i] * weight[o, i] + bias[o])   (PyTorch Linear layout; bias may be undefined).
+// On the CPU the weight may also be bf16 / f16 / f8e4m3 (with Tensor::scales): rows are converted to f32 on the fly,
+// same result as weight.to(F32), so mmap'd weights too large for f32 (umT5-XXL) run in place.
 // f32_out: on the GPU write f32 (the residual stream, the head) instead of the activation dtype.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation = Activation::None,
               bool f32_out = false);
@@ -95,6 +98,33 @@ RopeSplit rope_split(int64_t head_dim);
 // softmax(q k^T * scale) v per head. q [Lq, H, D], k/v [Lk, H, D] -> [Lq, H, D]. No mask: the caller passes
 // exactly the visible keys.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+// softmax(q k^T * scale + bias[h]) v per head, the softmax in f32 or better: T5 attention (scale 1, the
+// relative-position bias on the logits). q [Lq, H, D], k/v [Lk, H, D], bias f32 [H, Lq, Lk] -> [Lq, H, D]. No mask:
+// the caller passes exactly the visible keys (umT5 computes the prompt's tokens only).
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+// a * b elementwise, same shapes (umT5's gated FFN: fc1(h) * gelu(gate(h))). On the GPU bf16 x bf16 -> bf16.
+Tensor multiply(const Tensor& a, const Tensor& b);
+
+// A block-sparse mask as the ops read it (lib/attention/block_mask.h builds them): the frame-aligned block geometry
+// (core/block_geometry.h) and a CSR over rows r = head * query_blocks + query_block, whose arrays live on
+// `device`, which must be q's.
+struct BlockSparseMaskView {
+  BlockGeometry geometry;
+  int64_t heads = 0;
+  const int32_t* row_offsets = nullptr;  // [heads * query_blocks + 1], row_offsets[0] = 0
+  const int32_t* key_indices = nullptr;  // row r's key blocks at [row_offsets[r], row_offsets[r + 1]), ascending
+  Device device = Device::CPU;
+};
+// attention over exactly the keys of each row's selected key blocks: q [Lq, H, D], k/v [Lk, H, D] with
+// Lq = geometry.query_tokens, Lk = geometry.key_tokens(), H = heads. Rows that select no block give zeros; a mask
+// listing every block equals attention(). The CSR's structure is the caller's to validate (lf::validate).
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
+                              double scale);
+// Kept dense-softmax mass of each head: the probability softmax(q k^T * scale) puts on the selected blocks,
+// averaged over the query rows 0, row_stride, 2 row_stride, ... (1 = every row). The CPU accumulates the masses in
+// double; the GPU computes fp32 per-row masses, summed here in double in a fixed order (deterministic).
+std::vector<double> block_sparse_recall(const Tensor& q, const Tensor& k, const BlockSparseMaskView& mask,
+                                        double scale, int64_t row_stride = 1);
 
 // Sinusoidal timestep embedding, [cos(t w_0..), sin(t w_0..)] with w_i = 10000^(-i/half), computed in double.
 Tensor timestep_embedding(double timestep, int64_t dim);
@@ -111,5 +141,33 @@ Tensor convert(const Tensor& x, DType dtype);
 Tensor axpby(double a, const Tensor& x, double b, const Tensor& y);
 // dst rows [dst_row, dst_row + rows) = src rows [src_row, src_row + rows) (axis 0, same row size, any devices).
 void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t rows);
+
+// Video decoder ops (Wan VAE, TAEHV). Activations are [T, C, H, W]: frames outermost, so a frame, a run of frames
+// or a causal history is a block of rows (copy_rows), and a 1x1 conv that multiplies channels by s (TAEHV TGrow,
+// the VAE's time_conv) reshapes into s times the frames without a copy.
+//
+// What is added to the convolution before its activation: out = act(conv(x) + bias + residual).
+struct ConvEpilogue {
+  const Tensor* residual = nullptr;  // [T, O, H, W] or null
+  bool relu = false;
+};
+// Causal 3D convolution, stride 1: spatial zero padding kh/2, kw/2; temporally, output frame t sees input frames
+// t - (kt - 1) .. t, those before frame 0 taken from `history` [kt - 1, C, H, W] (undefined when kt = 1).
+// x [T, C, H, W], weight [O, C, kt, kh, kw] (PyTorch layout), bias [O] or undefined -> [T, O, H, W].
+Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weight, const Tensor& bias,
+                     const ConvEpilogue& epilogue = {});
+// Per-frame 2D convolution, stride 1, zero padding kh/2, kw/2: x [T, C, H, W], weight [O, C, kh, kw].
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue = {});
+// Nearest-neighbour x2 in both spatial axes: [T, C, H, W] -> [T, C, 2H, 2W].
+Tensor upsample_nearest2x(const Tensor& x);
+// The Wan VAE's RMS_norm: x / max(||x||_channels, eps) * sqrt(C) * gamma[c] at every pixel, then SiLU if asked.
+Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu);
+// tanh(x / limit) * limit (TAEHV's soft clamp of its input latents).
+Tensor tanh_clamp(const Tensor& x, double limit);
+// Single-head attention over the pixels of each frame: qkv [T, 3C, H, W] (q, k, v channel blocks, as the VAE's
+// 1x1 to_qkv writes them), scale 1/sqrt(C) -> [T, C, H, W].
+Tensor spatial_attention(const Tensor& qkv);
+// [T, Ca, H, W] ++ [T, Cb, H, W] along channels (TAEHV MemBlock: the input beside the previous frame's input).
+Tensor concat_channels(const Tensor& a, const Tensor& b);
 
 }  // namespace lf::ops

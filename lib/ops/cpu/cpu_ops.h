@@ -76,10 +76,25 @@ Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64
 void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_per_frame);
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+Tensor multiply(const Tensor& a, const Tensor& b);
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
+                              double scale);
+std::vector<double> block_sparse_recall(const Tensor& q, const Tensor& k, const BlockSparseMaskView& mask,
+                                        double scale, int64_t row_stride);
 Tensor timestep_embedding(double timestep, int64_t dim);
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w);
 Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,
                   int64_t patch_h, int64_t patch_w);
 Tensor axpby(double a, const Tensor& x, double b, const Tensor& y);
+
+Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weight, const Tensor& bias,
+                     const ConvEpilogue& epilogue);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue);
+Tensor upsample_nearest2x(const Tensor& x);
+Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu);
+Tensor tanh_clamp(const Tensor& x, double limit);
+Tensor spatial_attention(const Tensor& qkv);
+Tensor concat_channels(const Tensor& a, const Tensor& b);
 
 }  // namespace lf::ops::cpu

@@ -4,15 +4,18 @@
 
 #include <cmath>
 
-#include "attention/flash_attention.h"
 #include "core/error.h"
-#include "device_info.h"
-#include "gemm/gemm.h"
-#include "ops/gpu_ops.h"
-#include "runtime/axpby.h"
-#include "runtime/device_allocator.h"
-#include "runtime/op_timer.h"
-#include "sparse/sparse_planner.h"
+#include "kernels/attention/flash_attention.h"
+#include "kernels/device_info.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/ops/axpby.h"
+#include "kernels/ops/gpu_ops.h"
+#include "kernels/ops/t5_ops.h"
+#include "kernels/sparse/block_sparse_attention.h"
+#include "kernels/sparse/sparse_planner.h"
+#include "kernels/sparse/sparse_recall.h"
+#include "ops/cuda/device_allocator.h"
+#include "ops/cuda/op_timer.h"
 
 namespace lf::ops {
 
@@ -60,6 +63,23 @@ gpu::FrameRows frame_table(const Tensor& table, int64_t width, const char* op) {
   expect(table, DType::F32, op, "per-frame table");
   LF_CHECK(table.dim(-1) == width, "{}: table {} for width {}", op, shape_str(table.shape()), width);
   return gpu::frame_rows(f32(table), width);
+}
+
+// Dense rows [L, heads, head_dim] of bf16 q/k/v/out for the flash kernels (dense and block-sparse).
+gpu::FlashAttentionParams flash_params(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, double scale) {
+  gpu::FlashAttentionParams params;
+  params.q = q.raw();
+  params.k = k.raw();
+  params.v = v.raw();
+  params.out = out.raw();
+  params.q_row_stride = params.out_row_stride = q.dim(1) * q.dim(2);
+  params.k_row_stride = params.v_row_stride = k.dim(1) * k.dim(2);
+  params.lq = int(q.dim(0));
+  params.lk = int(k.dim(0));
+  params.heads = int(q.dim(1));
+  params.head_dim = int(q.dim(2));
+  params.scale = float(scale);
+  return params;
 }
 
 int64_t width_of(const Tensor& x) { return x.dim(-1); }
@@ -194,21 +214,55 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
   LF_CHECK(q.rank() == 3 && k.shape() == v.shape() && k.rank() == 3 && q.dim(1) == k.dim(1) && q.dim(2) == k.dim(2),
            "attention: q {} k {} v {}", shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
   Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
-  gpu::FlashAttentionParams params;
-  params.q = q.raw();
-  params.k = k.raw();
-  params.v = v.raw();
-  params.out = out.raw();
-  params.q_row_stride = params.out_row_stride = q.dim(1) * q.dim(2);
-  params.k_row_stride = params.v_row_stride = k.dim(1) * k.dim(2);
-  params.lq = int(q.dim(0));
-  params.lk = int(k.dim(0));
-  params.heads = int(q.dim(1));
-  params.head_dim = int(q.dim(2));
-  params.scale = float(scale);
+  const gpu::FlashAttentionParams params = flash_params(q, k, v, out, scale);
   const Timed timed("attention");
   gpu::flash_attention_forward(params);
   return out;
+}
+
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
+                              double scale) {
+  for (const Tensor* t : {&q, &k, &v}) expect(*t, DType::BF16, "block_sparse_attention", "q/k/v");
+  Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
+  const gpu::FlashAttentionParams params = flash_params(q, k, v, out, scale);
+  gpu::BlockSparseLayout layout;
+  layout.row_offsets = mask.row_offsets;
+  layout.key_indices = mask.key_indices;
+  layout.query_block = int(mask.geometry.query_block);
+  layout.key_block = int(mask.geometry.key_block);
+  layout.tokens_per_frame = int(mask.geometry.tokens_per_frame);
+  layout.heads = int(mask.heads);
+  layout.query_blocks = int(mask.geometry.query_blocks());
+  const Timed timed("attention");
+  gpu::flash_attention_block_sparse_forward(params, layout);
+  return out;
+}
+
+std::vector<double> block_sparse_recall(const Tensor& q, const Tensor& k, const BlockSparseMaskView& mask,
+                                        double scale, int64_t row_stride) {
+  for (const Tensor* t : {&q, &k}) expect(*t, DType::BF16, "block_sparse_recall", "q/k");
+  const int64_t heads = q.dim(1), head_dim = q.dim(2);
+  gpu::sparse::PlannerGeometry geometry;
+  geometry.heads = int(heads);
+  geometry.head_dim = int(head_dim);
+  geometry.query_tokens = int(q.dim(0));
+  geometry.query_block = int(mask.geometry.query_block);
+  geometry.key_frames = int(mask.geometry.key_frames);
+  geometry.tokens_per_frame = int(mask.geometry.tokens_per_frame);
+  geometry.key_block = int(mask.geometry.key_block);
+  const int sampled = gpu::sparse::recall_sampled_rows(geometry.query_tokens, int(row_stride));
+  Tensor rows = Tensor::empty({heads, int64_t(sampled)}, DType::F32, Device::CUDA);
+  gpu::sparse::sampled_recall(q.raw(), heads * head_dim, k.raw(), heads * head_dim, geometry, mask.row_offsets,
+                              mask.key_indices, int(row_stride), float(scale), f32(rows));
+  // Per-row values come back and are summed here in a fixed order, so the statistic is deterministic.
+  const Tensor host = rows.to(Device::CPU);
+  std::vector<double> recall(size_t(heads), 0.0);
+  for (int64_t h = 0; h < heads; ++h) {
+    double sum = 0;
+    for (int r = 0; r < sampled; ++r) sum += double(host.f32()[h * sampled + r]);
+    recall[size_t(h)] = sum / double(sampled);
+  }
+  return recall;
 }
 
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {
@@ -240,6 +294,33 @@ Tensor axpby(double a, const Tensor& x, double b, const Tensor& y) {
   Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
   const Timed timed("other");
   gpu::axpby(a, f32(x), b, f32(y), f32(out), x.numel(), nullptr);
+  return out;
+}
+
+// umT5: q/k/v bf16 (GEMM outputs), bias f32 [H, Lq, Lk]; out bf16.
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale) {
+  expect(q, DType::BF16, "attention_with_bias", "q");
+  expect(k, DType::BF16, "attention_with_bias", "k");
+  expect(v, DType::BF16, "attention_with_bias", "v");
+  expect(bias, DType::F32, "attention_with_bias", "bias");
+  LF_CHECK(q.rank() == 3, "attention_with_bias: q must be [tokens, heads, head_dim], found {}", shape_str(q.shape()));
+  const int64_t lq = q.dim(0), heads = q.dim(1), head_dim = q.dim(2), lk = k.dim(0);
+  check_shape(k, {lk, heads, head_dim}, "attention_with_bias k");
+  check_shape(v, {lk, heads, head_dim}, "attention_with_bias v");
+  check_shape(bias, {heads, lq, lk}, "attention_with_bias bias");
+  Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("attention");
+  gpu::attention_with_bias(bf16(q), bf16(k), bf16(v), f32(bias), lq, lk, heads, head_dim, scale, bf16(out), nullptr);
+  return out;
+}
+
+Tensor multiply(const Tensor& a, const Tensor& b) {
+  expect(a, DType::BF16, "multiply", "a");
+  expect(b, DType::BF16, "multiply", "b");
+  LF_CHECK(a.shape() == b.shape(), "multiply: shapes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()));
+  Tensor out = Tensor::empty(a.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("other");
+  gpu::multiply_bf16(bf16(a), bf16(b), a.numel(), bf16(out), nullptr);
   return out;
 }
 

@@ -1,7 +1,7 @@
 // out = a * x + b * y (f32): the chunk loop's x0 prediction and re-noising. Coefficients arrive in double and the
 // product is formed in fp32 FMA form; the CPU reference computes in double (difference ~1 ulp of f32).
-#include "cuda_check.h"
-#include "runtime/axpby.h"
+#include "kernels/cuda_check.h"
+#include "kernels/ops/axpby.h"
 
 namespace lf::gpu {
 

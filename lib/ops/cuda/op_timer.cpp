@@ -2,8 +2,8 @@
 
 #include <vector>
 
-#include "cuda_check.h"
-#include "runtime/op_timer.h"
+#include "kernels/cuda_check.h"
+#include "ops/cuda/op_timer.h"
 
 namespace lf::gpu {
 

@@ -1,7 +1,7 @@
 #include <cuda_runtime.h>
 
-#include "cuda_check.h"
-#include "runtime/side_stream.h"
+#include "kernels/cuda_check.h"
+#include "ops/cuda/side_stream.h"
 
 namespace lf::gpu {
 

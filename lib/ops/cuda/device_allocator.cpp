@@ -5,8 +5,8 @@
 #include <unordered_map>
 
 #include "core/tensor.h"
-#include "cuda_check.h"
-#include "runtime/device_allocator.h"
+#include "kernels/cuda_check.h"
+#include "ops/cuda/device_allocator.h"
 
 namespace lf::gpu {
 

@@ -1,0 +1,47 @@
+// The speed switches (speed_switches.h): read once from the environment.
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/speed_switches.h"
+
+namespace lf::gpu {
+
+namespace {
+
+bool env_is(const char* name, const char* value) {
+  const char* set = std::getenv(name);
+  return set != nullptr && std::strcmp(set, value) == 0;
+}
+
+FlashVariant environment_flash_variant() {
+  const char* text = std::getenv("LF_FLASH_VARIANT");
+  if (text == nullptr || *text == '\0' || std::strcmp(text, "auto") == 0) return FlashVariant::Auto;
+  if (std::strcmp(text, "mma") == 0 || std::strcmp(text, "mma_sync") == 0) return FlashVariant::MmaSync;
+  if (std::strcmp(text, "hopper") == 0) return FlashVariant::Hopper;
+  fail("LF_FLASH_VARIANT={} is not one of auto, mma_sync, hopper", text);
+}
+
+SpeedSwitches& switches_in_force() {
+  static SpeedSwitches switches = speed_switches_from_environment();
+  return switches;
+}
+
+}  // namespace
+
+SpeedSwitches speed_switches_from_environment() {
+  SpeedSwitches switches;
+  switches.flash_variant = environment_flash_variant();
+  switches.sparse_radix_select = !env_is("LF_SPARSE_SELECT", "sort");
+  switches.sparse_dependent_launch = !env_is("LF_SPARSE_PDL", "0");
+  switches.sparse_fused_score_select = !env_is("LF_SPARSE_FUSED", "0");
+  const char* rows = std::getenv("LF_SPARSE_FUSED_ROWS");
+  switches.sparse_fused_rows = rows != nullptr ? std::atoi(rows) : 0;
+  switches.sparse_skip_planner = env_is("LF_SPARSE_SKIP_PLANNER", "1");
+  return switches;
+}
+
+const SpeedSwitches& speed_switches() { return switches_in_force(); }
+void set_speed_switches(const SpeedSwitches& switches) { switches_in_force() = switches; }
+
+}  // namespace lf::gpu

@@ -14,6 +14,7 @@ int compare_dense(int argc, char** argv);
 int plan_mask(int argc, char** argv);
 int check_prompts(int argc, char** argv);
 int generate(int argc, char** argv);
+int decode(int argc, char** argv);
 int inspect(int argc, char** argv);
 int encode_text(int argc, char** argv);
 

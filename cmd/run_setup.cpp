@@ -103,6 +103,11 @@ void add_run_flags(cxxopts::Options& flags) {
       ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+  flags.add_options("decoder")
+      ("decoder", fmt::format("video decoder (sets model.decoder): {}", decoder_names()),
+       cxxopts::value<std::string>())
+      ("vae-weights", "the decoder's weights: Wan2.1_VAE.pth (wan-vae), lightvaew2_1.safetensors (lightvae), "
+       "taew2_1.pth (taehv)", cxxopts::value<std::string>());
   flags.add_options("model files")
       ("model-dir", "the official Wan2.1-T2V-1.3B folder: finds models_t5_umt5-xxl-enc-bf16.pth, "
        "google/umt5-xxl/spiece.model and Wan2.1_VAE.pth by their official names", cxxopts::value<std::string>())
@@ -142,6 +147,9 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   flags.weights = text("weights");
   flags.weights_root = result["weights-root"].as<std::string>();
   flags.device = result["device"].as<std::string>();
+  if (result.count("decoder"))
+    flags.config.overrides.push_back(fmt::format("model.decoder={}", result["decoder"].as<std::string>()));
+  flags.model_files.vae = text("vae-weights");
   flags.model_files.model_dir = text("model-dir");
   flags.model_files.t5_weights = text("t5-weights");
   flags.model_files.tokenizer = text("tokenizer");
@@ -166,6 +174,19 @@ Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
   LF_CHECK(prepared.text_encoder, "model '{}' has no built-in text encoder to encode '{}'", prepared.run.model.name,
            prompt);
   return prepared.text_encoder->encode(prompt);
+}
+
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags) {
+  const DecoderEntry& entry = decoder_entry(prepared.run.model.decoder);
+  if (!entry.make) return nullptr;
+  DecoderSources sources;
+  sources.model = &prepared.run.model;
+  // --vae-weights wins; else the decoder's official file name inside --model-dir (Wan2.1_VAE.pth for wan-vae).
+  sources.weights = flags.model_files.vae;
+  if (sources.weights.empty() && !flags.model_files.model_dir.empty() && !entry.weights_file.empty())
+    sources.weights = (std::filesystem::path(flags.model_files.model_dir) / entry.weights_file).string();
+  sources.device = prepared.device;
+  return make_decoder(sources);
 }
 
 NoiseShape noise_shape_of(const RunConfig& run) {

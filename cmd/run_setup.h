@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "core/tensor.h"
+#include "model/decoder.h"
 #include "model/official_files.h"
 #include "model/text_encoder.h"
 #include "model/wan_dit.h"
@@ -18,11 +19,11 @@ namespace lf::cmd {
 struct RunFlags {
   ConfigSources config;
   std::string prompt, text_embeddings, weights, weights_root = "auto", device = "auto";
-  OfficialFileFlags model_files;  // --model-dir, --t5-weights, --tokenizer
+  OfficialFileFlags model_files;  // --model-dir, --t5-weights, --tokenizer, --vae-weights (model_files.vae)
 };
 
 // Adds --prompt, --text-embeddings, --seed, --frames, --model, --weights, --weights-root, --attention, --set,
-// --device, --model-dir, --t5-weights, --tokenizer to `flags`.
+// --device, --decoder, --vae-weights, --model-dir, --t5-weights, --tokenizer to `flags`.
 void add_run_flags(cxxopts::Options& flags);
 // Parses argv, naming the flag whose value does not parse (cxxopts names only the value).
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv);
@@ -40,6 +41,8 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet);
 // The text context of another prompt for an already prepared model (models with a built-in text encoder).
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt);
 NoiseShape noise_shape_of(const RunConfig& run);
+// The run's video decoder (model.decoder) with its weights from --vae-weights; null for "none".
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags);
 std::string format_seconds(double seconds);
 
 }  // namespace lf::cmd

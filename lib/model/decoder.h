@@ -29,6 +29,7 @@ class VideoDecoder {
 struct DecoderSources {
   const ModelConfig* model = nullptr;
   std::string weights;  // the decoder's weights file (Wan2.1_VAE.pth, taew2_1.pth, ...); "random" for tests
+  std::string config;   // the decoder's own config (configs/decoders/<name>.yaml or a file); "" = the entry's default
   Device device = Device::CPU;
 };
 
@@ -51,5 +52,11 @@ std::unique_ptr<VideoDecoder> make_decoder(const DecoderSources& sources);
 std::unique_ptr<VideoDecoder> make_decoder(const ModelConfig& config);
 
 std::unique_ptr<VideoDecoder> make_pixel_decoder(const DecoderSources& sources);
+
+// Shared by the decoders: latents must be finite (the error names the frame and index); any tensor as f32 on the
+// host; a video tensor [F, 3, H, W] as the per-frame images decode_chunk returns.
+void check_finite_latents(const Tensor& latents, const char* what);
+Tensor to_host_f32(const Tensor& x);
+std::vector<Tensor> split_video_frames(const Tensor& video);
 
 }  // namespace lf

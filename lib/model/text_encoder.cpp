@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/registry.h"
 #include "io/checkpoint.h"
 #include "model/umt5_text_encoder.h"
 #include "model/word_table_encoder.h"
@@ -23,16 +24,10 @@ const std::vector<TextEncoderEntry>& text_encoder_registry() {
   return registry;
 }
 
-std::string text_encoder_names() {
-  std::string names;
-  for (const TextEncoderEntry& entry : text_encoder_registry()) names += (names.empty() ? "" : ", ") + entry.name;
-  return names;
-}
+std::string text_encoder_names() { return registry_names(text_encoder_registry()); }
 
 const TextEncoderEntry& text_encoder_entry(const std::string& name) {
-  for (const TextEncoderEntry& entry : text_encoder_registry())
-    if (entry.name == name) return entry;
-  fail("config key 'model.text_encoder': unknown text encoder '{}' (known: {})", name, text_encoder_names());
+  return registry_entry(text_encoder_registry(), name, "model.text_encoder", "text encoder");
 }
 
 Tensor load_text_embeddings(const std::string& path, const ModelConfig& config) {

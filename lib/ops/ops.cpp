@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "ops/cpu/cpu_ops.h"
 #if LF_HAVE_CUDA
+#include "ops/cuda/conv_cuda.h"
 #include "ops/cuda/cuda_ops.h"
 #endif
 
@@ -170,4 +171,44 @@ void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row,
   target.copy_from(src.slice_rows(src_row, src_row + rows));
 }
 
+// Decoder ops (docs/decoders.md): CPU references in ops/cpu/conv_cpu.cpp, GPU in ops/cuda/conv_cuda.cpp.
+Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weight, const Tensor& bias,
+                     const ConvEpilogue& epilogue) {
+  const Tensor none;
+  LF_IF_GPU("causal_conv3d", cuda::causal_conv3d(x, history, weight, bias, epilogue), &x, &history, &weight, &bias,
+            epilogue.residual ? epilogue.residual : &none);
+  return cpu::causal_conv3d(x, history, weight, bias, epilogue);
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue) {
+  const Tensor none;
+  LF_IF_GPU("conv2d", cuda::conv2d(x, weight, bias, epilogue), &x, &weight, &bias,
+            epilogue.residual ? epilogue.residual : &none);
+  return cpu::conv2d(x, weight, bias, epilogue);
+}
+
+Tensor upsample_nearest2x(const Tensor& x) {
+  LF_IF_GPU("upsample_nearest2x", cuda::upsample_nearest2x(x), &x);
+  return cpu::upsample_nearest2x(x);
+}
+
+Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu) {
+  LF_IF_GPU("channel_rms_norm", cuda::channel_rms_norm(x, gamma, eps, then_silu), &x, &gamma);
+  return cpu::channel_rms_norm(x, gamma, eps, then_silu);
+}
+
+Tensor tanh_clamp(const Tensor& x, double limit) {
+  LF_IF_GPU("tanh_clamp", cuda::tanh_clamp(x, limit), &x);
+  return cpu::tanh_clamp(x, limit);
+}
+
+Tensor spatial_attention(const Tensor& qkv) {
+  LF_IF_GPU("spatial_attention", cuda::spatial_attention(qkv), &qkv);
+  return cpu::spatial_attention(qkv);
+}
+
+Tensor concat_channels(const Tensor& a, const Tensor& b) {
+  LF_IF_GPU("concat_channels", cuda::concat_channels(a, b), &a, &b);
+  return cpu::concat_channels(a, b);
+}
 }  // namespace lf::ops

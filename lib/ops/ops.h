@@ -120,4 +120,32 @@ Tensor axpby(double a, const Tensor& x, double b, const Tensor& y);
 // dst rows [dst_row, dst_row + rows) = src rows [src_row, src_row + rows) (axis 0, same row size, any devices).
 void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t rows);
 
+// Video decoder ops (Wan VAE, TAEHV). Activations are [T, C, H, W]: frames outermost, so a frame, a run of frames
+// or a causal history is a block of rows (copy_rows), and a 1x1 conv that multiplies channels by s (TAEHV TGrow,
+// the VAE's time_conv) reshapes into s times the frames without a copy.
+//
+// What is added to the convolution before its activation: out = act(conv(x) + bias + residual).
+struct ConvEpilogue {
+  const Tensor* residual = nullptr;  // [T, O, H, W] or null
+  bool relu = false;
+};
+// Causal 3D convolution, stride 1: spatial zero padding kh/2, kw/2; temporally, output frame t sees input frames
+// t - (kt - 1) .. t, those before frame 0 taken from `history` [kt - 1, C, H, W] (undefined when kt = 1).
+// x [T, C, H, W], weight [O, C, kt, kh, kw] (PyTorch layout), bias [O] or undefined -> [T, O, H, W].
+Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weight, const Tensor& bias,
+                     const ConvEpilogue& epilogue = {});
+// Per-frame 2D convolution, stride 1, zero padding kh/2, kw/2: x [T, C, H, W], weight [O, C, kh, kw].
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue = {});
+// Nearest-neighbour x2 in both spatial axes: [T, C, H, W] -> [T, C, 2H, 2W].
+Tensor upsample_nearest2x(const Tensor& x);
+// The Wan VAE's RMS_norm: x / max(||x||_channels, eps) * sqrt(C) * gamma[c] at every pixel, then SiLU if asked.
+Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu);
+// tanh(x / limit) * limit (TAEHV's soft clamp of its input latents).
+Tensor tanh_clamp(const Tensor& x, double limit);
+// Single-head attention over the pixels of each frame: qkv [T, 3C, H, W] (q, k, v channel blocks, as the VAE's
+// 1x1 to_qkv writes them), scale 1/sqrt(C) -> [T, C, H, W].
+Tensor spatial_attention(const Tensor& qkv);
+// [T, Ca, H, W] ++ [T, Cb, H, W] along channels (TAEHV MemBlock: the input beside the previous frame's input).
+Tensor concat_channels(const Tensor& a, const Tensor& b);
+
 }  // namespace lf::ops

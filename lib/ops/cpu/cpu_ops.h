@@ -84,4 +84,13 @@ Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_
                   int64_t patch_h, int64_t patch_w);
 Tensor axpby(double a, const Tensor& x, double b, const Tensor& y);
 
+Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weight, const Tensor& bias,
+                     const ConvEpilogue& epilogue);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue);
+Tensor upsample_nearest2x(const Tensor& x);
+Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu);
+Tensor tanh_clamp(const Tensor& x, double limit);
+Tensor spatial_attention(const Tensor& qkv);
+Tensor concat_channels(const Tensor& a, const Tensor& b);
+
 }  // namespace lf::ops::cpu

@@ -101,7 +101,9 @@ int encode_text(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("umt5-xxl"))
       ("cache", "embedding cache directory, or off (default: $LF_TEXT_CACHE, else ~/.cache/lightforce/"
        "text-embeddings)", cxxopts::value<std::string>())
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"))
+      ("fp8", "GPU: hold the GEMM weights as fp8 e4m3 + per-row scales (half the memory), dequantised to bf16 per "
+       "GEMM");
   flags.add_options("output")
       ("o,output", "output .safetensors (a directory with --prompts)", cxxopts::value<std::string>())
       ("pad", "write [max_tokens, dim] with zero rows after the prompt instead of [tokens, dim]")
@@ -145,6 +147,8 @@ int encode_text(int argc, char** argv) {
   if (weights_for_check.rfind("random", 0) != 0)
     require_model_file(weights_for_check, "umT5 weights", kOfficialT5Weights, "--t5-weights");
   options.device = select_device(result["device"].as<std::string>());
+  options.fp8 = result.count("fp8") > 0;
+  LF_CHECK(!options.fp8 || options.device == Device::CUDA, "--fp8 is a GPU option (use --device cuda)");
   const int64_t max_tokens = config.max_tokens, dim = config.dim;
   const int repeat = result["repeat"].as<int>();
   LF_CHECK(repeat >= 0, "--repeat {}: must be >= 0", repeat);

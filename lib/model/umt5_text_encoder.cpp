@@ -82,7 +82,7 @@ Umt5Encoder& Umt5TextEncoder::encoder() {
   }
   weights_bytes_ = 0;
   for (const WeightSlot& slot : umt5_weight_slots(config_, weights)) weights_bytes_ += int64_t(slot.target->nbytes());
-  encoder_ = std::make_unique<Umt5Encoder>(config_, std::move(weights), options_.device);
+  encoder_ = std::make_unique<Umt5Encoder>(config_, std::move(weights), options_.device, options_.fp8);
   if (keep_loaded_) {
     // Resident: every block's weights are read (and on the GPU uploaded) now, so this is the load time proper.
     encoder_->make_resident();
@@ -117,10 +117,11 @@ Tensor Umt5TextEncoder::encode_ids(const std::vector<int64_t>& ids) {
 std::string Umt5TextEncoder::identity() const {
   const std::string weights = is_random(options_.weights) ? options_.weights : file_identity(options_.weights);
   return fmt::format("umt5 {} vocab={} dim={} heads={}x{} ffn={} layers={} buckets={}/{} shared={} eps={} | weights "
-                     "{} | tokenizer {} | device {}",
+                     "{} | tokenizer {} | device {}{}",
                      config_.name, config_.vocab, config_.dim, config_.heads, config_.head_dim, config_.ffn_dim,
                      config_.layers, config_.buckets, config_.max_distance, config_.shared_position_bias, config_.eps,
-                     weights, file_identity(options_.tokenizer), device_name(options_.device));
+                     weights, file_identity(options_.tokenizer), device_name(options_.device),
+                     options_.fp8 ? " fp8" : "");
 }
 
 std::string Umt5TextEncoder::cache_directory() const {

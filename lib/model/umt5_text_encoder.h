@@ -26,6 +26,7 @@ struct Umt5EncoderOptions {
   // (config, weights file path + size + mtime, tokenizer file, device).
   std::string cache;
   int64_t text_len = 0;    // rows of encode()'s padded output (the DiT's text_len); 0 = config.max_tokens
+  bool fp8 = false;        // GPU: GEMM weights as fp8 + per-row scales (half the memory), dequantised per GEMM
 };
 
 class Umt5TextEncoder final : public TextEncoder {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -61,6 +62,19 @@ TEST_CASE("GPU attention_with_bias and multiply match the CPU references") {
                   Error);
 }
 
+TEST_CASE("GPU fp8 -> bf16 dequantisation equals the CPU conversion bit for bit") {
+  ops::initialize_cuda();
+  for (const auto& [rows, cols] : {std::array<int64_t, 2>{77, 90}, {1, 4096}, {300, 7}}) {
+    CAPTURE(rows);
+    const Tensor quantized = quantize_rows_f8e4m3(random_tensor({rows, cols}, 31, 2.0f));
+    const Tensor expected = quantized.to(DType::BF16).to(DType::F32);
+    const Tensor got = to_host_f32(ops::convert(quantized.to(Device::CUDA), DType::BF16));
+    REQUIRE(got.shape() == expected.shape());
+    CHECK(std::memcmp(got.raw(), expected.raw(), got.nbytes()) == 0);
+    CHECK(rel_l2(got, expected) == 0.0);
+  }
+}
+
 TEST_CASE("GPU umT5 encoder against the official fp32 output (full XXL layout, 2 blocks, bf16)") {
   ops::initialize_cuda();
   // LF_FIXTURES_DIR in the environment: the GPU machine runs a copy of the tree at another path.
@@ -78,6 +92,15 @@ TEST_CASE("GPU umT5 encoder against the official fp32 output (full XXL layout, 2
   MESSAGE("GPU bf16 umT5 (XXL layout, 2 blocks) vs official fp32: rel-L2 " << error);
   CHECK(error <= 1e-2);
   CHECK(error > 0);
+  // --fp8: resident fp8 weights dequantised per GEMM. Bound: the quantisation's own error measured on the CPU
+  // (tests/test_umt5.cpp) plus the bf16 bound above.
+  constexpr double kFp8CpuError = 0.086 * 1.2;  // measured 0.0858 on the CPU, 1.2x margin
+  Umt5Encoder fp8(config, test::seeded_weights(config, 13), Device::CUDA, /*fp8_weights=*/true);
+  fp8.make_resident();
+  const double fp8_error = rel_l2(fp8.encode_ids(ids), expected);
+  MESSAGE("GPU --fp8 umT5 (XXL layout, 2 blocks) vs official fp32: rel-L2 " << fp8_error);
+  CHECK(fp8_error <= kFp8CpuError + 1e-2);
+  CHECK(fp8_error > error);
 }
 
 TEST_CASE("GPU umT5-XXL encode time, 512 tokens, resident bf16 weights (benchmark, prints)") {

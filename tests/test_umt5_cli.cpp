@@ -80,6 +80,15 @@ TEST_CASE("encode-text writes [tokens, dim] embeddings with the tokenizer's ids,
   CHECK(std::memcmp(padded_context.raw(), context.raw(), context.nbytes()) == 0);
   const float* tail = padded_context.f32() + context.numel();
   CHECK(std::all_of(tail, tail + (padded_context.numel() - context.numel()), [](float v) { return v == 0.0f; }));
+  // --repeat: the benchmark summary, and the file is the same.
+  const std::string repeated = fresh("umt5_repeat.safetensors");
+  const RunResult bench = run(kTiny + "--json --repeat 2 --prompt 'a red circle moves right' -o " + repeated);
+  REQUIRE(bench.exit_code == 0);
+  const auto summary = nlohmann::json::parse(bench.out);
+  CHECK(summary["resident_encode_ms"]["runs"] == 2);
+  CHECK(summary["resident_encode_ms"]["median"].get<double>() > 0);
+  CHECK(summary["weights_bytes"].get<int64_t>() > 0);
+  CHECK(read_bytes(repeated) == read_bytes(a));
 }
 
 TEST_CASE("encode-text --prompts writes one file per line; the cache returns the same bytes") {

@@ -1,6 +1,8 @@
 // umT5 encoder ops: attention with an additive bias and no mask, and the gated FFN's product. Correctness-first
 // kernels (the encoder runs once per prompt); checked against lib/ops/cpu/biased_attention_cpu.cpp in
 // tests/test_gpu_ops.cpp.
+#include <cuda_fp8.h>
+
 #include <algorithm>
 #include <cfloat>
 
@@ -88,7 +90,31 @@ __global__ void multiply_bf16_kernel(const uint16_t* __restrict__ a, const uint1
     out[i] = float_to_bf16_bits(bf16_bits_to_float(a[i]) * bf16_bits_to_float(b[i]));
 }
 
+__global__ void dequantize_f8e4m3_rows_kernel(const uint8_t* __restrict__ x, const float* __restrict__ scales,
+                                              int64_t scale_count, int64_t rows, int64_t cols,
+                                              uint16_t* __restrict__ out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * cols;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    __nv_fp8_e4m3 value;
+    value.__x = x[i];
+    const float scale = scales == nullptr ? 1.0f : scales[scale_count == 1 ? 0 : i / cols];
+    out[i] = float_to_bf16_bits(float(value) * scale);
+  }
+}
+
 }  // namespace
+
+void dequantize_f8e4m3_rows(const uint8_t* x, const float* scales, int64_t scale_count, int64_t rows, int64_t cols,
+                            uint16_t* out, Stream stream) {
+  LF_CHECK(scales == nullptr || scale_count == 1 || scale_count == rows,
+           "dequantize_f8e4m3_rows: {} scales for {} rows", scale_count, rows);
+  if (rows * cols == 0) return;
+  constexpr int kThreads = 256;
+  const unsigned blocks = unsigned(std::min<int64_t>(132 * 32, (rows * cols + kThreads - 1) / kThreads));
+  dequantize_f8e4m3_rows_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, scales, scale_count,
+                                                                                             rows, cols, out);
+  LF_CUDA_LAUNCH_CHECK("dequantize_f8e4m3_rows {}x{}", rows, cols);
+}
 
 void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* bias, int64_t lq,
                          int64_t lk, int64_t heads, int64_t head_dim, double scale, uint16_t* out, Stream stream) {

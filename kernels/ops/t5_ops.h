@@ -13,6 +13,11 @@ namespace lf::gpu {
 void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* bias, int64_t lq,
                          int64_t lk, int64_t heads, int64_t head_dim, double scale, uint16_t* out, Stream stream);
 
+// out[r, c] = bf16(fp8_e4m3(x[r, c]) * scales[scale_count == 1 ? 0 : r]): an FP8 weight with per-row (or one)
+// dequantisation scale made a bf16 GEMM operand (umT5's --fp8 resident weights: half the memory of bf16).
+void dequantize_f8e4m3_rows(const uint8_t* x, const float* scales, int64_t scale_count, int64_t rows, int64_t cols,
+                            uint16_t* out, Stream stream);
+
 // out = bf16(a * b) elementwise (bf16 inputs, the product formed in fp32).
 void multiply_bf16(const uint16_t* a, const uint16_t* b, int64_t count, uint16_t* out, Stream stream);
 

@@ -1,5 +1,7 @@
 #include "model/umt5_encoder.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -28,13 +30,68 @@ bool split_block_name(const std::string& name, size_t* index, std::string* rest)
 // A host tensor in f32 (small tensors: norms and position tables), whatever its stored dtype.
 Tensor host_f32(const Tensor& tensor) { return tensor.dtype() == DType::F32 ? tensor : tensor.to(DType::F32); }
 
-// A GEMM weight for the GPU: bf16 on the device (fp16 / fp32 / fp8 files are converted on the host first).
-Tensor device_matrix(const Tensor& stored) {
+// A GEMM weight for the GPU: bf16 on the device (fp16 / fp32 / fp8 files are converted on the host first), or
+// fp8 + per-row scales (--fp8).
+Tensor device_matrix(const Tensor& stored, bool fp8) {
+  if (fp8) return quantize_rows_f8e4m3(stored).to(Device::CUDA);
   const Tensor bf16 = stored.dtype() == DType::BF16 && !stored.scales() ? stored : stored.to(DType::F32).to(DType::BF16);
   return bf16.to(Device::CUDA);
 }
 
 }  // namespace
+
+namespace {
+
+// The 127 non-negative finite e4m3 values, increasing with the code (the format is monotonic).
+const std::array<float, 127>& e4m3_magnitudes() {
+  static const std::array<float, 127> table = [] {
+    std::array<float, 127> values{};
+    for (int code = 0; code < 127; ++code) values[size_t(code)] = f8e4m3_to_f32(uint8_t(code));
+    return values;
+  }();
+  return table;
+}
+
+// Round to nearest, ties to the even code, saturating at 448: f32_to_f8e4m3 by binary search instead of its
+// brute force (which is exact and slow; the test compares the two).
+uint8_t nearest_e4m3(float value) {
+  if (std::isnan(value)) return 0x7f;
+  const uint8_t sign = std::signbit(value) ? 0x80 : 0;
+  const float magnitude = std::fabs(value);
+  const auto& table = e4m3_magnitudes();
+  if (magnitude >= table.back()) return sign | 0x7e;
+  const size_t above = size_t(std::lower_bound(table.begin(), table.end(), magnitude) - table.begin());
+  if (above == 0) return sign;
+  const size_t below = above - 1;
+  const float to_below = magnitude - table[below], to_above = table[above] - magnitude;
+  const size_t code = to_below < to_above ? below : to_above < to_below ? above : (below % 2 == 0 ? below : above);
+  return uint8_t(sign | code);
+}
+
+}  // namespace
+
+uint8_t quantize_f8e4m3(float value) { return nearest_e4m3(value); }
+
+Tensor quantize_rows_f8e4m3(const Tensor& matrix) {
+  LF_CHECK(matrix.rank() == 2 && !matrix.is_cuda(), "quantize_rows_f8e4m3: expected a host matrix, found {}",
+           shape_str(matrix.shape()));
+  const Tensor values = host_f32(matrix);
+  const int64_t rows = matrix.dim(0), cols = matrix.dim(1);
+  constexpr float kE4m3Max = 448.0f;
+  Tensor quantized = Tensor::empty({rows, cols}, DType::F8E4M3);
+  Tensor scales = Tensor::empty({rows});
+  auto* out = static_cast<uint8_t*>(quantized.raw());
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = values.f32() + r * cols;
+    float largest = 0;
+    for (int64_t c = 0; c < cols; ++c) largest = std::max(largest, std::abs(row[c]));
+    const float scale = largest > 0 ? largest / kE4m3Max : 1.0f;
+    scales.f32()[r] = scale;
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = nearest_e4m3(row[c] / scale);
+  }
+  return quantized.with_scales(scales);
+}
 
 std::vector<WeightSlot> umt5_weight_slots(const Umt5Config& config, Umt5Weights& weights) {
   const int64_t dim = config.dim, attention = config.attention_dim();
@@ -161,8 +218,10 @@ struct Umt5Encoder::DeviceBlock {
   Tensor norm1, q, k, v, o, norm2, gate, fc1, fc2;
 };
 
-Umt5Encoder::Umt5Encoder(Umt5Config config, Umt5Weights weights, Device device)
-    : config_(std::move(config)), weights_(std::move(weights)), device_(device) {
+Umt5Encoder::Umt5Encoder(Umt5Config config, Umt5Weights weights, Device device, bool fp8_weights)
+    : config_(std::move(config)), weights_(std::move(weights)), device_(device), fp8_weights_(fp8_weights) {
+  LF_CHECK(!fp8_weights_ || device_ == Device::CUDA, "umT5 encoder: fp8 weights are a GPU option (the CPU computes "
+           "on the stored weights)");
   LF_CHECK(int64_t(weights_.blocks.size()) == config_.layers, "umT5 encoder: {} blocks of weights for {} layers",
            weights_.blocks.size(), config_.layers);
   final_norm_ = host_f32(weights_.norm);
@@ -183,9 +242,11 @@ Umt5Encoder::DeviceBlock Umt5Encoder::upload_block(size_t index) const {
   }
   block.norm1 = block.norm1.to(Device::CUDA);
   block.norm2 = block.norm2.to(Device::CUDA);
-  block.q = device_matrix(stored.q), block.k = device_matrix(stored.k), block.v = device_matrix(stored.v);
-  block.o = device_matrix(stored.o);
-  block.gate = device_matrix(stored.gate), block.fc1 = device_matrix(stored.fc1), block.fc2 = device_matrix(stored.fc2);
+  const bool fp8 = fp8_weights_;
+  block.q = device_matrix(stored.q, fp8), block.k = device_matrix(stored.k, fp8);
+  block.v = device_matrix(stored.v, fp8), block.o = device_matrix(stored.o, fp8);
+  block.gate = device_matrix(stored.gate, fp8), block.fc1 = device_matrix(stored.fc1, fp8);
+  block.fc2 = device_matrix(stored.fc2, fp8);
   return block;
 }
 
@@ -210,6 +271,11 @@ Tensor Umt5Encoder::embed(const std::vector<int64_t>& ids) const {
     }
   }
   return x;
+}
+
+// fp8 weights on the GPU become a bf16 GEMM operand just before their GEMM (a temporary of one matrix).
+Tensor Umt5Encoder::gemm_weight(const Tensor& weight) const {
+  return weight.is_cuda() && weight.dtype() == DType::F8E4M3 ? ops::convert(weight, DType::BF16) : weight;
 }
 
 // T5 RMSNorm. The CPU computes it on the f32 residual; the GPU's rms_norm reads bf16 (the residual rounded once,
@@ -247,16 +313,16 @@ Tensor Umt5Encoder::encode_ids(const std::vector<int64_t>& ids) {
     if (device_ == Device::CUDA) bias = bias.to(Device::CUDA);
     // Self-attention: x += o(attention(norm1(x))), T5 without the 1/sqrt(d) scale.
     const Tensor h = norm(x, block->norm1);
-    const Tensor q = ops::linear(h, block->q, Tensor()).reshape({tokens, heads, head_dim});
-    const Tensor k = ops::linear(h, block->k, Tensor()).reshape({tokens, heads, head_dim});
-    const Tensor v = ops::linear(h, block->v, Tensor()).reshape({tokens, heads, head_dim});
+    const Tensor q = ops::linear(h, gemm_weight(block->q), Tensor()).reshape({tokens, heads, head_dim});
+    const Tensor k = ops::linear(h, gemm_weight(block->k), Tensor()).reshape({tokens, heads, head_dim});
+    const Tensor v = ops::linear(h, gemm_weight(block->v), Tensor()).reshape({tokens, heads, head_dim});
     const Tensor attended = ops::attention_with_bias(q, k, v, bias, 1.0).reshape({tokens, attention});
-    ops::gated_add(x, ops::linear(attended, block->o, Tensor()), Tensor(), tokens);
+    ops::gated_add(x, ops::linear(attended, gemm_weight(block->o), Tensor()), Tensor(), tokens);
     // Gated FFN: x += fc2(fc1(h) * gelu_tanh(gate(h))).
     const Tensor h2 = norm(x, block->norm2);
-    const Tensor gated = ops::multiply(ops::linear(h2, block->fc1, Tensor()),
-                                       ops::linear(h2, block->gate, Tensor(), ops::Activation::GeluTanh));
-    ops::gated_add(x, ops::linear(gated, block->fc2, Tensor()), Tensor(), tokens);
+    const Tensor gated = ops::multiply(ops::linear(h2, gemm_weight(block->fc1), Tensor()),
+                                       ops::linear(h2, gemm_weight(block->gate), Tensor(), ops::Activation::GeluTanh));
+    ops::gated_add(x, ops::linear(gated, gemm_weight(block->fc2), Tensor()), Tensor(), tokens);
   }
   Tensor out = ops::rms_norm(device_ == Device::CPU ? x : ops::convert(x, DType::BF16), final_norm_, config_.eps);
   if (device_ == Device::CUDA) out = ops::convert(out, DType::F32).to(Device::CPU);

@@ -52,11 +52,19 @@ int64_t umt5_position_bucket(int64_t relative_position, int64_t buckets, int64_t
 // bias[h, i, j] = table[bucket(j - i), h] for a [buckets, heads] table: f32 [heads, tokens, tokens] on the CPU.
 Tensor umt5_position_bias(const Tensor& table, int64_t tokens, int64_t max_distance);
 
+// A matrix as fp8 e4m3 with one dequantisation scale per row (max |row| / 448; all-zero rows get 1), from any
+// stored dtype: the --fp8 GPU weights, half the bytes of bf16. CPU only.
+Tensor quantize_rows_f8e4m3(const Tensor& matrix);
+// One value to e4m3 (nearest, ties to even, saturating): the fast equivalent of f32_to_f8e4m3.
+uint8_t quantize_f8e4m3(float value);
+
 class Umt5Encoder {
  public:
   // Weights stay where they are (mmap'd views); on the GPU each block is uploaded as bf16 when it runs and freed
-  // after, unless make_resident() uploaded them all (repeated encodes, benchmarks).
-  Umt5Encoder(Umt5Config config, Umt5Weights weights, Device device);
+  // after, unless make_resident() uploaded them all (repeated encodes, benchmarks). fp8_weights (GPU): the GEMM
+  // weights go up as fp8 + per-row scales and are dequantised to bf16 right before each GEMM, halving the memory of
+  // resident weights (the GEMMs stay bf16).
+  Umt5Encoder(Umt5Config config, Umt5Weights weights, Device device, bool fp8_weights = false);
   ~Umt5Encoder();
   Umt5Encoder(const Umt5Encoder&) = delete;
   Umt5Encoder& operator=(const Umt5Encoder&) = delete;
@@ -74,8 +82,11 @@ class Umt5Encoder {
   Tensor norm(const Tensor& x, const Tensor& weight) const;
 
   Umt5Config config_;
+  Tensor gemm_weight(const Tensor& weight) const;
+
   Umt5Weights weights_;
   Device device_;
+  bool fp8_weights_ = false;
   std::vector<std::unique_ptr<DeviceBlock>> resident_;
   Tensor final_norm_;  // on the device
 };

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/official_files.h"
 #include "model/umt5_encoder.h"
+#include "ops/ops.h"
 
 namespace lf {
 
@@ -69,6 +71,7 @@ const Umt5Tokenizer& Umt5TextEncoder::tokenizer() const {
 
 Umt5Encoder& Umt5TextEncoder::encoder() {
   if (encoder_) return *encoder_;
+  const auto start = std::chrono::steady_clock::now();
   Umt5Weights weights;
   if (is_random(options_.weights)) {
     weights = random_umt5_weights(config_, random_seed(options_.weights));
@@ -77,8 +80,15 @@ Umt5Encoder& Umt5TextEncoder::encoder() {
     checkpoint_ = Checkpoint::open(options_.weights);
     weights = load_umt5_weights(config_, *checkpoint_);
   }
-  encoder_ = std::make_unique<Umt5Encoder>(config_, std::move(weights), options_.device);
-  if (keep_loaded_) encoder_->make_resident();
+  weights_bytes_ = 0;
+  for (const WeightSlot& slot : umt5_weight_slots(config_, weights)) weights_bytes_ += int64_t(slot.target->nbytes());
+  encoder_ = std::make_unique<Umt5Encoder>(config_, std::move(weights), options_.device, options_.fp8);
+  if (keep_loaded_) {
+    // Resident: every block's weights are read (and on the GPU uploaded) now, so this is the load time proper.
+    encoder_->make_resident();
+    ops::synchronize_device();
+  }
+  load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return *encoder_;
 }
 
@@ -107,10 +117,11 @@ Tensor Umt5TextEncoder::encode_ids(const std::vector<int64_t>& ids) {
 std::string Umt5TextEncoder::identity() const {
   const std::string weights = is_random(options_.weights) ? options_.weights : file_identity(options_.weights);
   return fmt::format("umt5 {} vocab={} dim={} heads={}x{} ffn={} layers={} buckets={}/{} shared={} eps={} | weights "
-                     "{} | tokenizer {} | device {}",
+                     "{} | tokenizer {} | device {}{}",
                      config_.name, config_.vocab, config_.dim, config_.heads, config_.head_dim, config_.ffn_dim,
                      config_.layers, config_.buckets, config_.max_distance, config_.shared_position_bias, config_.eps,
-                     weights, file_identity(options_.tokenizer), device_name(options_.device));
+                     weights, file_identity(options_.tokenizer), device_name(options_.device),
+                     options_.fp8 ? " fp8" : "");
 }
 
 std::string Umt5TextEncoder::cache_directory() const {

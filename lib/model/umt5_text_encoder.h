@@ -26,6 +26,7 @@ struct Umt5EncoderOptions {
   // (config, weights file path + size + mtime, tokenizer file, device).
   std::string cache;
   int64_t text_len = 0;    // rows of encode()'s padded output (the DiT's text_len); 0 = config.max_tokens
+  bool fp8 = false;        // GPU: GEMM weights as fp8 + per-row scales (half the memory), dequantised per GEMM
 };
 
 class Umt5TextEncoder final : public TextEncoder {
@@ -44,6 +45,9 @@ class Umt5TextEncoder final : public TextEncoder {
   // true: weights stay loaded between prompts (batches); false (default): dropped after each encode.
   void keep_loaded(bool keep) { keep_loaded_ = keep; }
   const Umt5Config& config() const { return config_; }
+  // Of the last weight load: seconds (opening, and with keep_loaded reading / uploading every block) and bytes.
+  double load_seconds() const { return load_seconds_; }
+  int64_t weights_bytes() const { return weights_bytes_; }
   std::string cache_directory() const;
 
  private:
@@ -54,6 +58,8 @@ class Umt5TextEncoder final : public TextEncoder {
   Umt5Config config_;
   Umt5EncoderOptions options_;
   bool keep_loaded_ = false;
+  double load_seconds_ = 0;
+  int64_t weights_bytes_ = 0;
   mutable std::unique_ptr<Umt5Tokenizer> tokenizer_;
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<Umt5Encoder> encoder_;

@@ -135,7 +135,8 @@ Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w);
 Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,
                   int64_t patch_h, int64_t patch_w);
 
-// A copy in `dtype` (f32 <-> bf16 on the GPU; on the CPU any conversion Tensor::to supports).
+// A copy in `dtype` (f32 <-> bf16 and fp8 e4m3 (times its Tensor::scales) -> bf16 on the GPU; on the CPU any
+// conversion Tensor::to supports).
 Tensor convert(const Tensor& x, DType dtype);
 // a * x + b * y elementwise (f32, computed in double on the CPU): x0 prediction and re-noising.
 Tensor axpby(double a, const Tensor& x, double b, const Tensor& y);

@@ -16,7 +16,8 @@ timeout 300 "$C/test_gpu_umt5" -s 2>&1 | tee "$OUT/test_gpu_umt5.log"; echo "tes
 T=tests/fixtures/umt5/test-spiece.model
 for device in cpu cuda; do
   timeout 60 "$C/lightforce" encode-text --cache off --encoder umt5-tiny --t5-weights random:5 --tokenizer $T \
-    --device $device --prompt "a red circle moves right" -o "$OUT/tiny-$device.safetensors" --json; echo "encode-text $device rc=$?"
+    --device $device --prompt "a red circle moves right" -o "$OUT/tiny-$device.safetensors" --json --repeat 3
+  echo "encode-text $device rc=$?"
 done
 python3 - "$OUT" <<'PY' 2>&1 | tee "$OUT/encode-text-cpu-vs-cuda.txt"
 import json, struct, sys
@@ -30,3 +31,10 @@ cpu, gpu = read(sys.argv[1] + "/tiny-cpu.safetensors"), read(sys.argv[1] + "/tin
 print("encode-text umt5-tiny cuda vs cpu rel-L2", float(np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu)), cpu.shape)
 PY
 timeout 120 python3 tools/umt5_hf_tokenizer_ids.py --out "$OUT/hf-tokenizer-ids.json" 2>&1 | tee "$OUT/hf-tokenizer.txt"
+# With the real files on the machine (LF_MODEL_DIR=.../Wan2.1-T2V-1.3B): load time, GB/s and the resident encode
+# time of a long prompt through the real umT5-XXL on the GPU.
+if [ -n "${LF_MODEL_DIR:-}" ]; then
+  long=$(python3 -c "print(' '.join(['a small red boat drifts past the old lighthouse at dusk'] * 60))")
+  timeout 300 "$C/lightforce" encode-text --cache off --model-dir "$LF_MODEL_DIR" --device cuda --prompt "$long" \
+    --repeat 10 --json -o "$OUT/xxl-long.safetensors" | tee "$OUT/xxl-encode.json"
+fi

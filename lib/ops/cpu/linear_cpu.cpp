@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "core/error.h"
@@ -107,7 +108,18 @@ void linear_stored_weight(const float* xs, int64_t rows, const Tensor& weight, f
 #pragma omp for schedule(dynamic)
     for (int64_t panel = 0; panel < panels; ++panel) {
       const int64_t c0 = panel * panel_rows, panel_cols = std::min(panel_rows, out_features - c0);
-      convert_to_f32(stored + size_t(c0 * in) * element, weight.dtype(), size_t(panel_cols * in), panel_f32.data());
+      if (weight.dtype() == DType::F8E4M3) {
+        // A 256-entry table: f8e4m3_to_f32 per element would dominate the GEMM.
+        static const std::array<float, 256> decode = [] {
+          std::array<float, 256> table{};
+          for (int code = 0; code < 256; ++code) table[size_t(code)] = f8e4m3_to_f32(uint8_t(code));
+          return table;
+        }();
+        const uint8_t* codes = stored + size_t(c0 * in);
+        for (int64_t i = 0; i < panel_cols * in; ++i) panel_f32[size_t(i)] = decode[codes[i]];
+      } else {
+        convert_to_f32(stored + size_t(c0 * in) * element, weight.dtype(), size_t(panel_cols * in), panel_f32.data());
+      }
       if (scales) {
         for (int64_t c = 0; c < panel_cols; ++c) {
           const float scale = scales->f32()[scales->numel() == 1 ? 0 : c0 + c];

@@ -96,6 +96,13 @@ Tensor convert(const Tensor& x, DType dtype) {
     gpu::convert_f32_to_bf16(f32(x), x.numel(), bf16(out), nullptr);
   } else if (x.dtype() == DType::BF16 && dtype == DType::F32) {
     gpu::convert_bf16_to_f32(bf16(x), x.numel(), f32(out), nullptr);
+  } else if (x.dtype() == DType::F8E4M3 && dtype == DType::BF16) {
+    // The scales live on the host beside the tensor (Tensor::scales); a few KB go up with each conversion.
+    const Tensor scales = x.scales() ? x.scales()->to(Device::CUDA) : Tensor();
+    const int64_t rows = x.rank() >= 1 ? x.dim(0) : 1;
+    gpu::dequantize_f8e4m3_rows(static_cast<const uint8_t*>(x.raw()), scales.defined() ? f32(scales) : nullptr,
+                                scales.defined() ? scales.numel() : 0, rows, rows ? x.numel() / rows : 0, bf16(out),
+                                nullptr);
   } else {
     fail("convert: {} -> {} is not supported on the GPU", dtype_name(x.dtype()), dtype_name(dtype));
   }

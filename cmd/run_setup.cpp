@@ -148,6 +148,7 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
 
 PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   PreparedModel prepared;
+  prepared.vae_weights = flags.vae_weights;
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
   decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
@@ -165,11 +166,11 @@ Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
   return prepared.text_encoder->encode(prompt);
 }
 
-std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags) {
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared) {
   if (!decoder_entry(prepared.run.model.decoder).make) return nullptr;
   DecoderSources sources;
   sources.model = &prepared.run.model;
-  sources.weights = flags.vae_weights;
+  sources.weights = prepared.vae_weights;
   sources.device = prepared.device;
   return make_decoder(sources);
 }

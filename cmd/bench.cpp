@@ -10,6 +10,7 @@
 #include "attention/attention_backend.h"
 #include "commands.h"
 #include "config/config.h"
+#include "core/digest.h"
 #include "core/embedded.h"
 #include "core/error.h"
 #include "core/philox.h"
@@ -144,7 +145,7 @@ int bench(int argc, char** argv) {
                              report.chunks, report.seconds);
     };
     const auto started = std::chrono::steady_clock::now();
-    pipeline.generate(context, *noise, callbacks);
+    const Tensor latents = pipeline.generate(context, *noise, callbacks);
     ops::synchronize_device();
     const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     ops::set_op_profiling(false);
@@ -168,7 +169,9 @@ int bench(int argc, char** argv) {
                           {"peak_gpu_bytes", memory.peak_bytes},
                           {"reserved_gpu_bytes", memory.reserved_bytes},
                           {"cuda_malloc_calls_in_run", memory.cuda_malloc_calls - mallocs_before},
-                          {"cuda_malloc_calls_after_first_chunk", memory.cuda_malloc_calls - mallocs_after_first_chunk}};
+                          {"cuda_malloc_calls_after_first_chunk", memory.cuda_malloc_calls - mallocs_after_first_chunk},
+                          // Same bytes before and after a refactor: compare this across runs of one device.
+                          {"latents_sha256", sha256_hex(latents)}};
     if (profile.count("self_attention")) {
       const double flops = self_attention_flops(run, forwards_per_chunk, visible_frames);
       row["self_attention_tflops"] = flops / (profile.at("self_attention") * 1e-3) / 1e12;

@@ -16,5 +16,6 @@ int check_prompts(int argc, char** argv);
 int generate(int argc, char** argv);
 int decode(int argc, char** argv);
 int inspect(int argc, char** argv);
+int encode_text(int argc, char** argv);
 
 }  // namespace lf::cmd

@@ -24,6 +24,7 @@
 #include "model/wan_dit.h"
 #include "ops/ops.h"
 #include "pipeline/ar_pipeline.h"
+#include "pipeline/prompt_schedule.h"
 #include "run_setup.h"
 
 namespace lf::cmd {
@@ -38,6 +39,10 @@ struct OutputOptions {
 cxxopts::Options generate_flags() {
   cxxopts::Options flags("lightforce generate", "Generate a video chunk by chunk (Self-Forcing AR pipeline).");
   add_run_flags(flags);
+  flags.add_options("input")
+      ("prompt-schedule", "prompt switches by chunk, e.g. \"0:a red circle moves right;4:a blue square falls\" "
+       "(instead of --prompt; pipeline.recache_on_switch rebuilds the KV cache at each switch)",
+       cxxopts::value<std::string>());
   flags.add_options("input")("noise", "read every random draw from this safetensors file (noise_initial, "
                              "renoise_c{c}_s{s})", cxxopts::value<std::string>());
   flags.add_options("output")
@@ -79,6 +84,13 @@ int generate(int argc, char** argv) {
   options.quiet = result.count("quiet");
   options.json = result.count("json");
   options.print_config = result.count("print-config");
+  const std::string prompt_schedule = text("prompt-schedule");
+  if (!prompt_schedule.empty()) {
+    LF_CHECK(run_flags.prompt.empty() && run_flags.text_embeddings.empty(),
+             "--prompt-schedule replaces --prompt and --text-embeddings: give one of them");
+    // The model is prepared with the first prompt; the schedule is parsed again once the chunk count is known.
+    run_flags.prompt = parse_prompt_schedule(prompt_schedule, INT64_MAX).front().prompt;
+  }
   const auto started = std::chrono::steady_clock::now();
 
   if (options.print_config) {
@@ -100,7 +112,12 @@ int generate(int argc, char** argv) {
   const ModelConfig& model_config = run.model;
   const Device device = prepared.device;
   const WanDiT& model = *prepared.model;
-  const Tensor& context = prepared.context;
+  std::vector<ContextSwitch> contexts{{0, prepared.context}};
+  if (!prompt_schedule.empty()) {
+    const auto schedule = parse_prompt_schedule(prompt_schedule, run.pipeline.frames / run.pipeline.chunk_frames);
+    for (size_t i = 1; i < schedule.size(); ++i)
+      contexts.push_back({schedule[i].first_chunk, encode_prompt(prepared, schedule[i].prompt)});
+  }
   auto attention = make_attention_backend(run.attention, &run.pipeline);
 
   std::unique_ptr<VideoDecoder> decoder;
@@ -159,7 +176,7 @@ int generate(int argc, char** argv) {
                  format_seconds(report.seconds), rate, format_seconds(eta));
     }
   };
-  const Tensor latents = pipeline.generate(context, *noise, callbacks);
+  const Tensor latents = pipeline.generate(contexts, *noise, callbacks);
 
   if (video) video->finish();
   if (!options.save_latents.empty())

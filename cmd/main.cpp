@@ -18,6 +18,7 @@ usage: lightforce <command> [options]      (lightforce <command> --help for its 
 commands:
   generate          generate a video chunk by chunk with a KV cache (MP4, PNG frames, latents, noise)
   decode            decode saved latents to MP4 / PNG frames / a video tensor (Wan VAE, LightVAE, TAEHV)
+  encode-text       encode prompts with umT5 into text embeddings (the --text-embeddings format)
   inspect           list a checkpoint's tensors, dtypes, shapes and detected layout without loading data
   profile-sparsity  per-chunk attention statistics (density, recall, timings) and mask heatmaps
   compare-dense     a sparse backend against dense with the same seed: PSNR/SSIM/flicker/warping, speedup
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "generate") return lf::cmd::generate(argc - 1, argv + 1);
     if (command == "decode") return lf::cmd::decode(argc - 1, argv + 1);
+    if (command == "encode-text") return lf::cmd::encode_text(argc - 1, argv + 1);
     if (command == "inspect") return lf::cmd::inspect(argc - 1, argv + 1);
     if (command == "bench") return lf::cmd::bench(argc - 1, argv + 1);
     if (command == "profile-sparsity") return lf::cmd::profile_sparsity(argc - 1, argv + 1);

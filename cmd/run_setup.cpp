@@ -59,13 +59,15 @@ LoadedWeights load_model_weights(const ModelConfig& model, const RunFlags& flags
 }
 
 std::unique_ptr<TextEncoder> make_text_encoder(const ModelConfig& model, const LoadedWeights& weights,
-                                               Device device) {
+                                               const OfficialModelFiles& files, Device device) {
   const TextEncoderEntry& entry = text_encoder_entry(model.text_encoder);
   if (!entry.make) return nullptr;
   TextEncoderSources sources;
   sources.model = &model;
   sources.dit_checkpoint = weights.checkpoint.get();
   sources.dit_prefix = weights.root_prefix;
+  sources.weights = files.t5_weights;
+  sources.tokenizer = files.tokenizer;
   sources.device = device;
   return entry.make(sources);
 }
@@ -106,6 +108,11 @@ void add_run_flags(cxxopts::Options& flags) {
        cxxopts::value<std::string>())
       ("vae-weights", "the decoder's weights: Wan2.1_VAE.pth (wan-vae), lightvaew2_1.safetensors (lightvae), "
        "taew2_1.pth (taehv)", cxxopts::value<std::string>());
+  flags.add_options("model files")
+      ("model-dir", "the official Wan2.1-T2V-1.3B folder: finds models_t5_umt5-xxl-enc-bf16.pth, "
+       "google/umt5-xxl/spiece.model and Wan2.1_VAE.pth by their official names", cxxopts::value<std::string>())
+      ("t5-weights", "umT5 encoder weights (overrides --model-dir), or random[:SEED]", cxxopts::value<std::string>())
+      ("tokenizer", "umT5 SentencePiece model, spiece.model (overrides --model-dir)", cxxopts::value<std::string>());
 }
 
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv) {
@@ -142,18 +149,22 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   flags.device = result["device"].as<std::string>();
   if (result.count("decoder"))
     flags.config.overrides.push_back(fmt::format("model.decoder={}", result["decoder"].as<std::string>()));
-  flags.vae_weights = text("vae-weights");
+  flags.model_files.vae = text("vae-weights");
+  flags.model_files.model_dir = text("model-dir");
+  flags.model_files.t5_weights = text("t5-weights");
+  flags.model_files.tokenizer = text("tokenizer");
   return flags;
 }
 
 PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   PreparedModel prepared;
-  prepared.vae_weights = flags.vae_weights;
+  prepared.file_flags = flags.model_files;
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
   decoder_entry(prepared.run.model.decoder);  // an unknown name fails before any weights load
+  prepared.files = resolve_official_files(flags.model_files);
   LoadedWeights weights = load_model_weights(prepared.run.model, flags);
-  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.device);
+  prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.files, prepared.device);
   prepared.context = text_context(prepared.run.model, prepared.text_encoder.get(), flags, quiet);
   prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights.dit));
   prepared.model->to_device(prepared.device);
@@ -167,10 +178,15 @@ Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
 }
 
 std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared) {
-  if (!decoder_entry(prepared.run.model.decoder).make) return nullptr;
+  const OfficialFileFlags& files = prepared.file_flags;
+  const DecoderEntry& entry = decoder_entry(prepared.run.model.decoder);
+  if (!entry.make) return nullptr;
   DecoderSources sources;
   sources.model = &prepared.run.model;
-  sources.weights = prepared.vae_weights;
+  // --vae-weights wins; else the decoder's official file name inside --model-dir (Wan2.1_VAE.pth for wan-vae).
+  sources.weights = files.vae;
+  if (sources.weights.empty() && !files.model_dir.empty() && !entry.weights_file.empty())
+    sources.weights = (std::filesystem::path(files.model_dir) / entry.weights_file).string();
   sources.device = prepared.device;
   return make_decoder(sources);
 }

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "core/tensor.h"
 #include "model/decoder.h"
+#include "model/official_files.h"
 #include "model/text_encoder.h"
 #include "model/wan_dit.h"
 #include "pipeline/noise_source.h"
@@ -18,12 +19,11 @@ namespace lf::cmd {
 struct RunFlags {
   ConfigSources config;
   std::string prompt, text_embeddings, weights, weights_root = "auto", device = "auto";
-  // The video decoder's weights (--vae-weights; --model-dir fills it with Wan2.1_VAE.pth when found).
-  std::string vae_weights;
+  OfficialFileFlags model_files;  // --model-dir, --t5-weights, --tokenizer, --vae-weights (model_files.vae)
 };
 
 // Adds --prompt, --text-embeddings, --seed, --frames, --model, --weights, --weights-root, --attention, --set,
-// --device, --decoder, --vae-weights to `flags`.
+// --device, --decoder, --vae-weights, --model-dir, --t5-weights, --tokenizer to `flags`.
 void add_run_flags(cxxopts::Options& flags);
 // Parses argv, naming the flag whose value does not parse (cxxopts names only the value).
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv);
@@ -35,7 +35,8 @@ struct PreparedModel {
   std::unique_ptr<WanDiT> model;
   std::unique_ptr<TextEncoder> text_encoder;  // null when the model has none (model.text_encoder: embeddings)
   Tensor context;  // [text_len, text_dim], f32 host
-  std::string vae_weights;  // RunFlags::vae_weights, for the decoder (make_run_decoder)
+  OfficialModelFiles files;  // resolved from --model-dir and the per-file flags (the VAE path for the decoder)
+  OfficialFileFlags file_flags;  // as given (--vae-weights, --model-dir): make_run_decoder reads them
 };
 PreparedModel prepare_model(const RunFlags& flags, bool quiet);
 // The text context of another prompt for an already prepared model (models with a built-in text encoder).

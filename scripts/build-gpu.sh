@@ -16,4 +16,8 @@ cp build-gpu/lightforce build-gpu/carry/
 find build-gpu/tests build-gpu/kernels -maxdepth 1 -type f \( -name 'test_gpu_*' -o -name 'lab_*' -o -name '*.so' \) \
   -perm -u+x -exec cp {} build-gpu/carry/ \; 2>/dev/null || true
 cp build-gpu/kernels/*.so build-gpu/carry/ 2>/dev/null || true
+# The tokenizer: our SentencePiece shim (found beside the executable) and Debian's libsentencepiece, which the
+# GPU machine lacks (the shim's RPATH is $ORIGIN).
+cp build-gpu/liblf_sentencepiece_shim.so build-gpu/carry/
+cp -L "$(pkg-config --variable=libdir sentencepiece)/libsentencepiece.so.0" build-gpu/carry/
 du -sh build-gpu/carry

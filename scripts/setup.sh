@@ -11,6 +11,7 @@ packages=(
   libcxxopts-dev libyaml-cpp-dev libfmt-dev doctest-dev nlohmann-json3-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libopencv-dev
+  libsentencepiece-dev
 )
 missing=()
 for package in "${packages[@]}"; do

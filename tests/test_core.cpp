@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/digest.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -77,4 +78,39 @@ TEST_CASE("normal draws are keyed by (seed, stream, step, element) and look Gaus
   CHECK(std::fabs(sum / 4096) < 0.06);
   CHECK(std::fabs(sum_sq / 4096 - 1.0) < 0.08);
   CHECK(philox_normal({7, 1, 2}, 100) == a.f32()[100]);
+}
+
+TEST_CASE("SHA-256 matches the FIPS 180-4 known answers") {
+  CHECK(sha256_hex("", 0) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(sha256_hex("abc", 3) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";  // 56 bytes: padding spills
+  CHECK(sha256_hex(two_blocks.data(), two_blocks.size()) ==
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  // A million 'a', fed in uneven pieces: the streaming buffer must not depend on how the input is split.
+  Sha256 hash;
+  const std::string piece(997, 'a');
+  size_t fed = 0;
+  while (fed < 1000000) {
+    const size_t take = std::min<size_t>(piece.size(), 1000000 - fed);
+    hash.update(piece.data(), take);
+    fed += take;
+  }
+  CHECK(hash.hex_digest() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST_CASE("FP8 tensors carry per-row scales through views, copies and conversion") {
+  Tensor stored = Tensor::empty({3, 2}, DType::F8E4M3);
+  const float values[6] = {1.0f, -2.0f, 0.5f, 4.0f, -0.25f, 3.0f};  // all exact in e4m3
+  for (int i = 0; i < 6; ++i) static_cast<uint8_t*>(stored.raw())[i] = f32_to_f8e4m3(values[i]);
+  Tensor scales = Tensor::empty({3});
+  scales.f32()[0] = 2.0f, scales.f32()[1] = 0.5f, scales.f32()[2] = -3.0f;
+  const Tensor scaled = stored.with_scales(scales);
+  const Tensor dense = scaled.to(DType::F32);
+  const float expected[6] = {2.0f, -4.0f, 0.25f, 2.0f, 0.75f, -9.0f};
+  for (int i = 0; i < 6; ++i) CHECK(dense.f32()[i] == expected[i]);
+  // A row slice keeps its rows' scales; a clone keeps them too.
+  const Tensor last_two = scaled.slice_rows(1, 3).clone().to(DType::F32);
+  for (int i = 0; i < 4; ++i) CHECK(last_two.f32()[i] == expected[2 + i]);
+  CHECK(stored.to(DType::F32).f32()[5] == 3.0f);  // the unscaled tensor is untouched
+  CHECK_THROWS_AS(stored.with_scales(Tensor::empty({2})), Error);  // neither one value nor one per row
 }

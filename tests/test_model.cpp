@@ -162,7 +162,7 @@ TEST_CASE("weights round-trip through safetensors under every checkpoint layout"
   ModelConfig wider = config;
   wider.ffn_dim = 64;
   CHECK_THROWS_WITH_AS(load_weights(wider, *Checkpoint::open(bf16_path)),
-                       doctest::Contains("tensor 'blocks.0.ffn.0.weight' has shape [48, 32], model config"), Error);
+                       doctest::Contains("tensor 'blocks.0.ffn.0.weight' has shape [48, 32], expected [64, 32]"), Error);
   ModelConfig deeper = config;
   deeper.layers = 3;
   CHECK_THROWS_WITH_AS(load_weights(deeper, *Checkpoint::open(bf16_path)),

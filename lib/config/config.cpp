@@ -100,6 +100,7 @@ PipelineConfig read_pipeline(const YAML::Node& node) {
   reader.get("shift", pipeline.shift);
   reader.get("context_noise", pipeline.context_noise);
   reader.get("refresh_last_chunk", pipeline.refresh_last_chunk);
+  reader.get("recache_on_switch", pipeline.recache_on_switch);
   reader.get("sampler", pipeline.sampler);
   reader.get("seed", pipeline.seed);
   MapReader cache(reader.child("kv_cache"), "pipeline.kv_cache");
@@ -380,6 +381,7 @@ std::string to_yaml(const RunConfig& config) {
   out << YAML::Key << "shift" << YAML::Value << pipeline.shift;
   out << YAML::Key << "context_noise" << YAML::Value << pipeline.context_noise;
   out << YAML::Key << "refresh_last_chunk" << YAML::Value << pipeline.refresh_last_chunk;
+  out << YAML::Key << "recache_on_switch" << YAML::Value << pipeline.recache_on_switch;
   out << YAML::Key << "sampler" << YAML::Value << pipeline.sampler;
   out << YAML::Key << "seed" << YAML::Value << pipeline.seed;
   out << YAML::Key << "kv_cache" << YAML::Value << YAML::BeginMap;

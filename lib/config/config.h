@@ -57,6 +57,7 @@ struct PipelineConfig {
   double shift = 5.0;
   double context_noise = 0.0;       // timestep of the clean refresh pass
   bool refresh_last_chunk = false;  // its K/V are never read; inference.py runs it, demo.py skips it
+  bool recache_on_switch = true;    // prompt switch: rebuild the KV cache under the new prompt (LongLive recache)
   // Between steps: "renoise" (Self-Forcing: x0 re-noised with fresh noise, for few-step distilled models) or
   // "euler" (the flow ODE, x += (sigma' - sigma) v, for models trained by plain flow matching).
   std::string sampler = "renoise";

@@ -1,5 +1,6 @@
 // The decoder registry: one entry per decoder, read by the factory, config checks, --help and docs.
 #include "core/error.h"
+#include "core/registry.h"
 #include "model/decoder.h"
 #include "model/taehv.h"
 #include "model/wan_vae.h"
@@ -21,16 +22,10 @@ const std::vector<DecoderEntry>& decoder_registry() {
   return registry;
 }
 
-std::string decoder_names() {
-  std::string names;
-  for (const DecoderEntry& entry : decoder_registry()) names += (names.empty() ? "" : ", ") + entry.name;
-  return names;
-}
+std::string decoder_names() { return registry_names(decoder_registry()); }
 
 const DecoderEntry& decoder_entry(const std::string& name) {
-  for (const DecoderEntry& entry : decoder_registry())
-    if (entry.name == name) return entry;
-  fail("config key 'model.decoder': unknown decoder '{}' (known: {})", name, decoder_names());
+  return registry_entry(decoder_registry(), name, "model.decoder", "decoder");
 }
 
 std::unique_ptr<VideoDecoder> make_decoder(const DecoderSources& sources) {

@@ -3,7 +3,9 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/registry.h"
 #include "io/checkpoint.h"
+#include "model/umt5_text_encoder.h"
 #include "model/word_table_encoder.h"
 
 namespace lf {
@@ -14,20 +16,18 @@ const std::vector<TextEncoderEntry>& text_encoder_registry() {
        nullptr},
       {"word-table", "one learned row per word (the testbed models); tensors in the DiT checkpoint",
        make_word_table_encoder},
+      {"umt5-xxl", "umT5-XXL (Wan2.1's text encoder): --model-dir or --t5-weights and --tokenizer",
+       make_umt5_xxl_encoder},
+      {"umt5-tiny", "a small random-weight umT5 of the same design (tests; --t5-weights random)",
+       make_umt5_tiny_encoder},
   };
   return registry;
 }
 
-std::string text_encoder_names() {
-  std::string names;
-  for (const TextEncoderEntry& entry : text_encoder_registry()) names += (names.empty() ? "" : ", ") + entry.name;
-  return names;
-}
+std::string text_encoder_names() { return registry_names(text_encoder_registry()); }
 
 const TextEncoderEntry& text_encoder_entry(const std::string& name) {
-  for (const TextEncoderEntry& entry : text_encoder_registry())
-    if (entry.name == name) return entry;
-  fail("config key 'model.text_encoder': unknown text encoder '{}' (known: {})", name, text_encoder_names());
+  return registry_entry(text_encoder_registry(), name, "model.text_encoder", "text encoder");
 }
 
 Tensor load_text_embeddings(const std::string& path, const ModelConfig& config) {

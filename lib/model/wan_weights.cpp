@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "io/checkpoint.h"
+#include "model/weight_table.h"
 #include "io/safetensors.h"
 
 namespace lf {
@@ -164,18 +165,21 @@ WanWeights load_weights(const ModelConfig& config, const Checkpoint& checkpoint,
   }
   WanWeights weights;
   std::vector<ParamSlot> slots = parameter_slots(config, weights);
+  std::vector<WeightSlot> table;
+  for (ParamSlot& slot : slots) table.push_back({slot.name, slot.official_shape, slot.target});
+  WeightLoadOptions options;
+  options.part = "weights";
+  // The names in the file are found through the layout's map (wrapper components stripped); a name the map lacks
+  // is reported with the layout's prefix, as a user would look for it.
+  options.file_name = [&](const std::string& official) {
+    const auto found = by_official.find(official);
+    return found != by_official.end() ? found->second : layout.prefix + official;
+  };
+  options.reject_unexpected = false;  // checked below, over the DiT's own namespaces only
+  load_weight_table(checkpoint, table, options);
   std::set<std::string> used;
   for (ParamSlot& slot : slots) {
-    auto found = by_official.find(slot.name);
-    LF_CHECK(found != by_official.end(), "weights '{}' ({}): missing tensor '{}{}'", checkpoint.path(),
-             layout.description, layout.prefix, slot.name);
-    const Tensor stored = checkpoint.view(found->second);
-    LF_CHECK(stored.shape() == slot.official_shape,
-             "weights '{}': tensor '{}' has shape {}, model config '{}' expects {}", checkpoint.path(), found->second,
-             shape_str(stored.shape()), config.name, shape_str(slot.official_shape));
-    LF_CHECK(dtype_is_float(stored.dtype()), "weights '{}': tensor '{}' has non-float dtype {}", checkpoint.path(),
-             found->second, dtype_name(stored.dtype()));
-    *slot.target = stored.to(DType::F32).reshape(slot.stored_shape);
+    *slot.target = slot.target->reshape(slot.stored_shape);
     used.insert(slot.name);
   }
   // Extra model tensors mean the config does not describe this checkpoint (e.g. more layers than model.layers).

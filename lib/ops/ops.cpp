@@ -128,6 +128,16 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
   return cpu::attention(q, k, v, scale);
 }
 
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale) {
+  LF_IF_GPU("attention_with_bias", cuda::attention_with_bias(q, k, v, bias, scale), &q, &k, &v, &bias);
+  return cpu::attention_with_bias(q, k, v, bias, scale);
+}
+
+Tensor multiply(const Tensor& a, const Tensor& b) {
+  LF_IF_GPU("multiply", cuda::multiply(a, b), &a, &b);
+  return cpu::multiply(a, b);
+}
+
 Tensor timestep_embedding(double timestep, int64_t dim) { return cpu::timestep_embedding(timestep, dim); }
 
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {

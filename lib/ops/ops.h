@@ -49,6 +49,8 @@ void synchronize_device();
 
 enum class Activation { None, GeluTanh };
 // y[n, o] = act(sum_i x[n, i] * weight[o, i] + bias[o])   (PyTorch Linear layout; bias may be undefined).
+// On the CPU the weight may also be bf16 / f16 / f8e4m3 (with Tensor::scales): rows are converted to f32 on the fly,
+// same result as weight.to(F32), so mmap'd weights too large for f32 (umT5-XXL) run in place.
 // f32_out: on the GPU write f32 (the residual stream, the head) instead of the activation dtype.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation = Activation::None,
               bool f32_out = false);
@@ -95,6 +97,12 @@ RopeSplit rope_split(int64_t head_dim);
 // softmax(q k^T * scale) v per head. q [Lq, H, D], k/v [Lk, H, D] -> [Lq, H, D]. No mask: the caller passes
 // exactly the visible keys.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+// softmax(q k^T * scale + bias[h]) v per head, the softmax in f32 or better: T5 attention (scale 1, the
+// relative-position bias on the logits). q [Lq, H, D], k/v [Lk, H, D], bias f32 [H, Lq, Lk] -> [Lq, H, D]. No mask:
+// the caller passes exactly the visible keys (umT5 computes the prompt's tokens only).
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+// a * b elementwise, same shapes (umT5's gated FFN: fc1(h) * gelu(gate(h))). On the GPU bf16 x bf16 -> bf16.
+Tensor multiply(const Tensor& a, const Tensor& b);
 
 // Sinusoidal timestep embedding, [cos(t w_0..), sin(t w_0..)] with w_i = 10000^(-i/half), computed in double.
 Tensor timestep_embedding(double timestep, int64_t dim);

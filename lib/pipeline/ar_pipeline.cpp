@@ -10,14 +10,36 @@ namespace lf {
 ArPipeline::ArPipeline(const PipelineConfig& config, const WanDiT& model, AttentionBackend& attention)
     : config_(config), model_(model), attention_(attention), schedule_(config) {}
 
+void ArPipeline::refresh(KvCache& cache, const CrossAttentionCache& cross, int64_t chunk,
+                         const Tensor& clean_latents) {
+  const ModelConfig& mc = model_.config();
+  const int64_t chunk_frames = config_.chunk_frames;
+  const int64_t steps = int64_t(schedule_.timesteps().size());
+  cache.begin_forward(chunk * chunk_frames, chunk_frames);
+  CachedSelfAttention self_attention(cache, attention_, model_.rope_grid(), mc.head_dim(), {chunk, steps, true});
+  model_.forward(clean_latents, std::vector<double>(size_t(chunk_frames), schedule_.context_timestep()), cross,
+                 self_attention);
+}
+
 Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const GenerateCallbacks& callbacks) {
+  return generate(std::vector<ContextSwitch>{{0, context}}, noise, callbacks);
+}
+
+Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise,
+                            const GenerateCallbacks& callbacks) {
   const ModelConfig& mc = model_.config();
   const int64_t chunk_frames = config_.chunk_frames, chunks = config_.frames / chunk_frames;
   const Device device = model_.device();
   KvCache cache(config_.kv_cache,
                 {mc.layers, mc.tokens_per_frame(), mc.heads, mc.head_dim(), config_.frames, chunk_frames, device},
                 model_.rope_grid());
-  const CrossAttentionCache cross = model_.build_cross_cache(context);
+  LF_CHECK(!contexts.empty() && contexts[0].first_chunk == 0, "prompt schedule: the first prompt must start at chunk 0");
+  for (size_t i = 1; i < contexts.size(); ++i)
+    LF_CHECK(contexts[i].first_chunk > contexts[i - 1].first_chunk && contexts[i].first_chunk < chunks,
+             "prompt schedule: chunk {} must come after chunk {} and before the last chunk {}", contexts[i].first_chunk,
+             contexts[i - 1].first_chunk, chunks - 1);
+  size_t next_switch = 1;
+  CrossAttentionCache cross = model_.build_cross_cache(contexts[0].context);
   Tensor latents = Tensor::empty({config_.frames, mc.out_channels, mc.latent_height, mc.latent_width});
   const std::vector<double>& timesteps = schedule_.timesteps();
   const std::vector<double>& sigmas = schedule_.sigmas();
@@ -26,10 +48,20 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const auto started = std::chrono::steady_clock::now();
     const int64_t start_frame = chunk * chunk_frames;
+    int64_t forwards = 0;
+    if (next_switch < contexts.size() && contexts[next_switch].first_chunk == chunk) {
+      cross = model_.build_cross_cache(contexts[next_switch++].context);
+      if (config_.recache_on_switch) {
+        // Replay from an empty cache, so a rolling window evicts exactly as it did the first time.
+        cache.reset();
+        for (int64_t past = 0; past < chunk; ++past, ++forwards)
+          refresh(cache, cross, past,
+                  latents.slice_rows(past * chunk_frames, (past + 1) * chunk_frames).to(device));
+      }
+    }
     // Noise is drawn on the host (the same numbers on every device) and moved to the model's device.
     Tensor x = noise.initial(chunk).to(device);
     Tensor x0;
-    int64_t forwards = 0;
     for (int64_t step = 0; step < steps; ++step) {
       cache.begin_forward(start_frame, chunk_frames);
       CachedSelfAttention self_attention(cache, attention_, model_.rope_grid(), mc.head_dim(), {chunk, step, false});
@@ -54,10 +86,7 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
     // Clean refresh: the same chunk at t = context_noise rewrites its K/V slot; the output is discarded. The last
     // chunk's refresh feeds nothing, so it runs only when asked (refresh_last_chunk).
     if (chunk + 1 < chunks || config_.refresh_last_chunk) {
-      cache.begin_forward(start_frame, chunk_frames);
-      CachedSelfAttention self_attention(cache, attention_, model_.rope_grid(), mc.head_dim(), {chunk, steps, true});
-      model_.forward(x0, std::vector<double>(size_t(chunk_frames), schedule_.context_timestep()), cross,
-                     self_attention);
+      refresh(cache, cross, chunk, x0);
       ++forwards;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -22,6 +22,12 @@ struct ChunkReport {
   int64_t forwards;   // DiT forwards run for it
 };
 
+// The text context from chunk `first_chunk` on (a prompt switch when first_chunk > 0).
+struct ContextSwitch {
+  int64_t first_chunk;
+  Tensor context;  // [text_len, text_dim]
+};
+
 struct GenerateCallbacks {
   // Called with each finished chunk's clean latents [chunk_frames, C, H, W], in order: decode and write here.
   std::function<void(const ChunkReport&, const Tensor& latents)> on_chunk;
@@ -34,12 +40,19 @@ class ArPipeline {
   const FlowMatchSchedule& schedule() const { return schedule_; }
   // context: text embeddings [text_len, text_dim]. Returns all latents [frames, C, H, W].
   Tensor generate(const Tensor& context, NoiseSource& noise, const GenerateCallbacks& callbacks);
+  // Prompt switches: `contexts` starts at chunk 0, first_chunk strictly increasing. At a switch the cross-attention
+  // context changes and, with pipeline.recache_on_switch (LongLive's recache), the KV cache is rebuilt for the new
+  // prompt by replaying the clean refresh pass of every earlier chunk under it, in order (docs/long-video.md).
+  Tensor generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise, const GenerateCallbacks& callbacks);
 
  private:
   PipelineConfig config_;
   const WanDiT& model_;
   AttentionBackend& attention_;
   FlowMatchSchedule schedule_;
+
+  // The clean pass at t = context_noise over a chunk's final latents: rewrites its K/V slot, output discarded.
+  void refresh(KvCache& cache, const CrossAttentionCache& cross, int64_t chunk, const Tensor& clean_latents);
 };
 
 }  // namespace lf

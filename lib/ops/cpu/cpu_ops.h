@@ -76,6 +76,8 @@ Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, int64
 void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_per_frame);
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+Tensor multiply(const Tensor& a, const Tensor& b);
 Tensor timestep_embedding(double timestep, int64_t dim);
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w);
 Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,

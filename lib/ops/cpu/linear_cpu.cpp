@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "core/error.h"
 #include "ops/cpu/cpu_ops.h"
@@ -70,6 +71,58 @@ constexpr TileKernel kTiles[kTileRows][kTileCols] = {
     {dot_tile<4, 1>, dot_tile<4, 2>, dot_tile<4, 3>},
 };
 
+
+// Column panels of 96 outputs (whole 3-column tiles) keep a slab of W hot in L2 while all row tiles stream past it.
+void linear_f32_weight(const float* xs, int64_t rows, const float* ws, int64_t in, int64_t out_features, float* ys) {
+  constexpr int64_t kPanel = 96, kRowTile = 4;
+  const int64_t row_tiles = (rows + kRowTile - 1) / kRowTile, panels = (out_features + kPanel - 1) / kPanel;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t panel = 0; panel < panels; ++panel) {
+    for (int64_t tile = 0; tile < row_tiles; ++tile) {
+      const int64_t r0 = tile * kRowTile, c0 = panel * kPanel;
+      const int64_t tile_rows = std::min(kRowTile, rows - r0), panel_cols = std::min(kPanel, out_features - c0);
+      matmul_nt({xs + r0 * in, tile_rows, in, in}, {ws + c0 * in, panel_cols, in, in},
+                {ys + r0 * out_features + c0, tile_rows, panel_cols, out_features});
+    }
+  }
+}
+
+// Weights stored as bf16 / fp16 / fp8 (mmap'd, too large to hold in f32: umT5-XXL is 11 GB in bf16): each thread
+// converts a panel of weight rows to f32 (times the FP8 row scales) into its own buffer and multiplies every row
+// of x against it. The panel (~256 KiB) stays in L2 while x streams past; every output is the same dot product
+// as with f32 weights, so the result equals linear() on weight.to(F32) bit for bit.
+void linear_stored_weight(const float* xs, int64_t rows, const Tensor& weight, float* ys) {
+  const int64_t in = weight.dim(1), out_features = weight.dim(0);
+  const Tensor* scales = weight.scales();
+  LF_CHECK(!scales || scales->numel() == 1 || scales->numel() == out_features,
+           "linear: weight scales {} for weight {}", shape_str(scales->shape()), shape_str(weight.shape()));
+  const size_t element = dtype_size(weight.dtype());
+  const auto* stored = static_cast<const uint8_t*>(weight.raw());
+  constexpr int64_t kPanelBytes = 256 * 1024, kRowTile = 4;
+  const int64_t panel_rows = std::max<int64_t>(kTileCols, kPanelBytes / (in * 4) / kTileCols * kTileCols);
+  const int64_t panels = (out_features + panel_rows - 1) / panel_rows;
+#pragma omp parallel
+  {
+    std::vector<float> panel_f32(size_t(panel_rows * in));
+#pragma omp for schedule(dynamic)
+    for (int64_t panel = 0; panel < panels; ++panel) {
+      const int64_t c0 = panel * panel_rows, panel_cols = std::min(panel_rows, out_features - c0);
+      convert_to_f32(stored + size_t(c0 * in) * element, weight.dtype(), size_t(panel_cols * in), panel_f32.data());
+      if (scales) {
+        for (int64_t c = 0; c < panel_cols; ++c) {
+          const float scale = scales->f32()[scales->numel() == 1 ? 0 : c0 + c];
+          for (int64_t i = 0; i < in; ++i) panel_f32[size_t(c * in + i)] *= scale;
+        }
+      }
+      for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+        const int64_t tile_rows = std::min(kRowTile, rows - r0);
+        matmul_nt({xs + r0 * in, tile_rows, in, in}, {panel_f32.data(), panel_cols, in, in},
+                  {ys + r0 * out_features + c0, tile_rows, panel_cols, out_features});
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void matmul_nt(const ConstMatrixView& a, const ConstMatrixView& b, const MatrixView& c) {
@@ -89,6 +142,8 @@ void matmul_nt(const ConstMatrixView& a, const ConstMatrixView& b, const MatrixV
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   LF_CHECK(weight.rank() == 2, "linear: weight must be 2-D, found {}", shape_str(weight.shape()));
+  LF_CHECK(dtype_is_float(weight.dtype()) && weight.dtype() != DType::F64, "linear: weight dtype {} is not f32, bf16, "
+           "f16 or f8e4m3", dtype_name(weight.dtype()));
   const int64_t in = weight.dim(1), out_features = weight.dim(0);
   LF_CHECK(x.rank() >= 1 && x.dim(-1) == in, "linear: input {} does not match weight {}", shape_str(x.shape()),
            shape_str(weight.shape()));
@@ -99,19 +154,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out_shape.back() = out_features;
   Tensor y = Tensor::empty(out_shape);
   const float* xs = x.f32();
-  const float* ws = weight.f32();
   float* ys = y.f32();
-  // Column panels of 96 outputs (whole 3-column tiles) keep a slab of W hot in L2 while all row tiles stream past it.
-  constexpr int64_t kPanel = 96, kRowTile = 4;
-  const int64_t row_tiles = (rows + kRowTile - 1) / kRowTile, panels = (out_features + kPanel - 1) / kPanel;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t panel = 0; panel < panels; ++panel) {
-    for (int64_t tile = 0; tile < row_tiles; ++tile) {
-      const int64_t r0 = tile * kRowTile, c0 = panel * kPanel;
-      const int64_t tile_rows = std::min(kRowTile, rows - r0), panel_cols = std::min(kPanel, out_features - c0);
-      matmul_nt({xs + r0 * in, tile_rows, in, in}, {ws + c0 * in, panel_cols, in, in},
-                {ys + r0 * out_features + c0, tile_rows, panel_cols, out_features});
-    }
+  if (weight.dtype() != DType::F32) {
+    linear_stored_weight(xs, rows, weight, ys);
+  } else {
+    linear_f32_weight(xs, rows, weight.f32(), in, out_features, ys);
   }
   if (bias.defined() && bias.numel() == out_features) {
     const float* bs = bias.f32();

@@ -9,6 +9,7 @@
 #include "device_info.h"
 #include "gemm/gemm.h"
 #include "ops/gpu_ops.h"
+#include "ops/t5_ops.h"
 #include "runtime/axpby.h"
 #include "runtime/device_allocator.h"
 #include "runtime/op_timer.h"
@@ -240,6 +241,33 @@ Tensor axpby(double a, const Tensor& x, double b, const Tensor& y) {
   Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
   const Timed timed("other");
   gpu::axpby(a, f32(x), b, f32(y), f32(out), x.numel(), nullptr);
+  return out;
+}
+
+// umT5: q/k/v bf16 (GEMM outputs), bias f32 [H, Lq, Lk]; out bf16.
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale) {
+  expect(q, DType::BF16, "attention_with_bias", "q");
+  expect(k, DType::BF16, "attention_with_bias", "k");
+  expect(v, DType::BF16, "attention_with_bias", "v");
+  expect(bias, DType::F32, "attention_with_bias", "bias");
+  LF_CHECK(q.rank() == 3, "attention_with_bias: q must be [tokens, heads, head_dim], found {}", shape_str(q.shape()));
+  const int64_t lq = q.dim(0), heads = q.dim(1), head_dim = q.dim(2), lk = k.dim(0);
+  check_shape(k, {lk, heads, head_dim}, "attention_with_bias k");
+  check_shape(v, {lk, heads, head_dim}, "attention_with_bias v");
+  check_shape(bias, {heads, lq, lk}, "attention_with_bias bias");
+  Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("attention");
+  gpu::attention_with_bias(bf16(q), bf16(k), bf16(v), f32(bias), lq, lk, heads, head_dim, scale, bf16(out), nullptr);
+  return out;
+}
+
+Tensor multiply(const Tensor& a, const Tensor& b) {
+  expect(a, DType::BF16, "multiply", "a");
+  expect(b, DType::BF16, "multiply", "b");
+  LF_CHECK(a.shape() == b.shape(), "multiply: shapes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()));
+  Tensor out = Tensor::empty(a.shape(), DType::BF16, Device::CUDA);
+  const Timed timed("other");
+  gpu::multiply_bf16(bf16(a), bf16(b), a.numel(), bf16(out), nullptr);
   return out;
 }
 

@@ -16,6 +16,8 @@ void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& fra
 Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions, int64_t block,
                          bool frame_aligned);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+Tensor multiply(const Tensor& a, const Tensor& b);
 Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w);
 Tensor unpatchify(const Tensor& tokens, int64_t frames, int64_t channels, int64_t grid_h, int64_t grid_w,
                   int64_t patch_h, int64_t patch_w);

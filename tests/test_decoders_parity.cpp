@@ -15,10 +15,10 @@
 #include "test_util.h"
 
 using namespace lf;
-using test::rel_l2;
 using test::Fixture;
 using test::fixture_weights;
 using test::read_fixture;
+using test::rel_l2;
 
 namespace {
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "model/decoder.h"
 #include "pipeline/ar_pipeline.h"
 
@@ -15,7 +16,9 @@ BackendRun run_backend(const PreparedModel& prepared, const AttentionConfig& att
   stats.measure_recall = options.recall_row_stride > 0;
   stats.recall_row_stride = std::max<int64_t>(1, options.recall_row_stride);
   auto backend = make_attention_backend(attention, &run.pipeline, &stats);
-  auto decoder = make_decoder(run.model);
+  auto decoder = make_run_decoder(prepared);
+  LF_CHECK(decoder, "model '{}' has no video decoder (model.decoder: none): pass --decoder NAME ({}) to compare "
+           "decoded frames", run.model.name, decoder_names());
   ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
   auto noise = make_philox_noise(options.seed.value_or(run.pipeline.seed), noise_shape_of(run));
   BackendRun result;

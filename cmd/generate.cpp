@@ -124,7 +124,7 @@ int generate(int argc, char** argv) {
 
   std::unique_ptr<VideoDecoder> decoder;
   if (write_video || !options.frames_dir.empty()) {
-    decoder = make_run_decoder(prepared, run_flags);
+    decoder = make_run_decoder(prepared);
     LF_CHECK(decoder, "model '{}' has no video decoder (model.decoder: none): pass --decoder NAME ({}) or write "
              "latents with --save-latents and --no-video", model_config.name, decoder_names());
   }

@@ -195,6 +195,7 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
 
 PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   PreparedModel prepared;
+  prepared.file_flags = flags.model_files;
   prepared.run = load_run_config(flags.config);
   prepared.device = select_device(flags.device);
   check_host_memory(prepared.run, prepared.device);
@@ -215,15 +216,16 @@ Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
   return prepared.text_encoder->encode(prompt);
 }
 
-std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags) {
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared) {
+  const OfficialFileFlags& files = prepared.file_flags;
   const DecoderEntry& entry = decoder_entry(prepared.run.model.decoder);
   if (!entry.make) return nullptr;
   DecoderSources sources;
   sources.model = &prepared.run.model;
   // --vae-weights wins; else the decoder's official file name inside --model-dir (Wan2.1_VAE.pth for wan-vae).
-  sources.weights = flags.model_files.vae;
-  if (sources.weights.empty() && !flags.model_files.model_dir.empty() && !entry.weights_file.empty())
-    sources.weights = (std::filesystem::path(flags.model_files.model_dir) / entry.weights_file).string();
+  sources.weights = files.vae;
+  if (sources.weights.empty() && !files.model_dir.empty() && !entry.weights_file.empty())
+    sources.weights = (std::filesystem::path(files.model_dir) / entry.weights_file).string();
   sources.device = prepared.device;
   return make_decoder(sources);
 }

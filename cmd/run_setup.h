@@ -36,13 +36,14 @@ struct PreparedModel {
   std::unique_ptr<TextEncoder> text_encoder;  // null when the model has none (model.text_encoder: embeddings)
   Tensor context;  // [text_len, text_dim], f32 host
   OfficialModelFiles files;  // resolved from --model-dir and the per-file flags (the VAE path for the decoder)
+  OfficialFileFlags file_flags;  // as given (--vae-weights, --model-dir): make_run_decoder reads them
 };
 PreparedModel prepare_model(const RunFlags& flags, bool quiet);
 // The text context of another prompt for an already prepared model (models with a built-in text encoder).
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt);
 NoiseShape noise_shape_of(const RunConfig& run);
 // The run's video decoder (model.decoder) with its weights from --vae-weights; null for "none".
-std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared, const RunFlags& flags);
+std::unique_ptr<VideoDecoder> make_run_decoder(const PreparedModel& prepared);
 std::string format_seconds(double seconds);
 
 }  // namespace lf::cmd

@@ -119,8 +119,7 @@ TEST_CASE("conv epilogue: residual then ReLU, in the official order") {
   epilogue.relu = true;
   const Tensor got = ops::conv2d(x, w, b, epilogue);
   Tensor want = naive_conv3d(x, Tensor(), w.reshape({4, 6, 1, 3, 3}), b);
-  for (int64_t i = 0; i < want.numel(); ++i)
-    want.f32()[i] = std::max(want.f32()[i] + residual.f32()[i], 0.0f);
+  for (int64_t i = 0; i < want.numel(); ++i) want.f32()[i] = std::max(want.f32()[i] + residual.f32()[i], 0.0f);
   CHECK(rel_l2(got, want) < 1e-6);
   int positive = 0;
   for (int64_t i = 0; i < got.numel(); ++i) positive += got.f32()[i] > 0;
@@ -285,8 +284,7 @@ TEST_CASE("TAEHV: streaming equals one call; 4 frames a latent, the first 3 of t
 TEST_CASE("decoders refuse wrong shapes, non-finite latents and wrong weight layouts, naming the culprit") {
   WanVaeDecoder vae(tiny_vae_config(), 4, 4);
   scramble(vae.weight_slots(), 41);
-  CHECK_THROWS_WITH_AS(vae.decode_chunk(random_tensor({2, 15, 4, 4}, 42)), doctest::Contains("[-1, 16, 4, 4]"),
-                       Error);
+  CHECK_THROWS_WITH_AS(vae.decode_chunk(random_tensor({2, 15, 4, 4}, 42)), doctest::Contains("[-1, 16, 4, 4]"), Error);
   CHECK_THROWS_AS(vae.decode_chunk(random_tensor({2, 16, 4, 5}, 42)), Error);
   Tensor bad = random_tensor({2, 16, 4, 4}, 43);
   bad.f32()[16 * 16 + 5] = NAN;

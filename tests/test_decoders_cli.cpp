@@ -1,13 +1,12 @@
 // `lightforce decode` end to end: outputs for each decoder, streaming through the CLI (--chunk-frames does not
 // change a bit), and bad input (one line, exit 1, nothing at any output path). Random weights keep it fast.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "core/tensor.h"
 #include "io/checkpoint.h"
@@ -47,9 +46,10 @@ TEST_CASE("decode: lightvae and taehv write an MP4, frames and a [3, F, H, W] te
     const std::string frames = fresh(std::string("dec_frames_") + decoder);
     const std::string tensor_a = fresh(std::string("dec_a_") + decoder + ".safetensors");
     const std::string tensor_b = fresh(std::string("dec_b_") + decoder + ".safetensors");
-    const auto result = run(fmt::format("decode --latents {} --decoder {} --vae-weights random -o {} --frames-dir {} "
-                                        "--save-video-tensor {} --chunk-frames 3 -q",
-                                        latents, decoder, mp4, frames, tensor_a));
+    const auto result =
+        run(fmt::format("decode --latents {} --decoder {} --vae-weights random -o {} --frames-dir {} "
+                        "--save-video-tensor {} --chunk-frames 3 -q",
+                        latents, decoder, mp4, frames, tensor_a));
     REQUIRE_MESSAGE(result.exit_code == 0, result.err);
     CHECK(fs::file_size(mp4) > 0);
     const int64_t video_frames = 1 + 4 * (5 - 1);
@@ -62,8 +62,10 @@ TEST_CASE("decode: lightvae and taehv write an MP4, frames and a [3, F, H, W] te
     CHECK(*high <= 1.0f);
     CHECK(*high - *low > 0.1f);
     // One latent per call: the same bytes.
-    const auto again = run(fmt::format("decode --latents {} --decoder {} --vae-weights random --save-video-tensor {} "
-                                       "--chunk-frames 1 -q", latents, decoder, tensor_b));
+    const auto again =
+        run(fmt::format("decode --latents {} --decoder {} --vae-weights random --save-video-tensor {} "
+                        "--chunk-frames 1 -q",
+                        latents, decoder, tensor_b));
     REQUIRE_MESSAGE(again.exit_code == 0, again.err);
     const Tensor other = Checkpoint::open(tensor_b)->view("video");
     REQUIRE(other.shape() == video.shape());
@@ -94,8 +96,8 @@ TEST_CASE("decode: bad input is one line, exit 1, and nothing at the output path
   for (const Case& c : cases) {
     CAPTURE(c.args);
     const std::string mp4 = fresh("dec_bad.mp4"), tensor = fresh("dec_bad.safetensors"), dir = fresh("dec_bad_dir");
-    const auto result = run(fmt::format("decode {} -o {} --save-video-tensor {} --frames-dir {} -q", c.args, mp4,
-                                        tensor, dir));
+    const auto result =
+        run(fmt::format("decode {} -o {} --save-video-tensor {} --frames-dir {} -q", c.args, mp4, tensor, dir));
     CHECK(result.exit_code == 1);
     CHECK(lines(result.err) == 1);
     CHECK(result.err.find(c.culprit) != std::string::npos);

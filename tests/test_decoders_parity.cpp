@@ -15,10 +15,10 @@
 #include "test_util.h"
 
 using namespace lf;
-using test::rel_l2;
 using test::Fixture;
 using test::fixture_weights;
 using test::read_fixture;
+using test::rel_l2;
 
 namespace {
 
@@ -82,4 +82,10 @@ TEST_CASE("TAEHV matches the official decode_video in fp32, streamed or not") {
   REQUIRE(first.dim(0) + rest.dim(0) == whole.dim(0));
   CHECK(std::memcmp(first.raw(), whole.raw(), first.nbytes()) == 0);
   CHECK(std::memcmp(rest.raw(), whole.f32() + first.numel(), rest.nbytes()) == 0);
+}
+
+TEST_CASE("first_frame: zero-cache matches the official decoder run with the Self-Forcing demo's zero caches") {
+  WanVaeConfig config = load_wan_vae_config("lightvae");
+  config.first_frame = "zero-cache";
+  check_wan("lightvae_zero_cache_4x5", config);
 }

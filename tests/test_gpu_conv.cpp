@@ -48,7 +48,7 @@ TEST_CASE("GPU causal_conv3d / conv2d equal the CPU reference (ragged, decoder-s
     bool residual, relu;
   };
   const Case cases[] = {
-      {3, 13, 7, 9, 11, 3, 3, true, false},     // ragged: 351 taps -> 352
+      {3, 13, 7, 9, 11, 3, 3, true, false},      // ragged: 351 taps -> 352
       {2, 13, 33, 7, 8, 3, 1, false, true},      // time_conv shape, 3x1x1
       {2, 19, 5, 10, 6, 1, 1, false, false},     // 1x1x1 (shortcut / TGrow / to_qkv)
       {2, 96, 96, 30, 52, 3, 3, true, true},     // decoder-sized
@@ -71,11 +71,11 @@ TEST_CASE("GPU causal_conv3d / conv2d equal the CPU reference (ragged, decoder-s
       gpu_epilogue.residual = &residual_gpu;
     }
     const Tensor want = ops::causal_conv3d(x, history, w, b, cpu_epilogue);
-    const Tensor got = host(ops::causal_conv3d(gpu_bf16(x), c.kt > 1 ? gpu_bf16(history) : Tensor(), gpu_f32(w),
-                                               gpu_f32(b), gpu_epilogue));
+    const Tensor got = host(
+        ops::causal_conv3d(gpu_bf16(x), c.kt > 1 ? gpu_bf16(history) : Tensor(), gpu_f32(w), gpu_f32(b), gpu_epilogue));
     const double error = rel_l2(got, want);
-    MESSAGE("conv " << c.channels << "->" << c.outs << " k" << c.kt << "x" << c.kh << " " << c.height << "x"
-                    << c.width << ": rel-L2 " << error);
+    MESSAGE("conv " << c.channels << "->" << c.outs << " k" << c.kt << "x" << c.kh << " " << c.height << "x" << c.width
+                    << ": rel-L2 " << error);
     CHECK(error < kOneRounding);
   }
   // conv2d is the kt = 1 case (3x3, per frame).
@@ -94,9 +94,8 @@ TEST_CASE("GPU upsample, concat (exact), channel RMS norm (+SiLU), tanh clamp") 
     CHECK(identical(host(ops::concat_channels(gpu_bf16(x), gpu_bf16(other))), ops::concat_channels(x, other)));
     const Tensor gamma = random_tensor({shape[1]}, 13);
     for (bool silu : {false, true}) {
-      const double error =
-          rel_l2(host(ops::channel_rms_norm(gpu_bf16(x), gpu_f32(gamma), 1e-12, silu)),
-                 ops::channel_rms_norm(x, gamma, 1e-12, silu));
+      const double error = rel_l2(host(ops::channel_rms_norm(gpu_bf16(x), gpu_f32(gamma), 1e-12, silu)),
+                                  ops::channel_rms_norm(x, gamma, 1e-12, silu));
       MESSAGE("channel_rms_norm silu=" << silu << ": rel-L2 " << error);
       CHECK(error < kOneRounding);
     }

@@ -7,7 +7,7 @@ Fetch the official file first (it is not part of this repository), then run from
     git --git-dir=<mirror of Wan-Video/Wan2.1> show HEAD:wan/modules/vae.py > /tmp/vae-official/wan_vae.py
     /usr/bin/python3 tools/make_vae_fixtures.py /tmp/vae-official/wan_vae.py
 
-Writes tests/fixtures/decoders/{wan_vae_real,lightvae}_*.safetensors: latents [F, 16, h, w] (normalised, as the
+Writes tests/fixtures/decoders/{wan_vae_real,lightvae,lightvae_zero_cache}_*.safetensors: latents [F, 16, h, w] (normalised, as the
 DiT makes them) and video [F', 3, H, W] = clamp(decode, -1, 1) * 0.5 + 0.5, with the config in the metadata.
 LightVAE is the Wan graph at dim 24 (LightX2V's int(d * (1 - 0.75)) gives the same widths, [96, 96, 96, 48, 24]).
 einops is not needed: the two rearranges vae.py uses are stubbed.
@@ -94,6 +94,37 @@ def make(official, name, dim, latent_frames, height, width, weight_seed, latent_
           f"saturated {saturated:.3f}, std {float(video.std()):.3f}")
 
 
+def make_zero_cache(official, name, dim, latent_frames, height, width, weight_seed, latent_seed):
+    """The Self-Forcing demo's rule (demo_utils/vae_block3.py): every cache slot pre-filled with two frames of zeros
+    (ZERO_VAE_CACHE), so 'Rep' never fires and latent 0 gives 4 frames; the demo drops the first 3. The official
+    Decoder3d runs latent by latent with that cache; the slots' shapes come from one ordinary decode."""
+    model = official.WanVAE_(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                             temperal_downsample=[False, True, True], dropout=0.0).eval()
+    fill_state_dict(model, ("decoder.", "conv2."), weight_seed)
+    generator = torch.Generator().manual_seed(latent_seed)
+    latents = torch.randn(latent_frames, 16, height, width, generator=generator, dtype=torch.float32)
+    z = latents.permute(1, 0, 2, 3).unsqueeze(0)
+    z = z / (1.0 / torch.tensor(STD)).view(1, 16, 1, 1, 1) + torch.tensor(MEAN).view(1, 16, 1, 1, 1)
+    with torch.no_grad():
+        x = model.conv2(z)
+        model.clear_cache()
+        for i in range(2):  # two latents fill every slot with a tensor whose shape names the slot's input
+            model.decoder(x[:, :, i:i + 1], feat_cache=model._feat_map, feat_idx=[0])
+        # Slots past the last cached conv (count_conv3d also counts the uncached 1x1x1 shortcuts) stay unused.
+        cache = [None if t is None else torch.zeros(t.shape[0], t.shape[1], 2, t.shape[3], t.shape[4])
+                 for t in model._feat_map]
+        frames = [model.decoder(x[:, :, i:i + 1], feat_cache=cache, feat_idx=[0]) for i in range(latent_frames)]
+    video = torch.cat(frames, 2)[:, :, 3:].float().clamp_(-1, 1)
+    video = (video[0].permute(1, 0, 2, 3) * 0.5 + 0.5).contiguous()
+    path = os.path.join(OUT, f"{name}.safetensors")
+    write_safetensors(path, {"latents": latents.numpy(), "video": video.numpy()},
+                      {"format": "lightforce-decoder-fixture", "decoder": "wan-vae", "dim": dim,
+                       "first_frame": "zero-cache", "weight_seed": weight_seed, "latent_seed": latent_seed,
+                       "source": "Wan-Video/Wan2.1 wan/modules/vae.py Decoder3d with zero-filled caches (the "
+                       "Self-Forcing demo's rule), first 3 frames dropped, fp32 CPU, torch " + torch.__version__})
+    print(f"{path}: latents {list(latents.shape)} -> video {list(video.shape)}")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -101,6 +132,8 @@ def main():
     torch.set_num_threads(2)
     make(official, "lightvae_6x5", dim=24, latent_frames=5, height=6, width=5, weight_seed=11, latent_seed=1)
     make(official, "wan_vae_real_3x4", dim=96, latent_frames=3, height=3, width=4, weight_seed=12, latent_seed=2)
+    make_zero_cache(official, "lightvae_zero_cache_4x5", dim=24, latent_frames=4, height=4, width=5, weight_seed=14,
+                    latent_seed=4)
 
 
 if __name__ == "__main__":

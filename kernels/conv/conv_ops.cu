@@ -1,12 +1,11 @@
 // Decoder kernels (see conv_ops.h). Simple one-thread-per-output kernels: the GEMM carries the FLOPs, these are
 // memory-bound passes whose cost is one read and one write of the activation.
-#include "kernels/conv/conv_ops.h"
-
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 
+#include "kernels/conv/conv_ops.h"
 #include "core/error.h"
 #include "kernels/cuda_check.h"
 
@@ -44,8 +43,8 @@ __global__ void im2col_kernel(Im2colArgs a, int64_t padded) {
     if (y >= 0 && y < a.height && x >= 0 && x < a.width) {
       const int64_t source = a.frame + dt - (a.kt - 1);
       const int64_t frame_elems = a.channels * a.height * a.width;
-      const uint16_t* frame = source >= 0 ? a.input + source * frame_elems
-                                          : a.history + (source + a.kt - 1) * frame_elems;
+      const uint16_t* frame =
+          source >= 0 ? a.input + source * frame_elems : a.history + (source + a.kt - 1) * frame_elems;
       value = frame[(c * a.height + y) * a.width + x];
     }
   }
@@ -156,8 +155,7 @@ __global__ void concat_kernel(const uint16_t* a, int64_t a_elems, const uint16_t
 void conv_pack_weight(const float* weight, int64_t outs, int64_t taps, uint16_t* packed, Stream stream) {
   const int64_t padded = conv_padded_taps(taps);
   if (outs * padded == 0) return;
-  pack_weight_kernel<<<blocks_for(outs * padded), kThreads, 0, as_stream(stream)>>>(weight, outs, taps, padded,
-                                                                                    packed);
+  pack_weight_kernel<<<blocks_for(outs * padded), kThreads, 0, as_stream(stream)>>>(weight, outs, taps, padded, packed);
   LF_CUDA_LAUNCH_CHECK("conv_pack_weight [{}, {}]", outs, taps);
 }
 

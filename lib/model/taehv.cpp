@@ -120,8 +120,8 @@ void TaehvDecoder::load(const Checkpoint& checkpoint) {
   for (TaehvStage& stage : graph_->stages) {
     const int64_t wanted = config_.widths[&stage - graph_->stages.data()] * stage.time_stride;
     if (stage.tgrow_weight.dim(0) > wanted)
-      stage.tgrow_weight = stage.tgrow_weight.slice_rows(stage.tgrow_weight.dim(0) - wanted, stage.tgrow_weight.dim(0))
-                               .clone();
+      stage.tgrow_weight =
+          stage.tgrow_weight.slice_rows(stage.tgrow_weight.dim(0) - wanted, stage.tgrow_weight.dim(0)).clone();
   }
 }
 

@@ -275,7 +275,9 @@ Tensor WanVaeDecoder::decode_frames(const Tensor& latents_in) {
   return video;
 }
 
-std::vector<Tensor> WanVaeDecoder::decode_chunk(const Tensor& latents) { return split_video_frames(decode_frames(latents)); }
+std::vector<Tensor> WanVaeDecoder::decode_chunk(const Tensor& latents) {
+  return split_video_frames(decode_frames(latents));
+}
 
 Tensor to_host_f32(const Tensor& x) {
   const Tensor f32 = x.dtype() == DType::F32 ? x : ops::convert(x, DType::F32);

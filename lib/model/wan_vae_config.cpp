@@ -29,12 +29,16 @@ int64_t WanVaeConfig::temporal_scale() const {
 void WanVaeConfig::validate() const {
   LF_CHECK(z_dim > 0 && dim > 0 && num_res_blocks >= 0 && dim_mult.size() >= 2,
            "decoder '{}': need z_dim, dim > 0, num_res_blocks >= 0 and at least two dim_mult entries", name);
-  LF_CHECK(temporal_upsample.size() == dim_mult.size() - 1, "decoder '{}': temporal_upsample has {} entries, "
-           "dim_mult {} needs {}", name, temporal_upsample.size(), dim_mult.size(), dim_mult.size() - 1);
+  LF_CHECK(temporal_upsample.size() == dim_mult.size() - 1,
+           "decoder '{}': temporal_upsample has {} entries, "
+           "dim_mult {} needs {}",
+           name, temporal_upsample.size(), dim_mult.size(), dim_mult.size() - 1);
   LF_CHECK(pruning_rate >= 0 && pruning_rate < 1, "decoder '{}': pruning_rate {} outside [0, 1)", name, pruning_rate);
   for (int64_t width : widths())
-    LF_CHECK(width >= 2 && width % 2 == 0, "decoder '{}': stage width {} must be even and >= 2 (the up-samplers "
-             "halve it)", name, width);
+    LF_CHECK(width >= 2 && width % 2 == 0,
+             "decoder '{}': stage width {} must be even and >= 2 (the up-samplers "
+             "halve it)",
+             name, width);
   LF_CHECK(first_frame == "official" || first_frame == "zero-cache",
            "decoder '{}': first_frame '{}' (expected official or zero-cache)", name, first_frame);
   LF_CHECK(int64_t(latent_mean.size()) == z_dim && int64_t(latent_std.size()) == z_dim,
@@ -62,9 +66,9 @@ WanVaeConfig load_wan_vae_config(const std::string& name_or_path) {
   try {
     const YAML::Node root = YAML::Load(text);
     LF_CHECK(root.IsMap(), "decoder config '{}': top level must be a map", source);
-    static const std::set<std::string> known = {"name",         "kind",         "z_dim",      "dim",
-                                                "dim_mult",     "num_res_blocks", "pruning_rate", "temporal_upsample",
-                                                "first_frame",  "latent_mean",  "latent_std"};
+    static const std::set<std::string> known = {"name",        "kind",           "z_dim",        "dim",
+                                                "dim_mult",    "num_res_blocks", "pruning_rate", "temporal_upsample",
+                                                "first_frame", "latent_mean",    "latent_std"};
     for (const auto& entry : root) {
       const std::string key = entry.first.as<std::string>();
       LF_CHECK(known.count(key), "decoder config '{}': unknown key '{}'", source, key);

@@ -27,8 +27,8 @@ struct ConvGeometry {
 };
 
 // One output frame: `inputs[dt]` is the [C, H, W] input frame at temporal tap dt. out = [O, H, W].
-void conv_frame(const ConvGeometry& g, const std::vector<const float*>& inputs, const float* weight,
-                const float* bias, const float* residual, bool relu, float* out) {
+void conv_frame(const ConvGeometry& g, const std::vector<const float*>& inputs, const float* weight, const float* bias,
+                const float* residual, bool relu, float* out) {
   const int64_t taps = g.taps(), pixels = g.pixels(), pad_h = g.kh / 2, pad_w = g.kw / 2;
   const int64_t tiles = (pixels + kPixelTile - 1) / kPixelTile;
 #pragma omp parallel
@@ -73,7 +73,9 @@ void conv_frame(const ConvGeometry& g, const std::vector<const float*>& inputs, 
   }
 }
 
-const float* optional_f32(const Tensor& tensor) { return tensor.defined() && tensor.numel() > 0 ? tensor.f32() : nullptr; }
+const float* optional_f32(const Tensor& tensor) {
+  return tensor.defined() && tensor.numel() > 0 ? tensor.f32() : nullptr;
+}
 
 }  // namespace
 
@@ -82,8 +84,8 @@ Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weigh
   LF_CHECK(x.rank() == 4, "causal_conv3d: input must be [T, C, H, W], found {}", shape_str(x.shape()));
   LF_CHECK(weight.rank() == 5 && weight.dim(1) == x.dim(1), "causal_conv3d: weight {} does not fit input {}",
            shape_str(weight.shape()), shape_str(x.shape()));
-  const ConvGeometry g{x.dim(0), x.dim(1), weight.dim(0), x.dim(2), x.dim(3), weight.dim(2), weight.dim(3),
-                       weight.dim(4)};
+  const ConvGeometry g{x.dim(0), x.dim(1),      weight.dim(0), x.dim(2),
+                       x.dim(3), weight.dim(2), weight.dim(3), weight.dim(4)};
   LF_CHECK(g.kh % 2 == 1 && g.kw % 2 == 1, "causal_conv3d: spatial kernel {}x{} must be odd", g.kh, g.kw);
   const int64_t history_frames = g.kt - 1;
   if (history_frames > 0)
@@ -91,8 +93,8 @@ Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weigh
   const float* bias_data = optional_f32(bias);
   LF_CHECK(!bias_data || bias.numel() == g.out_channels, "causal_conv3d: bias {} for {} outputs",
            shape_str(bias.shape()), g.out_channels);
-  if (epilogue.residual) check_shape(*epilogue.residual, {g.frames, g.out_channels, g.height, g.width},
-                                     "causal_conv3d residual");
+  if (epilogue.residual)
+    check_shape(*epilogue.residual, {g.frames, g.out_channels, g.height, g.width}, "causal_conv3d residual");
   Tensor out = Tensor::empty({g.frames, g.out_channels, g.height, g.width});
   const int64_t frame_in = g.in_channels * g.pixels(), frame_out = g.out_channels * g.pixels();
   // Input frame t + dt - (kt - 1): from the history while negative.
@@ -100,8 +102,8 @@ Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weigh
   for (int64_t t = 0; t < g.frames; ++t) {
     for (int64_t dt = 0; dt < g.kt; ++dt) {
       const int64_t source = t + dt - history_frames;
-      inputs[size_t(dt)] = source >= 0 ? x.f32() + source * frame_in
-                                       : history.f32() + (source + history_frames) * frame_in;
+      inputs[size_t(dt)] =
+          source >= 0 ? x.f32() + source * frame_in : history.f32() + (source + history_frames) * frame_in;
     }
     conv_frame(g, inputs, weight.f32(), bias_data,
                epilogue.residual ? epilogue.residual->f32() + t * frame_out : nullptr, epilogue.relu,
@@ -112,8 +114,8 @@ Tensor causal_conv3d(const Tensor& x, const Tensor& history, const Tensor& weigh
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue) {
   LF_CHECK(weight.rank() == 4, "conv2d: weight must be [O, C, kh, kw], found {}", shape_str(weight.shape()));
-  return cpu::causal_conv3d(x, Tensor(), weight.reshape({weight.dim(0), weight.dim(1), 1, weight.dim(2), weight.dim(3)}),
-                       bias, epilogue);
+  return cpu::causal_conv3d(
+      x, Tensor(), weight.reshape({weight.dim(0), weight.dim(1), 1, weight.dim(2), weight.dim(3)}), bias, epilogue);
 }
 
 Tensor upsample_nearest2x(const Tensor& x) {
@@ -133,8 +135,7 @@ Tensor upsample_nearest2x(const Tensor& x) {
 Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu) {
   LF_CHECK(x.rank() == 4, "channel_rms_norm: input must be [T, C, H, W], found {}", shape_str(x.shape()));
   const int64_t frames = x.dim(0), channels = x.dim(1), pixels = x.dim(2) * x.dim(3);
-  LF_CHECK(gamma.numel() == channels, "channel_rms_norm: gamma {} for {} channels", shape_str(gamma.shape()),
-           channels);
+  LF_CHECK(gamma.numel() == channels, "channel_rms_norm: gamma {} for {} channels", shape_str(gamma.shape()), channels);
   Tensor out = Tensor::empty(x.shape());
   const float *in = x.f32(), *g = gamma.f32();
   float* dst = out.f32();

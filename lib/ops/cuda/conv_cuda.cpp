@@ -97,16 +97,16 @@ Tensor causal_conv3d(const Tensor& x_in, const Tensor& history_in, const Tensor&
       gemm.name = "conv";
       gpu::gemm_bf16(gemm);
       gpu::conv_epilogue(f32(acc), tile, outs, count, bias.defined() ? f32(bias) : nullptr,
-                         residual.defined() ? bf16(residual) + t * outs * plane : nullptr, first, plane,
-                         epilogue.relu, bf16(out) + t * outs * plane, nullptr);
+                         residual.defined() ? bf16(residual) + t * outs * plane : nullptr, first, plane, epilogue.relu,
+                         bf16(out) + t * outs * plane, nullptr);
     }
   return out;
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvEpilogue& epilogue) {
   LF_CHECK(weight.rank() == 4, "conv2d: weight must be [O, C, kh, kw], found {}", shape_str(weight.shape()));
-  return cuda::causal_conv3d(x, Tensor(), weight.reshape({weight.dim(0), weight.dim(1), 1, weight.dim(2), weight.dim(3)}),
-                       bias, epilogue);
+  return cuda::causal_conv3d(
+      x, Tensor(), weight.reshape({weight.dim(0), weight.dim(1), 1, weight.dim(2), weight.dim(3)}), bias, epilogue);
 }
 
 Tensor upsample_nearest2x(const Tensor& x_in) {
@@ -149,8 +149,8 @@ Tensor spatial_attention(const Tensor& qkv_in) {
   Tensor q = Tensor::empty({pixels, channels}, DType::BF16, Device::CUDA);
   Tensor k = Tensor::empty({pixels, channels}, DType::BF16, Device::CUDA);
   Tensor v = Tensor::empty({channels, keys}, DType::BF16, Device::CUDA);
-  const Tensor key_padding = keys > pixels ? Tensor::zeros({channels, keys - pixels}, DType::BF16, Device::CUDA)
-                                           : Tensor();
+  const Tensor key_padding =
+      keys > pixels ? Tensor::zeros({channels, keys - pixels}, DType::BF16, Device::CUDA) : Tensor();
   Tensor scores = Tensor::empty({pixels, keys}, DType::F32, Device::CUDA);
   Tensor probabilities = Tensor::empty({pixels, keys}, DType::BF16, Device::CUDA);
   Tensor out = Tensor::empty({frames, channels, qkv.dim(2), qkv.dim(3)}, DType::BF16, Device::CUDA);

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLF_CUDA=ON -DLF_CUDA_ARCHS="${LF_CUDA_ARCHS:-90a}" \
   -DLF_WITH_FFMPEG=OFF -DLF_WITH_OPENCV=OFF -DLF_STATIC_YAML=ON >/dev/null
 targets=(lightforce)
-for target in $(ninja -C build-gpu -t targets all | grep -oE '^(test_gpu_[a-z_]+|lab_[a-z_]+|lf_kernels_capi):' | tr -d ':' | sort -u); do
+for target in $(ninja -C build-gpu -t targets all | grep -oE '^(test_gpu_[a-z0-9_]+|lab_[a-z0-9_]+|lf_kernels_capi):' | tr -d ':' | sort -u); do
   targets+=("$target")
 done
 ninja -C build-gpu "${targets[@]}"

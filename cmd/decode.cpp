@@ -113,6 +113,7 @@ int decode(int argc, char** argv) {
   LF_CHECK(fps > 0, "--fps {}: must be positive", fps);
   if (!output.empty()) check_output_writable(output, "--output");
   if (!tensor_path.empty()) check_output_writable(tensor_path, "--save-video-tensor");
+  check_distinct_outputs({{"--output", output}, {"--save-video-tensor", tensor_path}, {"--frames-dir", frames_dir}});
   const auto started = std::chrono::steady_clock::now();
 
   const Tensor latents = read_latents(latents_path);

@@ -77,7 +77,7 @@ lf::RunConfig tiny_config() {
 struct Fixtures {
   std::string weights, nan_weights, nan_weight_name, wrong_shape_weights, wrong_shape_name;
   std::string embeddings, nan_embeddings, huge_embeddings, wide_embeddings, int_embeddings, two_tensor_embeddings;
-  std::string noise_missing_initial, noise_wrong_shape, noise_int, noise_nan;
+  std::string noise_missing_initial, noise_wrong_shape, noise_int, noise_nan, nan_latents;
   std::string truncated_safetensors, garbage, huge_header, bare_pickle;
   std::string bad_yaml, unknown_key_yaml, wrong_type_yaml, duplicate_key_yaml, list_key_yaml;
   std::string q, k, q_nan, q_rank2, fifo, existing_dir, existing_file, null_node, full_node;
@@ -153,6 +153,8 @@ const Fixtures& fixtures() {
     nan_noise.f32()[100] = NAN;
     f.noise_nan = at("noise_nan.safetensors");
     lf::write_safetensors(f.noise_nan, {{"noise_initial", nan_noise}});
+    f.nan_latents = at("latents_nan.safetensors");
+    lf::write_safetensors(f.nan_latents, {{"latents", nan_noise}});
 
     // Damaged containers: a good file cut in half, random bytes, a header length of 1 TB, a bare pickle.
     std::ifstream good_file(f.weights, std::ios::binary);
@@ -393,6 +395,21 @@ std::vector<Row> catalogue() {
       {"plan-mask out is its own summary", plan_on(f.q, f.k, 64, 1, at("mask.json")), 1, "name the same file",
        at("mask.json")},
       {"plan-mask q a FIFO", plan_on(f.fifo, f.k, 64, 1, latents), 1, "not a regular file", latents},
+      // --- decode / encode-text (each fails before reading any weights) ---
+      {"decode without latents", "decode -o " + out, 1, "no input: pass --latents", out},
+      {"decode nothing to write", "decode --latents " + latents, 1, "nothing to write", ""},
+      {"decode latents a FIFO", "decode --decoder pixel --latents " + f.fifo + " --save-video-tensor " + latents, 1,
+       "not a regular file", latents},
+      {"decode latents with NaN", "decode --decoder pixel --latents " + f.nan_latents + " --save-video-tensor " +
+       latents, 1, "non-finite value", latents},
+      {"decode two outputs one path", "decode --decoder pixel --latents " + f.noise_nan + " -o " + latents +
+       " --save-video-tensor " + latents, 1, "name the same file", latents},
+      {"decode chunk-frames 0", "decode --latents " + f.noise_nan + " --chunk-frames 0 -o " + out, 1,
+       "--chunk-frames 0", out},
+      {"encode-text two inputs", "encode-text --prompt a --ids 1,2 -o " + latents, 1, "exactly one of", latents},
+      {"encode-text no output", "encode-text --prompt a", 1, "no output", ""},
+      {"encode-text output in a missing directory", "encode-text --prompt a -o /nonexistent_dir/e.safetensors", 1,
+       "/nonexistent_dir", ""},
       // --- bench ---
       {"bench bad sizes", "bench -m tiny --quiet --sizes 12x", 1, "'12x'", ""},
       {"bench out in a missing directory", "bench -m tiny --quiet --sizes 256x256 --out /nonexistent_dir/b.json", 1,

@@ -51,7 +51,9 @@ TEST_CASE("GPU attention_with_bias and multiply match the CPU references") {
     const double error = rel_l2(got, expected);
     CAPTURE(error);
     CHECK(error < 4e-3);
-    CHECK(error > 0);  // the GPU output really is bf16 (a copy of the reference would give 0)
+    // The GPU output really is bf16 (a copy of the reference would give 0). Not for one key: softmax is then
+    // exactly 1 and the output is v, already bf16 (measured 0 on an H100).
+    if (lk > 1) CHECK(error > 0);
   }
   const Tensor a = round_bf16(random_tensor({77, 90}, 5)), b = round_bf16(random_tensor({77, 90}, 6));
   const Tensor product = to_host_f32(ops::multiply(on_gpu_bf16(a), on_gpu_bf16(b)));

@@ -166,23 +166,8 @@ Tensor TaehvDecoder::decode_frames(const Tensor& latents_in) {
   const Tensor latents = to_host_f32(latents_in);
   check_shape(latents, {-1, config_.latent_channels, latent_height_, latent_width_}, "TAEHV latents");
   check_finite_latents(latents, "TAEHV latents");
-  // One latent at a time: memory is bounded by one latent's activations and the MemBlocks' last frames.
-  std::vector<Tensor> pieces;
-  int64_t frames = 0;
-  for (int64_t t = 0; t < latents.dim(0); ++t) {
-    pieces.push_back(decode_latent(latents.slice_rows(t, t + 1)));
-    frames += pieces.back().dim(0);
-  }
-  const int64_t trim = std::min(frames_to_trim_, frames);
-  frames_to_trim_ -= trim;
-  Tensor video = Tensor::empty({frames - trim, 3, height(), width()});
-  int64_t written = 0, skipped = 0;
-  for (const Tensor& piece : pieces) {
-    const int64_t skip = std::min(trim - skipped, piece.dim(0));
-    skipped += skip;
-    if (piece.dim(0) > skip) ops::copy_rows(video, written, piece, skip, piece.dim(0) - skip);
-    written += piece.dim(0) - skip;
-  }
+  Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); },
+                                      frames_to_trim_, height(), width());
   float* pixels = video.f32();
   for (int64_t i = 0; i < video.numel(); ++i) pixels[i] = std::clamp(pixels[i], 0.0f, 1.0f);
   return video;

@@ -252,23 +252,8 @@ Tensor WanVaeDecoder::decode_frames(const Tensor& latents_in) {
   const Tensor latents = to_host_f32(latents_in);
   check_shape(latents, {-1, config_.z_dim, latent_height_, latent_width_}, "Wan VAE latents");
   check_finite_latents(latents, "Wan VAE latents");
-  std::vector<Tensor> pieces;
-  int64_t frames = 0;
-  for (int64_t t = 0; t < latents.dim(0); ++t) {
-    pieces.push_back(decode_latent(latents.slice_rows(t, t + 1)));
-    frames += pieces.back().dim(0);
-  }
-  const int64_t dropped = std::min(frames_to_drop_, frames);
-  frames_to_drop_ -= dropped;
-  Tensor video = Tensor::empty({frames - dropped, 3, height(), width()});
-  int64_t written = 0, skipped = 0;
-  for (const Tensor& piece : pieces) {
-    const int64_t skip = std::min(dropped - skipped, piece.dim(0));
-    skipped += skip;
-    if (piece.dim(0) == skip) continue;
-    ops::copy_rows(video, written, piece, skip, piece.dim(0) - skip);
-    written += piece.dim(0) - skip;
-  }
+  Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); },
+                                      frames_to_drop_, height(), width());
   // clamp(-1, 1), then * 0.5 + 0.5 (the pipeline's map to [0, 1]).
   float* pixels = video.f32();
   for (int64_t i = 0; i < video.numel(); ++i) pixels[i] = std::clamp(pixels[i], -1.0f, 1.0f) * 0.5f + 0.5f;
@@ -290,6 +275,28 @@ void check_finite_latents(const Tensor& latents, const char* what) {
   for (int64_t i = 0; i < latents.numel(); ++i)
     LF_CHECK(std::isfinite(values[i]), "{}: non-finite value {} in latent frame {} (flat index {})", what, values[i],
              i / per_frame, i);
+}
+
+Tensor decode_latent_stream(const Tensor& latents, const std::function<Tensor(const Tensor&)>& decode_latent,
+                            int64_t& frames_to_drop, int64_t height, int64_t width) {
+  std::vector<Tensor> pieces;
+  int64_t frames = 0;
+  for (int64_t t = 0; t < latents.dim(0); ++t) {
+    pieces.push_back(decode_latent(latents.slice_rows(t, t + 1)));
+    frames += pieces.back().dim(0);
+  }
+  const int64_t dropped = std::min(frames_to_drop, frames);
+  frames_to_drop -= dropped;
+  Tensor video = Tensor::empty({frames - dropped, 3, height, width});
+  int64_t written = 0, skipped = 0;
+  for (const Tensor& piece : pieces) {
+    const int64_t skip = std::min(dropped - skipped, piece.dim(0));
+    skipped += skip;
+    if (piece.dim(0) == skip) continue;
+    ops::copy_rows(video, written, piece, skip, piece.dim(0) - skip);
+    written += piece.dim(0) - skip;
+  }
+  return video;
 }
 
 std::vector<Tensor> split_video_frames(const Tensor& video) {

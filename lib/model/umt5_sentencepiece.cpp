@@ -32,8 +32,10 @@ void bind(void* library, const char* name, T* out) {
 const ShimFunctions& shim() {
   static const ShimFunctions functions = [] {
     const std::string path = sentencepiece_shim_path();
-    // Local and deep-bound: SentencePiece's bundled protobuf must neither replace nor be replaced by another one.
-    void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    // A link-map namespace of its own: SentencePiece's bundled protobuf must neither replace nor be replaced by the
+    // libprotobuf that OpenCV loads (a version check aborts the process otherwise). dlmopen rather than
+    // RTLD_DEEPBIND, which the sanitizer runtimes refuse (the CI's ASan build dies at the dlopen).
+    void* library = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
     LF_CHECK(library != nullptr, "cannot load the SentencePiece shim '{}' ({}); set LF_SENTENCEPIECE_SHIM to its path",
              path, dlerror());
     ShimFunctions bound{};

@@ -114,9 +114,10 @@ int plan_mask(int argc, char** argv) {
         scores.f32()[(h * query_blocks + qb) * key_blocks + kb] =
             float(dot(pooled.query(h, qb), pooled.key(h, kb), pooled.head_dim));
   Tensor offsets = Tensor::empty({int64_t(mask.row_offsets.size())}, DType::I32);
-  std::memcpy(offsets.raw(), mask.row_offsets.data(), offsets.nbytes());
+  // An empty vector has a null data pointer, which memcpy must not be given even for 0 bytes (UBSan).
+  if (offsets.nbytes() > 0) std::memcpy(offsets.raw(), mask.row_offsets.data(), offsets.nbytes());
   Tensor indices = Tensor::empty({int64_t(mask.key_indices.size())}, DType::I32);
-  std::memcpy(indices.raw(), mask.key_indices.data(), indices.nbytes());
+  if (indices.nbytes() > 0) std::memcpy(indices.raw(), mask.key_indices.data(), indices.nbytes());
   write_safetensors(out, {{"row_offsets", offsets}, {"key_indices", indices}, {"block_scores", scores}},
                     {{"format", "lightforce-block-mask"}, {"backend", config.attention.backend}});
   const nlohmann::json summary = {

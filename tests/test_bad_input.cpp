@@ -285,6 +285,13 @@ std::vector<Row> catalogue() {
       {"unknown flag", quick + "--frobnicate -o " + out, 2, "frobnicate", out},
       {"unparsable number", quick + "--seed banana -o " + out, 2, "--seed: cannot parse 'banana'", out},
       {"stray argument", quick + "stray -o " + out, 1, "'stray'", out},
+      // --- prompt schedules (generate --prompt-schedule) ---
+      {"schedule past the last chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule '0:a red circle;5:a blue "
+       "square' -o " + out, 1, "chunk 5 is past the last chunk 1", out},
+      {"schedule entry without a chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule 'a red circle' -o " + out,
+       1, "not CHUNK:PROMPT", out},
+      {"schedule beside --prompt", quick + "--prompt-schedule '0:a blue square' -o " + out, 1,
+       "--prompt-schedule replaces --prompt", out},
       // --- frames and sizes ---
       {"frames 0", quick + "--frames 0 -o " + out, 1, "frames must be > 0", out},
       {"frames negative", quick + "--frames=-3 -o " + out, 1, "frames must be > 0", out},

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "attention/attention_backend.h"
+#include "bench_text_encoder.h"
 #include "commands.h"
 #include "config/config.h"
 #include "core/digest.h"
@@ -25,6 +26,7 @@ namespace {
 
 std::vector<std::pair<int64_t, int64_t>> parse_sizes(const std::string& text) {
   std::vector<std::pair<int64_t, int64_t>> sizes;
+  if (text == "none") return sizes;  // no DiT rows (only the --text-encoder stage)
   std::stringstream stream(text);
   for (std::string item; std::getline(stream, item, ',');) {
     const size_t x = item.find('x');
@@ -40,7 +42,7 @@ std::vector<std::pair<int64_t, int64_t>> parse_sizes(const std::string& text) {
              "--sizes: {}x{} must be positive multiples of 16 (VAE stride 8 x patch 2)", height, width);
     sizes.emplace_back(height, width);
   }
-  LF_CHECK(!sizes.empty(), "--sizes is empty");
+  LF_CHECK(!sizes.empty(), "--sizes is empty (write 'none' for no DiT rows)");
   return sizes;
 }
 
@@ -62,13 +64,18 @@ int bench(int argc, char** argv) {
                          "Time the chunk loop of a model with random weights (no checkpoint needed).");
   flags.add_options()
       ("m,model", "model config (built-in name or YAML)", cxxopts::value<std::string>()->default_value("wan2.1-t2v-1.3b"))
-      ("sizes", "video sizes HEIGHTxWIDTH, comma separated (latent = size / 8)",
+      ("sizes", "video sizes HEIGHTxWIDTH, comma separated (latent = size / 8), or none",
        cxxopts::value<std::string>()->default_value("480x832,512x768"))
       ("frames", "latent frames", cxxopts::value<int64_t>()->default_value("21"))
       ("attention", "attention preset", cxxopts::value<std::string>())
       ("set", "config override (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("warmup", "untimed warm-up chunks before each size", cxxopts::value<int64_t>()->default_value("1"))
+      ("text-encoder", "also time this text encoder (umt5-xxl, umt5-tiny or a YAML size) with random resident weights",
+       cxxopts::value<std::string>())
+      ("tokens", "prompt length for --text-encoder", cxxopts::value<int64_t>()->default_value("512"))
+      ("repeat", "timed encodes for --text-encoder (median reported)", cxxopts::value<int64_t>()->default_value("10"))
+      ("fp8", "--text-encoder with fp8 weights (GPU)")
       ("out", "write the JSON report to this file", cxxopts::value<std::string>())
       ("json", "print the JSON report on stdout")
       ("q,quiet", "no progress")
@@ -92,11 +99,21 @@ int bench(int argc, char** argv) {
     for (const auto& assignment : result["set"].as<std::vector<std::string>>()) sources.overrides.push_back(assignment);
   const RunConfig base = load_run_config(sources);
 
-  if (!quiet) fmt::print(stderr, "bench: {} random weights ({} parameters) on {}\n", base.model.name,
+  if (!quiet && !sizes.empty()) fmt::print(stderr, "bench: {} random weights ({} parameters) on {}\n", base.model.name,
                          parameter_count(base.model), device == Device::CUDA ? ops::cuda_device_name() : "cpu");
   const auto init_started = std::chrono::steady_clock::now();
-  const WanWeights host_weights = random_weights(base.model);
+  const WanWeights host_weights = sizes.empty() ? WanWeights{} : random_weights(base.model);
   const double init_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - init_started).count();
+
+  nlohmann::json text_encoder;
+  if (result.count("text-encoder")) {
+    TextEncoderBench stage;
+    stage.encoder = result["text-encoder"].as<std::string>();
+    stage.tokens = result["tokens"].as<int64_t>();
+    stage.repeat = result["repeat"].as<int64_t>();
+    stage.fp8 = result.count("fp8") > 0;
+    text_encoder = bench_text_encoder(stage, device, quiet);
+  }
 
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& [height, width] : sizes) {
@@ -190,6 +207,7 @@ int bench(int argc, char** argv) {
                            {"attention", base.attention.backend},
                            {"weight_init_seconds", init_seconds},
                            {"rows", rows}};
+  if (!text_encoder.is_null()) report["text_encoder"] = text_encoder;
   if (!out_path.empty()) write_file_atomic(out_path, report.dump(2) + "\n");
   if (result.count("json")) fmt::print("{}\n", report.dump(2));
   return 0;

@@ -22,6 +22,14 @@ FlashVariant environment_flash_variant() {
   fail("LF_FLASH_VARIANT={} is not one of auto, mma_sync, hopper", text);
 }
 
+ConvMethod environment_conv_method() {
+  const char* text = std::getenv("LF_CONV");
+  if (text == nullptr || *text == '\0' || std::strcmp(text, "auto") == 0) return ConvMethod::Auto;
+  if (std::strcmp(text, "cudnn") == 0) return ConvMethod::Cudnn;
+  if (std::strcmp(text, "im2col") == 0) return ConvMethod::Im2col;
+  fail("LF_CONV={} is not one of auto, cudnn, im2col", text);
+}
+
 SpeedSwitches& switches_in_force() {
   static SpeedSwitches switches = speed_switches_from_environment();
   return switches;
@@ -38,6 +46,7 @@ SpeedSwitches speed_switches_from_environment() {
   const char* rows = std::getenv("LF_SPARSE_FUSED_ROWS");
   switches.sparse_fused_rows = rows != nullptr ? std::atoi(rows) : 0;
   switches.sparse_skip_planner = env_is("LF_SPARSE_SKIP_PLANNER", "1");
+  switches.conv_method = environment_conv_method();
   return switches;
 }
 

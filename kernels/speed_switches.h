@@ -8,6 +8,10 @@
 
 namespace lf::gpu {
 
+// LF_CONV=auto|cudnn|im2col: the decoders' convolutions. auto takes cuDNN where libcudnn.so.9 loads and offers a
+// deterministic algorithm for the shape, else im2col + cuBLASLt; cudnn fails where cuDNN cannot run.
+enum class ConvMethod : uint8_t { Auto, Cudnn, Im2col };
+
 struct SpeedSwitches {
   // LF_FLASH_VARIANT=auto|mma_sync|mma|hopper: the kernel a requested Auto resolves to (dense and block-sparse).
   FlashVariant flash_variant = FlashVariant::Auto;
@@ -28,6 +32,7 @@ struct SpeedSwitches {
   // the rows) and with frame tails packed into shared tiles; the lab turns them off to time the plain launch.
   bool block_sparse_persistent = true;
   bool block_sparse_pack_tails = true;
+  ConvMethod conv_method = ConvMethod::Auto;
 };
 
 // The switches in force: read from the environment at the first call (a bad value fails naming the variable),

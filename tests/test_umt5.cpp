@@ -144,6 +144,28 @@ TEST_CASE("relative position buckets: bidirectional, 8 exact then log-spaced to 
   }
 }
 
+TEST_CASE("relative position bias: table[bucket(j - i), h] for every head and pair, bad buckets refused") {
+  const int64_t tokens = 37, buckets = 32, heads = 3;
+  const Tensor table = random_tensor({buckets, heads}, 21);
+  const Tensor offsets = lf::umt5_offset_buckets(tokens, buckets, 128);
+  REQUIRE(offsets.dim(0) == 2 * tokens - 1);
+  const Tensor bias = lf::ops::relative_position_bias(table, offsets);
+  REQUIRE(bias.shape() == lf::Shape{heads, tokens, tokens});
+  // The definition, written out: the bucket of j - i straight from umt5_position_bucket, the row of the table.
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < tokens; ++i)
+      for (int64_t j = 0; j < tokens; ++j) {
+        const int64_t bucket = lf::umt5_position_bucket(j - i, buckets, 128);
+        REQUIRE(bias.f32()[(h * tokens + i) * tokens + j] == table.f32()[bucket * heads + h]);
+      }
+  Tensor bad = offsets.clone();
+  static_cast<int32_t*>(bad.raw())[5] = int32_t(buckets);
+  CHECK_THROWS_WITH_AS(lf::ops::relative_position_bias(table, bad), doctest::Contains("outside the table's 32 buckets"),
+                       lf::Error);
+  CHECK_THROWS_WITH_AS(lf::ops::relative_position_bias(table, offsets.slice_rows(0, 4)),
+                       doctest::Contains("[2 tokens - 1]"), lf::Error);
+}
+
 TEST_CASE("umT5 configs: the shipped XXL size and the rejections") {
   const lf::Umt5Config xxl = lf::load_umt5_config("umt5-xxl");
   CHECK(xxl.vocab == 256384);

@@ -10,7 +10,9 @@ import html
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "umt5")
@@ -35,13 +37,28 @@ def main():
     except ImportError:
         cleaning = "fixture (no ftfy)"
     report = {"transformers": transformers.__version__, "cleaning": cleaning, "tokenizers": {}}
-    for name, make in (("T5TokenizerFast", lambda: transformers.T5TokenizerFast(vocab_file=model, extra_ids=0)),
-                       ("T5Tokenizer", lambda: transformers.T5Tokenizer(vocab_file=model, extra_ids=0))):
+    # transformers 5 changed how a tokenizer is built from a bare spiece.model (the v4 `vocab_file=` constructor
+    # gave a tokenizer with no vocabulary there: every prompt came out as [3, 2, 3, 2, ...]), so several ways are
+    # tried, and a tokenizer whose vocabulary is not the model's piece count is reported void, never compared.
+    folder = tempfile.mkdtemp()
+    shutil.copy(model, os.path.join(folder, "spiece.model"))
+    ways = [("T5TokenizerFast.from_pretrained", lambda: transformers.T5TokenizerFast.from_pretrained(folder, extra_ids=0)),
+            ("T5Tokenizer.from_pretrained", lambda: transformers.T5Tokenizer.from_pretrained(folder, extra_ids=0)),
+            ("T5TokenizerFast(vocab_file)", lambda: transformers.T5TokenizerFast(vocab_file=model, extra_ids=0)),
+            ("T5Tokenizer(vocab_file)", lambda: transformers.T5Tokenizer(vocab_file=model, extra_ids=0))]
+    pieces = table.get("vocab")  # the model's piece count, written by tools/make_umt5_tokenizer_fixture.py
+    for name, make in ways:
         try:
             tokenizer = make()
         except Exception as error:  # noqa: BLE001 (report and go on: e.g. protobuf missing for the conversion)
             report["tokenizers"][name] = {"error": repr(error)}
             print(name, "cannot be built:", repr(error))
+            continue
+        size = len(tokenizer)
+        report["tokenizers"][name] = {"class": type(tokenizer).__name__, "vocab_size": size}
+        if pieces is not None and size != pieces:
+            report["tokenizers"][name]["void"] = f"vocabulary of {size}, the model has {pieces} pieces"
+            print(name, "is void:", report["tokenizers"][name]["void"])
             continue
         rows, mismatches = [], 0
         for entry in table["prompts"]:
@@ -55,7 +72,7 @@ def main():
                          "hf_ids": ids if not same else None})
             print(f"{name:16s} {entry['name']:16s} {'same' if same else 'DIFFERENT'}"
                   f"{'' if text == entry['cleaned'] else ' (cleaning differs)'}")
-        report["tokenizers"][name] = {"mismatches": mismatches, "rows": rows}
+        report["tokenizers"][name].update({"mismatches": mismatches, "rows": rows})
     json.dump(report, open(args.out, "w"), ensure_ascii=False, indent=1)
 
 

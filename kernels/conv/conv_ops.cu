@@ -29,6 +29,29 @@ __global__ void pack_weight_kernel(const float* weight, int64_t outs, int64_t ta
   packed[i] = k < taps ? to_bf16(weight[o * taps + k]) : uint16_t(0);
 }
 
+// packed[o][dt][c][y][x] = bf16(weight[o][c][dt][y][x]): the causal conv's filter as a 2D filter over kt * C
+// channels in (dt, c) order (conv_cudnn.h).
+__global__ void pack_time_major_kernel(const float* weight, int64_t outs, int64_t channels, int64_t kt, int64_t taps2d,
+                                       uint16_t* packed) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= outs * kt * channels * taps2d) return;
+  const int64_t s = i % taps2d, c = (i / taps2d) % channels, dt = (i / (taps2d * channels)) % kt;
+  const int64_t o = i / (taps2d * channels * kt);
+  packed[i] = to_bf16(weight[((o * channels + c) * kt + dt) * taps2d + s]);
+}
+
+// y = bf16(relu?(y + bias[o] + residual)) in place over [frames, outs, plane].
+__global__ void bias_residual_kernel(uint16_t* y, int64_t frames, int64_t outs, int64_t plane, const float* bias,
+                                     const uint16_t* residual, bool relu) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= frames * outs * plane) return;
+  float value = load_bf16(y + i);
+  if (bias) value += bias[(i / plane) % outs];
+  if (residual) value += load_bf16(residual + i);
+  if (relu) value = fmaxf(value, 0.0f);
+  y[i] = to_bf16(value);
+}
+
 __global__ void im2col_kernel(Im2colArgs a, int64_t padded) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.pixels * padded) return;
@@ -157,6 +180,24 @@ void conv_pack_weight(const float* weight, int64_t outs, int64_t taps, uint16_t*
   if (outs * padded == 0) return;
   pack_weight_kernel<<<blocks_for(outs * padded), kThreads, 0, as_stream(stream)>>>(weight, outs, taps, padded, packed);
   LF_CUDA_LAUNCH_CHECK("conv_pack_weight [{}, {}]", outs, taps);
+}
+
+void conv_pack_weight_time_major(const float* weight, int64_t outs, int64_t channels, int64_t kt, int64_t kh,
+                                 int64_t kw, uint16_t* packed, Stream stream) {
+  const int64_t count = outs * channels * kt * kh * kw;
+  if (count == 0) return;
+  pack_time_major_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(weight, outs, channels, kt, kh * kw,
+                                                                              packed);
+  LF_CUDA_LAUNCH_CHECK("conv_pack_weight_time_major [{}, {}, {}]", outs, channels, kt);
+}
+
+void conv_bias_residual(uint16_t* y, int64_t frames, int64_t outs, int64_t plane, const float* bias,
+                        const uint16_t* residual, bool relu, Stream stream) {
+  const int64_t count = frames * outs * plane;
+  if (count == 0 || (!bias && !residual && !relu)) return;
+  bias_residual_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(y, frames, outs, plane, bias, residual,
+                                                                            relu);
+  LF_CUDA_LAUNCH_CHECK("conv_bias_residual [{}, {}, {}]", frames, outs, plane);
 }
 
 void conv_im2col(const Im2colArgs& args, Stream stream) {

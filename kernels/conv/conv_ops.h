@@ -18,6 +18,15 @@ inline int64_t conv_padded_taps(int64_t taps) { return (taps + 7) / 8 * 8; }
 // weight [O, K] fp32 -> packed bf16 [O, K_padded] (zero tail).
 void conv_pack_weight(const float* weight, int64_t outs, int64_t taps, uint16_t* packed, Stream stream);
 
+// weight [O, C, kt, kh, kw] fp32 -> bf16 [O, kt, C, kh, kw]: the 2D filter of the cuDNN path (conv_cudnn.h).
+void conv_pack_weight_time_major(const float* weight, int64_t outs, int64_t channels, int64_t kt, int64_t kh,
+                                 int64_t kw, uint16_t* packed, Stream stream);
+
+// The cuDNN path's epilogue, in place: y = bf16(relu?(y + bias[o] + residual)) over y [frames, outs, plane] bf16;
+// bias fp32 [outs] and residual bf16 (y's shape) may be null. A no-op when there is nothing to add.
+void conv_bias_residual(uint16_t* y, int64_t frames, int64_t outs, int64_t plane, const float* bias,
+                        const uint16_t* residual, bool relu, Stream stream);
+
 struct Im2colArgs {
   const uint16_t* input = nullptr;    // [T, C, H, W]
   const uint16_t* history = nullptr;  // [kt - 1, C, H, W], or null when kt = 1

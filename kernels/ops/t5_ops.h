@@ -8,10 +8,17 @@ namespace lf::gpu {
 
 // out[i, h] = sum_j softmax_j(scale * q[i, h] . k[j, h] + bias[h, i, j]) v[j, h], fp32 logits, softmax and
 // accumulation; q [lq, heads, head_dim], k/v [lk, heads, head_dim], out bf16 [lq, heads, head_dim]; bias fp32
-// [heads, lq, lk]. T5 attention (scale 1): a few hundred tokens at most, so one block per (query row, head) keeps
-// the whole row of logits in shared memory. Limits: lk <= 16384, head_dim <= 128.
+// [heads, lq, lk]. T5 attention (scale 1): a few hundred tokens at most, so the whole rows of logits stay in shared
+// memory. head_dim a multiple of 16 and lk up to ~1500: tensor cores on 16-query tiles; otherwise one block per
+// (query row, head). Limits: lk <= 16384, head_dim <= 128.
 void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* bias, int64_t lq,
                          int64_t lk, int64_t heads, int64_t head_dim, double scale, uint16_t* out, Stream stream);
+
+// bias [heads, tokens, tokens] fp32: bias[h, i, j] = table[bucket_of_offset[j - i + tokens - 1], h], table fp32
+// [buckets, heads] (T5's relative-position bias, built on the device: the host-built one was 64 MB a layer at 512
+// tokens and 64 heads, written with a 1 MB stride and then copied over).
+void relative_position_bias(const float* table, const int32_t* bucket_of_offset, int64_t heads, int64_t tokens,
+                            float* bias, Stream stream);
 
 // out[r, c] = bf16(fp8_e4m3(x[r, c]) * scales[scale_count == 1 ? 0 : r]): an FP8 weight with per-row (or one)
 // dequantisation scale made a bf16 GEMM operand (umT5's --fp8 resident weights: half the memory of bf16).

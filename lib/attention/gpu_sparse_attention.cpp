@@ -93,16 +93,6 @@ std::vector<int32_t> to_host_ints(const Tensor& device, int64_t count) {
   return std::vector<int32_t>(data, data + count);
 }
 
-// Op-timer scope (bench's per-op-class GPU time); inert when the timer is off.
-struct OpTimed {
-  explicit OpTimed(const char* name, void* on_stream = nullptr)
-      : op_class(name), stream(on_stream), slot(gpu::op_timer_begin(on_stream)) {}
-  ~OpTimed() { gpu::op_timer_end(slot, op_class, stream); }
-  const char* op_class;
-  void* stream;
-  int slot;
-};
-
 // The identity of one attention call: a mask planned ahead (gpu_plan_ahead) is used only by the call it was
 // planned for.
 struct CallKey {
@@ -235,7 +225,7 @@ DeviceMask plan_on_gpu(const AttentionCall& call, const AttentionConfig& config,
   }
   s.last_planned = shape_key;
   // Timed from here: the host-side bookkeeping above must not count as GPU planner time.
-  const OpTimed op_timed("sparse_planner", stream);
+  const gpu::ScopedOpTimer op_timed("sparse_planner", stream);
   if (timed) s.timer.mark(0, stream);
   GpuPlanSettings settings;
   settings.topk = topk;
@@ -316,7 +306,7 @@ Tensor gpu_planned_attention(const AttentionCall& call, const AttentionConfig& c
   if (planned_ahead) {
     mask = {static_cast<const int*>(s.row_offsets.raw()), static_cast<const int*>(s.key_indices.raw())};
   } else if (static_planner) {
-    const OpTimed timed("sparse_planner");
+    const gpu::ScopedOpTimer timed("sparse_planner");
     if (times) s.timer.mark(0);
     mask = static_mask_for(call, planner, s);
     if (times) s.timer.mark(1);

@@ -199,23 +199,19 @@ int64_t umt5_position_bucket(int64_t relative_position, int64_t buckets, int64_t
   return base + std::min<int64_t>(max_exact + int64_t(scaled), half - 1);
 }
 
-Tensor umt5_position_bias(const Tensor& table, int64_t tokens, int64_t max_distance) {
-  LF_CHECK(table.rank() == 2, "umT5 position table: expected [buckets, heads], found {}", shape_str(table.shape()));
-  const Tensor values = host_f32(table);
-  const int64_t buckets = table.dim(0), heads = table.dim(1);
-  Tensor bias = Tensor::empty({heads, tokens, tokens});
-  float* out = bias.f32();
-  for (int64_t i = 0; i < tokens; ++i)
-    for (int64_t j = 0; j < tokens; ++j) {
-      const int64_t bucket = umt5_position_bucket(j - i, buckets, max_distance);
-      for (int64_t h = 0; h < heads; ++h) out[(h * tokens + i) * tokens + j] = values.f32()[bucket * heads + h];
-    }
-  return bias;
+Tensor umt5_offset_buckets(int64_t tokens, int64_t buckets, int64_t max_distance) {
+  Tensor out = Tensor::empty({2 * tokens - 1}, DType::I32);
+  auto* bucket = static_cast<int32_t*>(out.raw());
+  for (int64_t offset = -(tokens - 1); offset < tokens; ++offset)
+    bucket[offset + tokens - 1] = int32_t(umt5_position_bucket(offset, buckets, max_distance));
+  return out;
 }
+
 
 // One block's weights where the math runs: the stored views themselves on the CPU, bf16 copies on the GPU.
 struct Umt5Encoder::DeviceBlock {
   Tensor norm1, q, k, v, o, norm2, gate, fc1, fc2;
+  Tensor position;  // f32 [buckets, heads] where the math runs, when the layer has its own table
 };
 
 Umt5Encoder::Umt5Encoder(Umt5Config config, Umt5Weights weights, Device device, bool fp8_weights)
@@ -225,7 +221,11 @@ Umt5Encoder::Umt5Encoder(Umt5Config config, Umt5Weights weights, Device device, 
   LF_CHECK(int64_t(weights_.blocks.size()) == config_.layers, "umT5 encoder: {} blocks of weights for {} layers",
            weights_.blocks.size(), config_.layers);
   final_norm_ = host_f32(weights_.norm);
-  if (device_ == Device::CUDA) final_norm_ = final_norm_.to(Device::CUDA);
+  if (config_.shared_position_bias) shared_position_ = host_f32(weights_.position_embedding);
+  if (device_ == Device::CUDA) {
+    final_norm_ = final_norm_.to(Device::CUDA);
+    if (shared_position_.defined()) shared_position_ = shared_position_.to(Device::CUDA);
+  }
 }
 
 Umt5Encoder::~Umt5Encoder() = default;
@@ -235,6 +235,7 @@ Umt5Encoder::DeviceBlock Umt5Encoder::upload_block(size_t index) const {
   DeviceBlock block;
   block.norm1 = host_f32(stored.norm1);
   block.norm2 = host_f32(stored.norm2);
+  if (!config_.shared_position_bias) block.position = host_f32(stored.position_embedding);
   if (device_ == Device::CPU) {
     block.q = stored.q, block.k = stored.k, block.v = stored.v, block.o = stored.o;
     block.gate = stored.gate, block.fc1 = stored.fc1, block.fc2 = stored.fc2;
@@ -242,6 +243,7 @@ Umt5Encoder::DeviceBlock Umt5Encoder::upload_block(size_t index) const {
   }
   block.norm1 = block.norm1.to(Device::CUDA);
   block.norm2 = block.norm2.to(Device::CUDA);
+  if (block.position.defined()) block.position = block.position.to(Device::CUDA);
   const bool fp8 = fp8_weights_;
   block.q = device_matrix(stored.q, fp8), block.k = device_matrix(stored.k, fp8);
   block.v = device_matrix(stored.v, fp8), block.o = device_matrix(stored.o, fp8);
@@ -253,6 +255,15 @@ Umt5Encoder::DeviceBlock Umt5Encoder::upload_block(size_t index) const {
 void Umt5Encoder::make_resident() {
   if (!resident_.empty()) return;
   for (size_t i = 0; i < weights_.blocks.size(); ++i) resident_.push_back(std::make_unique<DeviceBlock>(upload_block(i)));
+}
+
+int64_t Umt5Encoder::resident_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& block : resident_)
+    for (const Tensor* t : {&block->norm1, &block->q, &block->k, &block->v, &block->o, &block->norm2, &block->gate,
+                            &block->fc1, &block->fc2, &block->position})
+      if (t->defined()) bytes += int64_t(t->nbytes()) + (t->scales() ? int64_t(t->scales()->nbytes()) : 0);
+  return bytes;
 }
 
 Tensor Umt5Encoder::embed(const std::vector<int64_t>& ids) const {
@@ -296,8 +307,11 @@ Tensor Umt5Encoder::encode_ids(const std::vector<int64_t>& ids) {
   const int64_t heads = config_.heads, head_dim = config_.head_dim, attention = config_.attention_dim();
   Tensor x = embed(ids);
   if (device_ == Device::CUDA) x = x.to(Device::CUDA);
+  // The bucket of every offset j - i, once; each layer (or the shared table) turns it into its bias on the device.
+  Tensor buckets = umt5_offset_buckets(tokens, config_.buckets, config_.max_distance);
+  if (device_ == Device::CUDA) buckets = buckets.to(Device::CUDA);
   Tensor shared_bias;
-  if (config_.shared_position_bias) shared_bias = umt5_position_bias(weights_.position_embedding, tokens, config_.max_distance);
+  if (config_.shared_position_bias) shared_bias = ops::relative_position_bias(shared_position_, buckets);
   for (size_t i = 0; i < weights_.blocks.size(); ++i) {
     std::unique_ptr<DeviceBlock> uploaded;
     const DeviceBlock* block = nullptr;
@@ -307,10 +321,7 @@ Tensor Umt5Encoder::encode_ids(const std::vector<int64_t>& ids) {
       uploaded = std::make_unique<DeviceBlock>(upload_block(i));  // freed at the end of the iteration
       block = uploaded.get();
     }
-    Tensor bias = config_.shared_position_bias
-                      ? shared_bias
-                      : umt5_position_bias(weights_.blocks[i].position_embedding, tokens, config_.max_distance);
-    if (device_ == Device::CUDA) bias = bias.to(Device::CUDA);
+    const Tensor bias = config_.shared_position_bias ? shared_bias : ops::relative_position_bias(block->position, buckets);
     // Self-attention: x += o(attention(norm1(x))), T5 without the 1/sqrt(d) scale.
     const Tensor h = norm(x, block->norm1);
     const Tensor q = ops::linear(h, gemm_weight(block->q), Tensor()).reshape({tokens, heads, head_dim});

@@ -49,8 +49,9 @@ Umt5Weights random_umt5_weights(const Umt5Config& config, uint64_t seed);
 // T5's bidirectional relative-position bucket of rel = key position - query position, computed as the official
 // code does (fp32 log, truncation toward zero).
 int64_t umt5_position_bucket(int64_t relative_position, int64_t buckets, int64_t max_distance);
-// bias[h, i, j] = table[bucket(j - i), h] for a [buckets, heads] table: f32 [heads, tokens, tokens] on the CPU.
-Tensor umt5_position_bias(const Tensor& table, int64_t tokens, int64_t max_distance);
+// umt5_position_bucket of every offset j - i of `tokens` tokens: I32 [2 tokens - 1], offset -(tokens - 1) first;
+// ops::relative_position_bias turns it and a [buckets, heads] table into the [heads, tokens, tokens] bias.
+Tensor umt5_offset_buckets(int64_t tokens, int64_t buckets, int64_t max_distance);
 
 // A matrix as fp8 e4m3 with one dequantisation scale per row (max |row| / 448; all-zero rows get 1), from any
 // stored dtype: the --fp8 GPU weights, half the bytes of bf16. CPU only.
@@ -72,6 +73,8 @@ class Umt5Encoder {
   const Umt5Config& config() const { return config_; }
   Device device() const { return device_; }
   void make_resident();
+  // Bytes of the resident block weights (0 before make_resident).
+  int64_t resident_bytes() const;
   // ids (1..max_tokens of them, each in [0, vocab)) -> [ids.size(), dim] f32 on the host. Errors name the id.
   Tensor encode_ids(const std::vector<int64_t>& ids);
 
@@ -89,6 +92,7 @@ class Umt5Encoder {
   bool fp8_weights_ = false;
   std::vector<std::unique_ptr<DeviceBlock>> resident_;
   Tensor final_norm_;  // on the device
+  Tensor shared_position_;  // f32 [buckets, heads] on the device, for shared_position_bias configs
 };
 
 }  // namespace lf

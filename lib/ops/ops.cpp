@@ -133,6 +133,11 @@ Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, co
   return cpu::attention_with_bias(q, k, v, bias, scale);
 }
 
+Tensor relative_position_bias(const Tensor& table, const Tensor& bucket_of_offset) {
+  LF_IF_GPU("relative_position_bias", cuda::relative_position_bias(table, bucket_of_offset), &table, &bucket_of_offset);
+  return cpu::relative_position_bias(table, bucket_of_offset);
+}
+
 Tensor multiply(const Tensor& a, const Tensor& b) {
   LF_IF_GPU("multiply", cuda::multiply(a, b), &a, &b);
   return cpu::multiply(a, b);

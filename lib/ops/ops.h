@@ -102,6 +102,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
 // relative-position bias on the logits). q [Lq, H, D], k/v [Lk, H, D], bias f32 [H, Lq, Lk] -> [Lq, H, D]. No mask:
 // the caller passes exactly the visible keys (umT5 computes the prompt's tokens only).
 Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+// T5's relative-position bias for `tokens` tokens: bias[h, i, j] = table[bucket_of_offset[j - i + tokens - 1], h].
+// table f32 [buckets, heads]; bucket_of_offset I32 [2 tokens - 1] (the model's bucketing of each offset j - i), on
+// table's device -> f32 [heads, tokens, tokens] there.
+Tensor relative_position_bias(const Tensor& table, const Tensor& bucket_of_offset);
 // a * b elementwise, same shapes (umT5's gated FFN: fc1(h) * gelu(gate(h))). On the GPU bf16 x bf16 -> bf16.
 Tensor multiply(const Tensor& a, const Tensor& b);
 

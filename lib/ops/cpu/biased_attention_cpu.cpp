@@ -61,6 +61,26 @@ Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, co
   return out;
 }
 
+Tensor relative_position_bias(const Tensor& table, const Tensor& bucket_of_offset) {
+  LF_CHECK(table.rank() == 2 && table.dtype() == DType::F32, "relative_position_bias: table must be f32 [buckets, "
+           "heads], found {} {}", dtype_name(table.dtype()), shape_str(table.shape()));
+  LF_CHECK(bucket_of_offset.rank() == 1 && bucket_of_offset.dtype() == DType::I32 && bucket_of_offset.dim(0) % 2 == 1,
+           "relative_position_bias: bucket_of_offset must be i32 [2 tokens - 1], found {} {}",
+           dtype_name(bucket_of_offset.dtype()), shape_str(bucket_of_offset.shape()));
+  const int64_t buckets = table.dim(0), heads = table.dim(1), tokens = (bucket_of_offset.dim(0) + 1) / 2;
+  const auto* bucket = static_cast<const int32_t*>(bucket_of_offset.raw());
+  for (int64_t i = 0; i < bucket_of_offset.numel(); ++i)
+    LF_CHECK(bucket[i] >= 0 && bucket[i] < buckets, "relative_position_bias: bucket {} at offset {} is outside the "
+             "table's {} buckets", bucket[i], i - (tokens - 1), buckets);
+  Tensor bias = Tensor::empty({heads, tokens, tokens});
+  float* out = bias.f32();
+  const float* values = table.f32();
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < tokens; ++i)
+      for (int64_t j = 0; j < tokens; ++j) out[(h * tokens + i) * tokens + j] = values[bucket[j - i + tokens - 1] * heads + h];
+  return bias;
+}
+
 Tensor multiply(const Tensor& a, const Tensor& b) {
   LF_CHECK(a.shape() == b.shape(), "multiply: shapes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()));
   Tensor out = Tensor::empty(a.shape());

@@ -77,6 +77,7 @@ void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_pe
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
 Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+Tensor relative_position_bias(const Tensor& table, const Tensor& bucket_of_offset);
 Tensor multiply(const Tensor& a, const Tensor& b);
 Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
                               double scale);

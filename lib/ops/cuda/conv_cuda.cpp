@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/conv/conv_cudnn.h"
 #include "kernels/conv/conv_ops.h"
 #include "core/error.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/speed_switches.h"
+#include "ops/ops.h"
 #include "ops/cuda/op_timer.h"
 
 namespace lf::ops::cuda {
@@ -17,16 +20,6 @@ namespace {
 
 // Largest im2col tile: 256 MiB of bf16 columns (the decoder's memory bound; 480x832 at K = 96 * 27 is 2 GB whole).
 constexpr int64_t kColumnBudgetElements = int64_t(128) << 20;
-
-class Timed {
- public:
-  explicit Timed(const char* op_class) : op_class_(OpClassScope::current(op_class)), slot_(gpu::op_timer_begin()) {}
-  ~Timed() { gpu::op_timer_end(slot_, op_class_); }
-
- private:
-  const char* op_class_;
-  int slot_;
-};
 
 Tensor as_bf16(const Tensor& x, const char* op) {
   LF_CHECK(x.is_cuda(), "{}: expected a GPU tensor", op);
@@ -40,6 +33,41 @@ uint16_t* bf16(Tensor& t) { return static_cast<uint16_t*>(t.raw()); }
 const uint16_t* bf16(const Tensor& t) { return static_cast<const uint16_t*>(t.raw()); }
 float* f32(Tensor& t) { return static_cast<float*>(t.raw()); }
 const float* f32(const Tensor& t) { return static_cast<const float*>(t.raw()); }
+
+// LF_CONV (kernels/speed_switches.h): cuDNN where it can run the shape, unless im2col is asked for.
+bool conv_through_cudnn(const gpu::CudnnConvShape& shape) {
+  const gpu::ConvMethod method = gpu::speed_switches().conv_method;
+  if (method == gpu::ConvMethod::Im2col) return false;
+  std::string why;
+  const bool supported = gpu::cudnn_conv_supported(shape, &why);
+  LF_CHECK(supported || method == gpu::ConvMethod::Auto, "LF_CONV=cudnn: {}", why);
+  return supported;
+}
+
+// out = conv over [history; x] by cuDNN (kernels/conv/conv_cudnn.h), then bias / residual / ReLU in one pass.
+Tensor conv_cudnn(const gpu::CudnnConvShape& shape, const Tensor& x, const Tensor& history, const Tensor& weight,
+                  const Tensor& bias, const Tensor& residual, bool relu) {
+  Tensor frames_in = x;
+  if (shape.kt > 1) {
+    // The tap windows of consecutive output frames must be consecutive in memory: history, then the input.
+    frames_in = Tensor::empty({shape.kt - 1 + shape.frames, shape.channels, shape.height, shape.width}, DType::BF16,
+                              Device::CUDA);
+    ops::copy_rows(frames_in, 0, history, 0, shape.kt - 1);
+    ops::copy_rows(frames_in, shape.kt - 1, x, 0, shape.frames);
+  }
+  Tensor packed = Tensor::empty({shape.outs, shape.kt * shape.channels, shape.kh, shape.kw}, DType::BF16, Device::CUDA);
+  gpu::conv_pack_weight_time_major(f32(weight), shape.outs, shape.channels, shape.kt, shape.kh, shape.kw, bf16(packed),
+                                   nullptr);
+  const size_t workspace_bytes = gpu::cudnn_conv_workspace(shape);
+  Tensor workspace = workspace_bytes > 0 ? Tensor::empty({int64_t(workspace_bytes)}, DType::U8, Device::CUDA) : Tensor();
+  Tensor out = Tensor::empty({shape.frames, shape.outs, shape.height, shape.width}, DType::BF16, Device::CUDA);
+  gpu::cudnn_conv(shape, bf16(frames_in), bf16(packed), bf16(out), workspace.defined() ? workspace.raw() : nullptr,
+                  workspace_bytes, nullptr);
+  gpu::conv_bias_residual(bf16(out), shape.frames, shape.outs, shape.height * shape.width,
+                          bias.defined() ? f32(bias) : nullptr, residual.defined() ? bf16(residual) : nullptr, relu,
+                          nullptr);
+  return out;
+}
 
 }  // namespace
 
@@ -67,7 +95,11 @@ Tensor causal_conv3d(const Tensor& x_in, const Tensor& history_in, const Tensor&
     check_shape(*epilogue.residual, {frames, outs, height, width}, "causal_conv3d residual");
     residual = as_bf16(*epilogue.residual, op);
   }
-  const Timed timed("conv");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("conv"));
+  gpu::CudnnConvShape shape;
+  shape.frames = frames, shape.channels = channels, shape.height = height, shape.width = width;
+  shape.outs = outs, shape.kt = kt, shape.kh = kh, shape.kw = kw;
+  if (conv_through_cudnn(shape)) return conv_cudnn(shape, x, history, weight, bias, residual, epilogue.relu);
   const int64_t taps = channels * kt * kh * kw, padded = gpu::conv_padded_taps(taps), plane = height * width;
   Tensor packed = Tensor::empty({outs, padded}, DType::BF16, Device::CUDA);
   gpu::conv_pack_weight(f32(weight), outs, taps, bf16(packed), nullptr);
@@ -113,7 +145,7 @@ Tensor upsample_nearest2x(const Tensor& x_in) {
   LF_CHECK(x_in.rank() == 4, "upsample_nearest2x: input must be [T, C, H, W], found {}", shape_str(x_in.shape()));
   const Tensor x = as_bf16(x_in, "upsample_nearest2x");
   Tensor out = Tensor::empty({x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)}, DType::BF16, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::upsample_nearest2x(bf16(x), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), bf16(out), nullptr);
   return out;
 }
@@ -123,7 +155,7 @@ Tensor channel_rms_norm(const Tensor& x_in, const Tensor& gamma_in, double eps, 
            shape_str(x_in.shape()), shape_str(gamma_in.shape()));
   const Tensor x = as_bf16(x_in, "channel_rms_norm"), gamma = as_f32(gamma_in, "channel_rms_norm");
   Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("norm");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("norm"));
   gpu::channel_rms_norm(bf16(x), x.dim(0), x.dim(1), x.dim(2) * x.dim(3), f32(gamma), eps, then_silu, bf16(out),
                         nullptr);
   return out;
@@ -132,7 +164,7 @@ Tensor channel_rms_norm(const Tensor& x_in, const Tensor& gamma_in, double eps, 
 Tensor tanh_clamp(const Tensor& x_in, double limit) {
   const Tensor x = as_f32(x_in, "tanh_clamp");
   Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::tanh_clamp(f32(x), x.numel(), limit, bf16(out), nullptr);
   return out;
 }
@@ -154,7 +186,7 @@ Tensor spatial_attention(const Tensor& qkv_in) {
   Tensor scores = Tensor::empty({pixels, keys}, DType::F32, Device::CUDA);
   Tensor probabilities = Tensor::empty({pixels, keys}, DType::BF16, Device::CUDA);
   Tensor out = Tensor::empty({frames, channels, qkv.dim(2), qkv.dim(3)}, DType::BF16, Device::CUDA);
-  const Timed timed("attention");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("attention"));
   for (int64_t t = 0; t < frames; ++t) {
     const uint16_t* planes = bf16(qkv) + t * 3 * channels * pixels;
     gpu::transpose_bf16(planes, channels, pixels, bf16(q), nullptr);
@@ -192,7 +224,7 @@ Tensor concat_channels(const Tensor& a_in, const Tensor& b_in) {
            shape_str(b_in.shape()));
   const Tensor a = as_bf16(a_in, "concat_channels"), b = as_bf16(b_in, "concat_channels");
   Tensor out = Tensor::empty({a.dim(0), a.dim(1) + b.dim(1), a.dim(2), a.dim(3)}, DType::BF16, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::concat_frames_rows(bf16(a), a.numel() / a.dim(0), bf16(b), b.numel() / b.dim(0), a.dim(0), bf16(out), nullptr);
   return out;
 }

@@ -37,17 +37,6 @@ namespace cuda {
 
 namespace {
 
-// Times the enclosing op under its class (or the class of an enclosing OpClassScope).
-class Timed {
- public:
-  explicit Timed(const char* op_class) : op_class_(OpClassScope::current(op_class)), slot_(gpu::op_timer_begin()) {}
-  ~Timed() { gpu::op_timer_end(slot_, op_class_); }
-
- private:
-  const char* op_class_;
-  int slot_;
-};
-
 void expect(const Tensor& tensor, DType dtype, const char* op, const char* what) {
   LF_CHECK(tensor.is_cuda() && tensor.dtype() == dtype, "{}: {} must be a {} GPU tensor, found {} on {}", op, what,
            dtype_name(dtype), dtype_name(tensor.dtype()), device_name(tensor.device()));
@@ -90,7 +79,7 @@ int64_t rows_of(const Tensor& x) { return x.numel() / x.dim(-1); }
 void initialize() { gpu::initialize_device_memory(); }
 
 Tensor convert(const Tensor& x, DType dtype) {
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   Tensor out = Tensor::empty(x.shape(), dtype, Device::CUDA);
   if (x.dtype() == DType::F32 && dtype == DType::BF16) {
     gpu::convert_f32_to_bf16(f32(x), x.numel(), bf16(out), nullptr);
@@ -121,7 +110,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight, const Tensor& bias_in, A
   Shape out_shape = x.shape();
   out_shape.back() = weight.dim(0);
   Tensor y = Tensor::empty(out_shape, out_dtype, Device::CUDA);
-  const Timed timed("gemm");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("gemm"));
   gpu::GemmArgs args;
   args.x = bf16(x);
   args.weight = bf16(weight);
@@ -143,7 +132,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   if (weight.defined()) expect(weight, DType::F32, "layer_norm", "weight");
   if (bias.defined()) expect(bias, DType::F32, "layer_norm", "bias");
   Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("norm");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("norm"));
   gpu::layer_norm_affine(f32(x), rows_of(x), width_of(x), weight.defined() ? f32(weight) : nullptr,
                          bias.defined() ? f32(bias) : nullptr, eps, bf16(out), nullptr);
   return out;
@@ -156,7 +145,7 @@ Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& s
   check_shape(shift, {(tokens + tokens_per_frame - 1) / tokens_per_frame, width}, "layer_norm_modulate shift");
   check_shape(scale, shift.shape(), "layer_norm_modulate scale");
   Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("norm");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("norm"));
   gpu::layer_norm_modulate(f32(x), tokens, width, frame_table(shift, width, "layer_norm_modulate"),
                            frame_table(scale, width, "layer_norm_modulate"), tokens_per_frame, eps, bf16(out),
                            nullptr);
@@ -168,7 +157,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   expect(weight, DType::F32, "rms_norm", "weight");
   LF_CHECK(weight.numel() == width_of(x), "rms_norm: weight {} for width {}", shape_str(weight.shape()), width_of(x));
   Tensor out = Tensor::empty(x.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("norm");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("norm"));
   gpu::rms_norm(bf16(x), 0, rows_of(x), width_of(x), f32(weight), eps, bf16(out), 0, nullptr);
   return out;
 }
@@ -178,7 +167,7 @@ void gated_add(Tensor& x, const Tensor& y, const Tensor& gate, int64_t tokens_pe
   LF_CHECK(x.numel() == y.numel(), "gated_add: {} vs {}", shape_str(x.shape()), shape_str(y.shape()));
   const int64_t width = width_of(x), tokens = rows_of(x);
   const gpu::FrameRows rows = frame_table(gate, width, "gated_add");
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   if (y.dtype() == DType::BF16) gpu::gated_residual(f32(x), bf16(y), tokens, width, rows, tokens_per_frame, nullptr);
   else gpu::gated_residual_f32(f32(x), f32(y), tokens, width, rows, tokens_per_frame, nullptr);
 }
@@ -196,7 +185,7 @@ static gpu::RopeLayout rope_layout(const Tensor& x, const RopeGrid& grid) {
 void rope_apply(Tensor& x, const RopeGrid& grid, const std::vector<int64_t>& frame_positions) {
   LF_CHECK(x.rank() == 3, "rope_apply: expected [tokens, heads, head_dim], found {}", shape_str(x.shape()));
   const gpu::RopeLayout layout = rope_layout(x, grid);
-  const Timed timed("norm");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("norm"));
   if (x.dtype() == DType::BF16)
     gpu::rope_apply(bf16(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()), nullptr);
   else
@@ -210,7 +199,7 @@ Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int6
   const gpu::RopeLayout layout = rope_layout(x, grid);
   const int64_t blocks = gpu::sparse::rope_pool_blocks(x.dim(0), grid.tokens_per_frame, int(block), frame_aligned);
   Tensor pooled = Tensor::empty({x.dim(1), blocks, x.dim(2)}, DType::F32, Device::CUDA);
-  const Timed timed("norm");  // it replaces the rope_apply pass of the same class
+  const gpu::ScopedOpTimer timed(OpClassScope::current("norm"));  // it replaces the rope_apply pass of the same class
   gpu::sparse::rope_and_pool(bf16(x), 0, x.dim(0), layout, frame_positions.data(), int64_t(frame_positions.size()),
                              int(block), frame_aligned, f32(pooled), nullptr);
   return pooled;
@@ -222,7 +211,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
            "attention: q {} k {} v {}", shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
   Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
   const gpu::FlashAttentionParams params = flash_params(q, k, v, out, scale);
-  const Timed timed("attention");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("attention"));
   gpu::flash_attention_forward(params);
   return out;
 }
@@ -240,7 +229,7 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   layout.tokens_per_frame = int(mask.geometry.tokens_per_frame);
   layout.heads = int(mask.heads);
   layout.query_blocks = int(mask.geometry.query_blocks());
-  const Timed timed("attention");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("attention"));
   gpu::flash_attention_block_sparse_forward(params, layout);
   return out;
 }
@@ -279,7 +268,7 @@ Tensor patchify(const Tensor& latents, int64_t patch_h, int64_t patch_w) {
   const int64_t frames = latents.dim(0), channels = latents.dim(1), height = latents.dim(2), width = latents.dim(3);
   Tensor tokens = Tensor::empty({frames * (height / patch_h) * (width / patch_w), channels * patch_h * patch_w},
                                 DType::BF16, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::patchify(f32(latents), frames, channels, height, width, patch_h, patch_w, bf16(tokens), nullptr);
   return tokens;
 }
@@ -289,7 +278,7 @@ Tensor unpatchify(const Tensor& tokens_in, int64_t frames, int64_t channels, int
   const Tensor tokens = tokens_in.dtype() == DType::F32 ? tokens_in : convert(tokens_in, DType::F32);
   check_shape(tokens, {frames * grid_h * grid_w, patch_h * patch_w * channels}, "unpatchify input");
   Tensor latents = Tensor::empty({frames, channels, grid_h * patch_h, grid_w * patch_w}, DType::F32, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::unpatchify(f32(tokens), frames, channels, grid_h, grid_w, patch_h, patch_w, f32(latents), nullptr);
   return latents;
 }
@@ -299,7 +288,7 @@ Tensor axpby(double a, const Tensor& x, double b, const Tensor& y) {
   expect(y, DType::F32, "axpby", "y");
   LF_CHECK(x.shape() == y.shape(), "axpby: {} vs {}", shape_str(x.shape()), shape_str(y.shape()));
   Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::axpby(a, f32(x), b, f32(y), f32(out), x.numel(), nullptr);
   return out;
 }
@@ -316,9 +305,25 @@ Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, co
   check_shape(v, {lk, heads, head_dim}, "attention_with_bias v");
   check_shape(bias, {heads, lq, lk}, "attention_with_bias bias");
   Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("attention");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("attention"));
   gpu::attention_with_bias(bf16(q), bf16(k), bf16(v), f32(bias), lq, lk, heads, head_dim, scale, bf16(out), nullptr);
   return out;
+}
+
+Tensor relative_position_bias(const Tensor& table, const Tensor& bucket_of_offset) {
+  expect(table, DType::F32, "relative_position_bias", "table");
+  expect(bucket_of_offset, DType::I32, "relative_position_bias", "bucket_of_offset");
+  LF_CHECK(table.rank() == 2 && bucket_of_offset.rank() == 1 && bucket_of_offset.dim(0) % 2 == 1,
+           "relative_position_bias: table {} and bucket_of_offset {} are not [buckets, heads] and [2 tokens - 1]",
+           shape_str(table.shape()), shape_str(bucket_of_offset.shape()));
+  // The buckets are not range-checked here (they are on the device): the model's bucketing keeps them inside the
+  // table by construction (umt5_position_bucket), and the CPU reference checks them.
+  const int64_t heads = table.dim(1), tokens = (bucket_of_offset.dim(0) + 1) / 2;
+  Tensor bias = Tensor::empty({heads, tokens, tokens}, DType::F32, Device::CUDA);
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
+  gpu::relative_position_bias(f32(table), static_cast<const int32_t*>(bucket_of_offset.raw()), heads, tokens,
+                              f32(bias), nullptr);
+  return bias;
 }
 
 Tensor multiply(const Tensor& a, const Tensor& b) {
@@ -326,7 +331,7 @@ Tensor multiply(const Tensor& a, const Tensor& b) {
   expect(b, DType::BF16, "multiply", "b");
   LF_CHECK(a.shape() == b.shape(), "multiply: shapes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()));
   Tensor out = Tensor::empty(a.shape(), DType::BF16, Device::CUDA);
-  const Timed timed("other");
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
   gpu::multiply_bf16(bf16(a), bf16(b), a.numel(), bf16(out), nullptr);
   return out;
 }

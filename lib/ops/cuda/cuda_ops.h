@@ -17,6 +17,7 @@ Tensor rope_apply_pooled(Tensor& x, const RopeGrid& grid, const std::vector<int6
                          bool frame_aligned);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
 Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias, double scale);
+Tensor relative_position_bias(const Tensor& table, const Tensor& bucket_of_offset);
 Tensor multiply(const Tensor& a, const Tensor& b);
 Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSparseMaskView& mask,
                               double scale);

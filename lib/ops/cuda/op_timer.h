@@ -13,4 +13,20 @@ int op_timer_begin(void* stream = nullptr);  // returns a slot, or -1 when disab
 void op_timer_end(int slot, const char* op_class, void* stream = nullptr);
 std::map<std::string, double> op_timer_report_ms();  // synchronises; totals since the last enable
 
+// Times the enclosing scope as one op of `op_class` on `stream` (inert while profiling is off). The ops pass
+// OpClassScope::current(default) so a caller's scope can re-label them (ops/ops.h).
+class ScopedOpTimer {
+ public:
+  explicit ScopedOpTimer(const char* op_class, void* stream = nullptr)
+      : op_class_(op_class), stream_(stream), slot_(op_timer_begin(stream)) {}
+  ~ScopedOpTimer() { op_timer_end(slot_, op_class_, stream_); }
+  ScopedOpTimer(const ScopedOpTimer&) = delete;
+  ScopedOpTimer& operator=(const ScopedOpTimer&) = delete;
+
+ private:
+  const char* op_class_;
+  void* stream_;
+  int slot_;
+};
+
 }  // namespace lf::gpu

@@ -47,7 +47,8 @@ cxxopts::Options decode_flags() {
       ("fps", "video frame rate", cxxopts::value<int>()->default_value("16"))
       ("crf", "x264 constant rate factor", cxxopts::value<int>()->default_value("18"));
   flags.add_options("reporting")("q,quiet", "no progress on stderr")("json", "print a JSON summary on stdout")(
-      "h,help", "show this help");
+      "op-times", "with --json on the GPU: GPU time per op class (conv, norm, attention, ...) in the summary; adds a "
+      "pair of CUDA events per op")("h,help", "show this help");
   return flags;
 }
 
@@ -148,6 +149,8 @@ int decode(int argc, char** argv) {
   std::vector<Tensor> kept;  // for --save-video-tensor
 
   const int64_t frames = latents.dim(0);
+  const bool op_times = result.count("op-times") && sources.device == Device::CUDA;
+  if (op_times) ops::set_op_profiling(true);
   nlohmann::json per_chunk = nlohmann::json::array();
   int64_t video_frames = 0;
   double first_frame_seconds = -1;
@@ -189,8 +192,13 @@ int decode(int argc, char** argv) {
   if (!quiet)
     fmt::print(stderr, "lightforce: decoded {} latent frames to {} frames ({}x{}) with {} in {}\n", frames,
                video_frames, decoder->width(), decoder->height(), model.decoder, format_seconds(total_seconds));
+  nlohmann::json op_class_ms = nlohmann::json::object();
+  if (op_times) {
+    for (const auto& [op_class, ms] : ops::op_profile_ms()) op_class_ms[op_class] = ms;
+    ops::set_op_profiling(false);
+  }
   if (json) {
-    const nlohmann::json summary = {
+    nlohmann::json summary = {
         {"version", kVersion},       {"commit", kGitCommit},
         {"decoder", model.decoder},  {"latent_frames", frames},
         {"video_frames", video_frames}, {"width", decoder->width()},
@@ -200,6 +208,7 @@ int decode(int argc, char** argv) {
         {"device_peak_bytes", ops::device_memory_stats().peak_bytes},
         {"outputs", {{"video", output}, {"frames_dir", frames_dir}, {"video_tensor", tensor_path}}},
     };
+    if (op_times) summary["op_class_ms"] = op_class_ms;
     fmt::print("{}\n", summary.dump(2));
   }
   return 0;

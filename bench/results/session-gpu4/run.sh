@@ -29,12 +29,12 @@ save
 for decoder in wan-vae lightvae taehv; do
   for conv in im2col auto auto; do
     LF_CONV=$conv timeout 90 $C/lightforce decode --latents random:21x16x60x104 --decoder $decoder --vae-weights random \
-      --device cuda --chunk-frames 3 --save-video-tensor /dev/null --json -q > $W/decode/$decoder-$conv.json 2> $W/decode/$decoder-$conv.err
+      --device cuda --chunk-frames 3 --save-video-tensor /dev/null --json --op-times -q > $W/decode/$decoder-$conv.json 2> $W/decode/$decoder-$conv.err
     echo "decode $decoder $conv rc=$?"; head -2 $W/decode/$decoder-$conv.err
     python3 -c "
 import json,sys; d=json.load(open(sys.argv[1]))
 print(sys.argv[2], d['decoder'], 'frames', d['video_frames'], 'total_s', round(d['seconds'],4), 'first_frame_s',
-      round(d['first_frame_seconds'],4), 'chunk_s', [round(x['seconds'],3) for x in d['per_chunk']], 'peak_GiB', round(d['device_peak_bytes']/2**30,3))" $W/decode/$decoder-$conv.json $conv
+      round(d['first_frame_seconds'],4), 'chunk_s', [round(x['seconds'],3) for x in d['per_chunk']], 'peak_GiB', round(d['device_peak_bytes']/2**30,3), 'op_ms', {k: round(v) for k,v in d.get('op_class_ms',{}).items()})" $W/decode/$decoder-$conv.json $conv
   done
 done
 save

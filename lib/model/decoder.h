@@ -58,11 +58,12 @@ std::unique_ptr<VideoDecoder> make_pixel_decoder(const DecoderSources& sources);
 void check_finite_latents(const Tensor& latents, const char* what);
 Tensor to_host_f32(const Tensor& x);
 std::vector<Tensor> split_video_frames(const Tensor& video);
-// Decodes latents [T, C, h, w] one latent frame at a time through `decode_latent` (each call returns [n, 3, H, W])
-// and concatenates the frames, dropping the first `frames_to_drop` of the stream (decremented by what this call
-// drops): the start-up frames a causal decoder discards, which may span chunks. One latent at a time bounds memory
-// by one latent's activations plus the decoder's caches.
-Tensor decode_latent_stream(const Tensor& latents, const std::function<Tensor(const Tensor&)>& decode_latent,
-                            int64_t& frames_to_drop, int64_t height, int64_t width);
+// Decodes latents [T, C, h, w] `latents_per_call` latent frames at a time through `decode_latents` (each call
+// returns [n, 3, H, W]) and concatenates the frames, dropping the first `frames_to_drop` of the stream (decremented
+// by what this call drops): the start-up frames a causal decoder discards, which may span chunks. The group size
+// bounds memory (one group's activations plus the decoder's caches); every decoder here computes each frame the
+// same way whatever the group, so the grouping never changes the output's bits.
+Tensor decode_latent_stream(const Tensor& latents, const std::function<Tensor(const Tensor&)>& decode_latents,
+                            int64_t latents_per_call, int64_t& frames_to_drop, int64_t height, int64_t width);
 
 }  // namespace lf

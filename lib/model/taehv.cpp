@@ -144,11 +144,11 @@ int64_t TaehvDecoder::frames_for_chunk(int64_t chunk, int64_t latent_frames) con
   return chunk == 0 ? std::max<int64_t>(frames - config_.trim_frames(), 0) : frames;
 }
 
-Tensor TaehvDecoder::decode_latent(const Tensor& latent) {
+Tensor TaehvDecoder::decode_latents(const Tensor& latents) {
   Graph& g = *graph_;
   ops::ConvEpilogue relu;
   relu.relu = true;
-  const Tensor input = device_ == Device::CUDA ? latent.to(Device::CUDA) : latent;
+  const Tensor input = device_ == Device::CUDA ? latents.to(Device::CUDA) : latents;
   Tensor x = ops::conv2d(ops::tanh_clamp(input, kLatentClamp), g.conv_in_weight, g.conv_in_bias, relu);
   for (size_t s = 0; s < g.stages.size(); ++s) {
     TaehvStage& stage = g.stages[s];
@@ -166,8 +166,12 @@ Tensor TaehvDecoder::decode_frames(const Tensor& latents_in) {
   const Tensor latents = to_host_f32(latents_in);
   check_shape(latents, {-1, config_.latent_channels, latent_height_, latent_width_}, "TAEHV latents");
   check_finite_latents(latents, "TAEHV latents");
-  Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); },
-                                      frames_to_trim_, height(), width());
+  // Several latents a call (the MemBlocks take any number of frames: each reads its previous input frame), so the
+  // GPU sees kLatentsPerCall x 4 frames per conv rather than one latent's worth; bounded so that memory stays that of
+  // one 3-latent chunk (12 frames of 480x832 at 64 channels: 0.6 GB per activation) whatever --chunk-frames says.
+  constexpr int64_t kLatentsPerCall = 3;
+  Tensor video = decode_latent_stream(latents, [this](const Tensor& group) { return decode_latents(group); },
+                                      kLatentsPerCall, frames_to_trim_, height(), width());
   float* pixels = video.f32();
   for (int64_t i = 0; i < video.numel(); ++i) pixels[i] = std::clamp(pixels[i], 0.0f, 1.0f);
   return video;

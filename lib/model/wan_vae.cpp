@@ -252,7 +252,9 @@ Tensor WanVaeDecoder::decode_frames(const Tensor& latents_in) {
   const Tensor latents = to_host_f32(latents_in);
   check_shape(latents, {-1, config_.z_dim, latent_height_, latent_width_}, "Wan VAE latents");
   check_finite_latents(latents, "Wan VAE latents");
-  Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); },
+  // One latent a call, as WanVAE_.decode loops: the temporal up-sampling's first-frame rule and the two-frame
+  // feature caches are written per latent.
+  Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); }, 1,
                                       frames_to_drop_, height(), width());
   // clamp(-1, 1), then * 0.5 + 0.5 (the pipeline's map to [0, 1]).
   float* pixels = video.f32();
@@ -277,12 +279,13 @@ void check_finite_latents(const Tensor& latents, const char* what) {
              i / per_frame, i);
 }
 
-Tensor decode_latent_stream(const Tensor& latents, const std::function<Tensor(const Tensor&)>& decode_latent,
-                            int64_t& frames_to_drop, int64_t height, int64_t width) {
+Tensor decode_latent_stream(const Tensor& latents, const std::function<Tensor(const Tensor&)>& decode_latents,
+                            int64_t latents_per_call, int64_t& frames_to_drop, int64_t height, int64_t width) {
+  LF_CHECK(latents_per_call >= 1, "decode_latent_stream: {} latents per call", latents_per_call);
   std::vector<Tensor> pieces;
   int64_t frames = 0;
-  for (int64_t t = 0; t < latents.dim(0); ++t) {
-    pieces.push_back(decode_latent(latents.slice_rows(t, t + 1)));
+  for (int64_t t = 0; t < latents.dim(0); t += latents_per_call) {
+    pieces.push_back(decode_latents(latents.slice_rows(t, std::min(latents.dim(0), t + latents_per_call))));
     frames += pieces.back().dim(0);
   }
   const int64_t dropped = std::min(frames_to_drop, frames);

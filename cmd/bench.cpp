@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "attention/attention_backend.h"
+#include "bench_decoder.h"
 #include "bench_text_encoder.h"
 #include "commands.h"
 #include "config/config.h"
@@ -16,6 +17,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "io/atomic_file.h"
+#include "model/decoder.h"
 #include "model/wan_dit.h"
 #include "ops/ops.h"
 #include "pipeline/ar_pipeline.h"
@@ -76,6 +78,9 @@ int bench(int argc, char** argv) {
       ("tokens", "prompt length for --text-encoder", cxxopts::value<int64_t>()->default_value("512"))
       ("repeat", "timed encodes for --text-encoder (median reported)", cxxopts::value<int64_t>()->default_value("10"))
       ("fp8", "--text-encoder with fp8 weights (GPU)")
+      ("decoder", "also decode each size's latents chunk by chunk with this decoder (wan-vae, lightvae, taehv; random "
+       "weights): decode time per chunk, time to the first decoded frame, frames per second with decoding",
+       cxxopts::value<std::string>())
       ("out", "write the JSON report to this file", cxxopts::value<std::string>())
       ("json", "print the JSON report on stdout")
       ("q,quiet", "no progress")
@@ -98,6 +103,7 @@ int bench(int argc, char** argv) {
   if (result.count("set"))
     for (const auto& assignment : result["set"].as<std::vector<std::string>>()) sources.overrides.push_back(assignment);
   const RunConfig base = load_run_config(sources);
+  if (result.count("decoder")) decoder_entry(result["decoder"].as<std::string>());  // a bad name fails before the DiT
 
   if (!quiet && !sizes.empty()) fmt::print(stderr, "bench: {} random weights ({} parameters) on {}\n", base.model.name,
                          parameter_count(base.model), device == Device::CUDA ? ops::cuda_device_name() : "cpu");
@@ -189,6 +195,21 @@ int bench(int argc, char** argv) {
                           {"cuda_malloc_calls_after_first_chunk", memory.cuda_malloc_calls - mallocs_after_first_chunk},
                           // Same bytes before and after a refactor: compare this across runs of one device.
                           {"latents_sha256", sha256_hex(latents)}};
+    if (result.count("decoder")) {
+      // After the DiT's numbers are taken: the decoder's own peak and op times are reported apart.
+      const nlohmann::json decode = bench_decoder(result["decoder"].as<std::string>(), run.model,
+                                                  to_host_f32(latents), run.pipeline.chunk_frames, device);
+      const double decode_seconds = decode["seconds"].get<double>();
+      const int64_t decoded_frames = decode["video_frames"].get<int64_t>();
+      row["decode"] = decode;
+      // Sequential (decode after each chunk's DiT, no overlap yet): chunk 0's DiT, then its decode.
+      row["first_frame_seconds"] = chunk_seconds.front() + decode["per_chunk_seconds"][0].get<double>();
+      row["frames_per_second_with_decode"] = double(decoded_frames) / (dit_seconds + decode_seconds);
+      if (!quiet)
+        fmt::print(stderr, "bench {}x{}: decode ({}) {:.3f} s for {} frames; {:.1f} frames/s with decoding\n", height,
+                   width, decode["decoder"].get<std::string>(), decode_seconds, decoded_frames,
+                   double(decoded_frames) / (dit_seconds + decode_seconds));
+    }
     if (profile.count("self_attention")) {
       const double flops = self_attention_flops(run, forwards_per_chunk, visible_frames);
       row["self_attention_tflops"] = flops / (profile.at("self_attention") * 1e-3) / 1e12;

@@ -2,6 +2,7 @@
 // change a bit), and bad input (one line, exit 1, nothing at any output path). Random weights keep it fast.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -119,4 +120,30 @@ TEST_CASE("generate: --decoder is checked before any work and names the decoder"
   CHECK(mismatch.exit_code == 1);
   CHECK(mismatch.err.find("lightvae") != std::string::npos);
   CHECK(!fs::exists(mp4));
+}
+
+TEST_CASE("bench --decoder and --text-encoder: the decode and encode stages in the JSON report") {
+  // A 1-layer 1.3B-shaped DiT at 64x64 (8x8 latents, 16 channels, what the Wan decoders read), 6 latent frames.
+  const test::RunResult result =
+      run("bench --set model.layers=1 --sizes 64x64 --frames 6 --decoder taehv --text-encoder umt5-tiny --tokens 9 "
+          "--repeat 2 --device cpu --json -q");
+  REQUIRE_MESSAGE(result.exit_code == 0, result.err);
+  const auto report = nlohmann::json::parse(result.out);
+  const auto& row = report["rows"][0];
+  const auto& decode = row["decode"];
+  CHECK(decode["decoder"] == "taehv");
+  CHECK(decode["video_frames"] == 6 * 4 - 3);  // TAEHV: 4 frames a latent, the first 3 trimmed
+  REQUIRE(decode["per_chunk_seconds"].size() == 2);  // two 3-frame chunks
+  CHECK(decode["seconds"].get<double>() > 0);
+  const double first = row["first_frame_seconds"].get<double>();
+  CHECK(first == doctest::Approx(row["per_chunk_seconds"][0].get<double>() + decode["per_chunk_seconds"][0].get<double>()));
+  CHECK(row["frames_per_second_with_decode"].get<double>() <
+        21.0 / row["dense_dit_seconds"].get<double>());  // decoding costs something
+  const auto& text = report["text_encoder"];
+  CHECK(text["tokens"] == 9);
+  CHECK(text["encode_ms"].size() == 2);
+  CHECK(text["median_encode_ms"].get<double>() > 0);
+  const test::RunResult bad = run("bench --sizes 64x64 --frames 3 --set model.layers=1 --decoder vqgan --device cpu -q");
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("vqgan") != std::string::npos);
 }

@@ -6,8 +6,8 @@
 #   2. Hugging Face's tokenizers vs the pinned ids (tools/umt5_hf_tokenizer_ids.py, now for transformers 5), and
 #      `lightforce bench --sizes none --text-encoder umt5-xxl --tokens 512` (resident bf16 weights, median of 10);
 #   3. 81-frame 480x832 decodes per decoder, LF_CONV=im2col then cudnn (auto) in the same call, warm;
-#   4. `lightforce bench --sizes 480x832` dense and lightforcing-hopper: latents_sha256 must stay b6a63bb2... /
-#      19996cd8... (session-gpu2's digests with the current scheduler).
+#   4. `lightforce bench --sizes 480x832` dense (+ --decoder wan-vae) and lightforcing-hopper (+ --decoder taehv):
+#      latents_sha256 must stay b6a63bb2... / 19996cd8... (session-gpu2's digests with the current scheduler).
 # Carry build-gpu/c18.tar.xz; one archive back.
 set -uo pipefail
 mkdir -p build-gpu && tar xJf build-gpu/c18.tar.xz -C build-gpu
@@ -38,8 +38,9 @@ print(sys.argv[2], d['decoder'], 'frames', d['video_frames'], 'total_s', round(d
   done
 done
 save
-for a in dense lightforcing-hopper; do
-  timeout 60 $C/lightforce bench --sizes 480x832 --attention $a -q --out $W/bench/$a.json; echo "bench $a rc=$?"
-  python3 -c "import json; r=json.load(open('$W/bench/$a.json'))['rows'][0]; print('$a DiT s', round(r['dense_dit_seconds'],4), 'sha', r['latents_sha256'][:16])"
+for ad in dense:wan-vae lightforcing-hopper:taehv; do
+  a=${ad%%:*}; d=${ad##*:}
+  timeout 90 $C/lightforce bench --sizes 480x832 --attention $a --decoder $d -q --out $W/bench/$a.json; echo "bench $a $d rc=$?"
+  python3 -c "import json; r=json.load(open('$W/bench/$a.json'))['rows'][0]; print('$a DiT s', round(r['dense_dit_seconds'],4), 'sha', r['latents_sha256'][:16], '$d decode s', round(r['decode']['seconds'],3), 'first frame s', round(r['first_frame_seconds'],3), 'fps with decode', round(r['frames_per_second_with_decode'],1))"
 done
 save; echo done

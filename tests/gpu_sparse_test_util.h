@@ -218,7 +218,7 @@ inline std::vector<float> run_sparse(const AttentionInputs& in, const Geometry& 
   const FlashAttentionParams p = in.params(g);
   std::string why;
   if (!lf::gpu::flash_attention_block_sparse_supported(p, layout, variant, &why)) {
-    MESSAGE("skipping " << lf::gpu::flash_variant_name(variant) << ": " << why);
+    MESSAGE("skipping " << std::string(lf::gpu::flash_variant_name(variant)) << ": " << why);  // a char* prints as an address
     return {};
   }
   in.poison();

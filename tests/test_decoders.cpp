@@ -327,3 +327,18 @@ TEST_CASE("built-in decoder configs: the published widths") {
   CHECK(parameters < 73'400'000);
   CHECK_THROWS_WITH_AS(load_wan_vae_config("no-such-decoder"), doctest::Contains("no-such-decoder"), Error);
 }
+
+TEST_CASE("clamp_affine: the decoders' map to [0, 1], worked values") {
+  const float in[] = {-3.0f, -1.0f, -0.5f, 0.0f, 0.25f, 1.0f, 7.0f};
+  Tensor x = Tensor::empty({7});
+  std::copy(std::begin(in), std::end(in), x.f32());
+  const Tensor wan = lf::ops::clamp_affine(x, -1.0f, 1.0f, 0.5f, 0.5f);
+  const float wan_expected[] = {0.0f, 0.0f, 0.25f, 0.5f, 0.625f, 1.0f, 1.0f};
+  const Tensor taehv = lf::ops::clamp_affine(x, 0.0f, 1.0f, 1.0f, 0.0f);
+  const float taehv_expected[] = {0.0f, 0.0f, 0.0f, 0.0f, 0.25f, 1.0f, 1.0f};
+  for (int i = 0; i < 7; ++i) {
+    CAPTURE(i);
+    CHECK(wan.f32()[i] == wan_expected[i]);
+    CHECK(taehv.f32()[i] == taehv_expected[i]);
+  }
+}

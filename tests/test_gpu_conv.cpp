@@ -43,7 +43,8 @@ bool identical(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
 
-const char* method_name(gpu::ConvMethod method) { return method == gpu::ConvMethod::Cudnn ? "cudnn" : "im2col"; }
+// std::string, not const char*: doctest's MESSAGE / CAPTURE print a char pointer as an address.
+std::string method_name(gpu::ConvMethod method) { return method == gpu::ConvMethod::Cudnn ? "cudnn" : "im2col"; }
 
 // Runs `body` once per conv method, the speed switch set for it, and restores the switches after.
 template <typename Body>
@@ -56,7 +57,8 @@ void for_each_conv_method(Body body) {
     gpu::SpeedSwitches switches = saved;
     switches.conv_method = method;
     gpu::set_speed_switches(switches);
-    CAPTURE(method_name(method));
+    const std::string method_text = method_name(method);
+    CAPTURE(method_text);
     body(method);
   }
   gpu::set_speed_switches(saved);
@@ -110,7 +112,7 @@ TEST_CASE("GPU causal_conv3d / conv2d equal the CPU reference (ragged, decoder-s
   });
 }
 
-TEST_CASE("GPU upsample, concat (exact), channel RMS norm (+SiLU), tanh clamp") {
+TEST_CASE("GPU upsample, concat, clamp_affine (exact), channel RMS norm (+SiLU), tanh clamp") {
   ops::initialize_cuda();
   for (const Shape& shape : {Shape{2, 13, 9, 11}, Shape{3, 96, 30, 52}}) {
     CAPTURE(shape_str(shape));
@@ -118,6 +120,10 @@ TEST_CASE("GPU upsample, concat (exact), channel RMS norm (+SiLU), tanh clamp") 
     CHECK(identical(host(ops::upsample_nearest2x(gpu_bf16(x))), ops::upsample_nearest2x(x)));
     const Tensor other = bf16_values(random_tensor({shape[0], 5, shape[2], shape[3]}, 12));
     CHECK(identical(host(ops::concat_channels(gpu_bf16(x), gpu_bf16(other))), ops::concat_channels(x, other)));
+    // The decoders' last step (values of +-3 so both clamp bounds are hit), bit for bit against the CPU's.
+    CHECK(identical(host(ops::clamp_affine(gpu_bf16(x), -1.0f, 1.0f, 0.5f, 0.5f)),
+                    ops::clamp_affine(x, -1.0f, 1.0f, 0.5f, 0.5f)));
+    CHECK(identical(host(ops::clamp_affine(gpu_bf16(x), 0.0f, 1.0f, 1.0f, 0.0f)), ops::clamp_affine(x, 0.0f, 1.0f, 1.0f, 0.0f)));
     const Tensor gamma = random_tensor({shape[1]}, 13);
     for (bool silu : {false, true}) {
       const double error = rel_l2(host(ops::channel_rms_norm(gpu_bf16(x), gpu_f32(gamma), 1e-12, silu)),
@@ -149,7 +155,8 @@ TEST_CASE("GPU decoders (bf16) against the official fp32 fixtures; streaming equ
   };
   for_each_conv_method([&](gpu::ConvMethod method) {
   for (const Case& c : {Case{"lightvae_6x5", "lightvae"}, Case{"wan_vae_real_3x4", "wan-vae"}, Case{"taehv_4x5", ""}}) {
-    CAPTURE(c.fixture);
+    const std::string fixture_name = c.fixture;
+    CAPTURE(fixture_name);
     const test::Fixture fixture = test::read_fixture(c.fixture);
     std::unique_ptr<VideoDecoder> decoder;
     if (*c.config) {
@@ -170,7 +177,7 @@ TEST_CASE("GPU decoders (bf16) against the official fp32 fixtures; streaming equ
     for (size_t f = 0; f < whole.size(); ++f)
       std::memcpy(video.f32() + f * whole[f].numel(), whole[f].f32(), whole[f].nbytes());
     const double error = rel_l2(video, fixture.video);
-    MESSAGE(c.fixture << " on the GPU (bf16, " << method_name(method) << "): rel-L2 " << error
+    MESSAGE(std::string(c.fixture) << " on the GPU (bf16, " << method_name(method) << "): rel-L2 " << error
                       << " vs the official fp32 video");
     CHECK(error <= kDecoderVsOfficial);
     decoder->reset();

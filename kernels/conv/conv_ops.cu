@@ -115,6 +115,12 @@ __global__ void channel_rms_kernel(const uint16_t* x, int64_t frames, int64_t ch
   }
 }
 
+__global__ void clamp_affine_kernel(const uint16_t* x, int64_t count, float low, float high, float scale, float shift,
+                                    float* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = __fadd_rn(__fmul_rn(fminf(fmaxf(load_bf16(x + i), low), high), scale), shift);
+}
+
 __global__ void tanh_kernel(const float* x, int64_t count, float limit, uint16_t* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) out[i] = to_bf16(tanhf(x[i] / limit) * limit);
@@ -231,6 +237,13 @@ void channel_rms_norm(const uint16_t* x, int64_t frames, int64_t channels, int64
   channel_rms_kernel<<<blocks_for(frames * pixels), kThreads, 0, as_stream(stream)>>>(
       x, frames, channels, pixels, gamma, float(eps), float(std::sqrt(double(channels))), then_silu, out);
   LF_CUDA_LAUNCH_CHECK("channel_rms_norm [{}, {}, {}]", frames, channels, pixels);
+}
+
+void clamp_affine(const uint16_t* x, int64_t count, float low, float high, float scale, float shift, float* out,
+                  Stream stream) {
+  if (count == 0) return;
+  clamp_affine_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(x, count, low, high, scale, shift, out);
+  LF_CUDA_LAUNCH_CHECK("clamp_affine {}", count);
 }
 
 void tanh_clamp(const float* x, int64_t count, double limit, uint16_t* out, Stream stream) {

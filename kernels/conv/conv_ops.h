@@ -52,6 +52,11 @@ void upsample_nearest2x(const uint16_t* x, int64_t planes, int64_t height, int64
 void channel_rms_norm(const uint16_t* x, int64_t frames, int64_t channels, int64_t pixels, const float* gamma,
                       double eps, bool then_silu, uint16_t* out, Stream stream);
 
+// out[i] = fminf(fmaxf(x[i], low), high) * scale + shift in fp32 (no FMA contraction: the CPU's clamp, multiply,
+// add), x bf16 -> out fp32.
+void clamp_affine(const uint16_t* x, int64_t count, float low, float high, float scale, float shift, float* out,
+                  Stream stream);
+
 // out = bf16(tanh(x / limit) * limit), x fp32.
 void tanh_clamp(const float* x, int64_t count, double limit, uint16_t* out, Stream stream);
 

@@ -159,7 +159,7 @@ Tensor TaehvDecoder::decode_latents(const Tensor& latents) {
     // The last stage's conv is followed by decoder.21 (ReLU).
     x = ops::conv2d(x, stage.conv_weight, Tensor(), s + 1 == g.stages.size() ? relu : ops::ConvEpilogue{});
   }
-  return to_host_f32(ops::conv2d(x, g.conv_out_weight, g.conv_out_bias));
+  return ops::conv2d(x, g.conv_out_weight, g.conv_out_bias);  // where the math ran
 }
 
 Tensor TaehvDecoder::decode_frames(const Tensor& latents_in) {
@@ -170,11 +170,9 @@ Tensor TaehvDecoder::decode_frames(const Tensor& latents_in) {
   // GPU sees kLatentsPerCall x 4 frames per conv rather than one latent's worth; bounded so that memory stays that of
   // one 3-latent chunk (12 frames of 480x832 at 64 channels: 0.6 GB per activation) whatever --chunk-frames says.
   constexpr int64_t kLatentsPerCall = 3;
-  Tensor video = decode_latent_stream(latents, [this](const Tensor& group) { return decode_latents(group); },
+  const Tensor video = decode_latent_stream(latents, [this](const Tensor& group) { return decode_latents(group); },
                                       kLatentsPerCall, frames_to_trim_, height(), width());
-  float* pixels = video.f32();
-  for (int64_t i = 0; i < video.numel(); ++i) pixels[i] = std::clamp(pixels[i], 0.0f, 1.0f);
-  return video;
+  return to_host_f32(ops::clamp_affine(video, 0.0f, 1.0f, 1.0f, 0.0f));  // on the device; one copy a chunk
 }
 
 std::vector<Tensor> TaehvDecoder::decode_chunk(const Tensor& latents) {

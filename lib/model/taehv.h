@@ -47,7 +47,7 @@ class TaehvDecoder final : public VideoDecoder {
 
  private:
   struct Graph;
-  Tensor decode_latents(const Tensor& latents);  // [T, 16, h, w] -> [4 T, 3, H, W], untrimmed
+  Tensor decode_latents(const Tensor& latents);  // [T, 16, h, w] -> [4 T, 3, H, W], untrimmed, unclamped, on the device
   TaehvConfig config_;
   int64_t latent_height_, latent_width_;
   std::unique_ptr<Graph> graph_;

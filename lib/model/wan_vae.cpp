@@ -245,7 +245,7 @@ Tensor WanVaeDecoder::decode_latent(const Tensor& latent) {
     for (ResidualBlock& block : stage.blocks) x = block.forward(x);
     if (stage.has_resample) x = stage.resample.forward(x);
   }
-  return to_host_f32(g.head_conv.forward(ops::channel_rms_norm(x, g.head_gamma, kNormEps, true)));
+  return g.head_conv.forward(ops::channel_rms_norm(x, g.head_gamma, kNormEps, true));  // where the math ran
 }
 
 Tensor WanVaeDecoder::decode_frames(const Tensor& latents_in) {
@@ -254,12 +254,10 @@ Tensor WanVaeDecoder::decode_frames(const Tensor& latents_in) {
   check_finite_latents(latents, "Wan VAE latents");
   // One latent a call, as WanVAE_.decode loops: the temporal up-sampling's first-frame rule and the two-frame
   // feature caches are written per latent.
-  Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); }, 1,
-                                      frames_to_drop_, height(), width());
-  // clamp(-1, 1), then * 0.5 + 0.5 (the pipeline's map to [0, 1]).
-  float* pixels = video.f32();
-  for (int64_t i = 0; i < video.numel(); ++i) pixels[i] = std::clamp(pixels[i], -1.0f, 1.0f) * 0.5f + 0.5f;
-  return video;
+  const Tensor video = decode_latent_stream(latents, [this](const Tensor& latent) { return decode_latent(latent); }, 1,
+                                            frames_to_drop_, height(), width());
+  // clamp(-1, 1), then * 0.5 + 0.5 (the pipeline's map to [0, 1]), on the device; one copy to the host a chunk.
+  return to_host_f32(ops::clamp_affine(video, -1.0f, 1.0f, 0.5f, 0.5f));
 }
 
 std::vector<Tensor> WanVaeDecoder::decode_chunk(const Tensor& latents) {
@@ -290,7 +288,10 @@ Tensor decode_latent_stream(const Tensor& latents, const std::function<Tensor(co
   }
   const int64_t dropped = std::min(frames_to_drop, frames);
   frames_to_drop -= dropped;
-  Tensor video = Tensor::empty({frames - dropped, 3, height, width});
+  // Where and in what dtype the decoder computed (bf16 on the GPU): the chunk is assembled there.
+  Tensor video = pieces.empty() ? Tensor::empty({0, 3, height, width})
+                                : Tensor::empty({frames - dropped, 3, height, width}, pieces.front().dtype(),
+                                                pieces.front().device());
   int64_t written = 0, skipped = 0;
   for (const Tensor& piece : pieces) {
     const int64_t skip = std::min(dropped - skipped, piece.dim(0));

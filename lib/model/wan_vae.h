@@ -70,7 +70,7 @@ class WanVaeDecoder final : public VideoDecoder {
 
  private:
   struct Graph;
-  Tensor decode_latent(const Tensor& latent);  // one latent frame [1, z, h, w] -> [f, 3, H, W] in [-1, 1]
+  Tensor decode_latent(const Tensor& latent);  // one latent frame [1, z, h, w] -> [f, 3, H, W] (about [-1, 1]), on the decoder's device
 
   WanVaeConfig config_;
   int64_t latent_height_, latent_width_;

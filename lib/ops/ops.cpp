@@ -233,6 +233,11 @@ Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool t
   return cpu::channel_rms_norm(x, gamma, eps, then_silu);
 }
 
+Tensor clamp_affine(const Tensor& x, float low, float high, float scale, float shift) {
+  LF_IF_GPU("clamp_affine", cuda::clamp_affine(x, low, high, scale, shift), &x);
+  return cpu::clamp_affine(x, low, high, scale, shift);
+}
+
 Tensor tanh_clamp(const Tensor& x, double limit) {
   LF_IF_GPU("tanh_clamp", cuda::tanh_clamp(x, limit), &x);
   return cpu::tanh_clamp(x, limit);

@@ -169,6 +169,9 @@ Tensor upsample_nearest2x(const Tensor& x);
 Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu);
 // tanh(x / limit) * limit (TAEHV's soft clamp of its input latents).
 Tensor tanh_clamp(const Tensor& x, double limit);
+// f32 clamp(x, low, high) * scale + shift, every step in f32, on x's device: the decoders' last step to video in
+// [0, 1] (Wan VAE: clamp to [-1, 1], * 0.5 + 0.5; TAEHV: clamp to [0, 1]), done where the frames are.
+Tensor clamp_affine(const Tensor& x, float low, float high, float scale, float shift);
 // Single-head attention over the pixels of each frame: qkv [T, 3C, H, W] (q, k, v channel blocks, as the VAE's
 // 1x1 to_qkv writes them), scale 1/sqrt(C) -> [T, C, H, W].
 Tensor spatial_attention(const Tensor& qkv);

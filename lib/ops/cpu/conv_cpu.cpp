@@ -165,6 +165,15 @@ Tensor tanh_clamp(const Tensor& x, double limit) {
   return out;
 }
 
+Tensor clamp_affine(const Tensor& x, float low, float high, float scale, float shift) {
+  const Tensor in = x.dtype() == DType::F32 ? x : x.to(DType::F32);
+  Tensor out = Tensor::empty(x.shape());
+  const float* src = in.f32();
+  float* dst = out.f32();
+  for (int64_t i = 0; i < x.numel(); ++i) dst[i] = std::clamp(src[i], low, high) * scale + shift;
+  return out;
+}
+
 Tensor spatial_attention(const Tensor& qkv) {
   LF_CHECK(qkv.rank() == 4 && qkv.dim(1) % 3 == 0, "spatial_attention: qkv must be [T, 3C, H, W], found {}",
            shape_str(qkv.shape()));

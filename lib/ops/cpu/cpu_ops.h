@@ -95,6 +95,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 Tensor upsample_nearest2x(const Tensor& x);
 Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma, double eps, bool then_silu);
 Tensor tanh_clamp(const Tensor& x, double limit);
+Tensor clamp_affine(const Tensor& x, float low, float high, float scale, float shift);
 Tensor spatial_attention(const Tensor& qkv);
 Tensor concat_channels(const Tensor& a, const Tensor& b);
 

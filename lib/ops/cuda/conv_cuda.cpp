@@ -169,6 +169,14 @@ Tensor tanh_clamp(const Tensor& x_in, double limit) {
   return out;
 }
 
+Tensor clamp_affine(const Tensor& x_in, float low, float high, float scale, float shift) {
+  const Tensor x = as_bf16(x_in, "clamp_affine");  // the decoders' activations are bf16 here
+  Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  const gpu::ScopedOpTimer timed(OpClassScope::current("other"));
+  gpu::clamp_affine(bf16(x), x.numel(), low, high, scale, shift, f32(out), nullptr);
+  return out;
+}
+
 Tensor spatial_attention(const Tensor& qkv_in) {
   LF_CHECK(qkv_in.rank() == 4 && qkv_in.dim(1) % 3 == 0, "spatial_attention: qkv must be [T, 3C, H, W], found {}",
            shape_str(qkv_in.shape()));

@@ -1,3 +1,5 @@
+// Video metrics (eval/metrics.h) against numpy / OpenCV values committed by tools/make_metric_fixtures.py and a
+// direct 2-D SSIM written here; per-chunk aggregation, reports, plots and side-by-side frames.
 #include <doctest/doctest.h>
 
 #include <algorithm>

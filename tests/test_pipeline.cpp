@@ -1,4 +1,6 @@
-// Scheduler values from the spec, noise addressing and replay, and whole-generation determinism.
+// Scheduler values from the spec and from torch, noise addressing and replay, whole-generation determinism, the
+// samplers against a numpy reference (tools/make_sampler_fixture.py), and the refresh pass's context_noise and
+// prompt switches against the block-causal definition.
 #include <doctest/doctest.h>
 
 #include <cstring>

@@ -1,5 +1,6 @@
 // Sparse attention: CAG tables from the spec, HSA selection against a brute-force reference, the block-sparse
-// operator against masked dense attention, static planners against their definitions, budget and config errors.
+// operator against masked dense attention, block-topk / block-topp / sliding-tile against selections derived by
+// hand from their definitions (docs/sparse-attention.md), static planners, budget and config errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>

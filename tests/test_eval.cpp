@@ -285,7 +285,8 @@ TEST_CASE("PSNR, SSIM, flicker and warping error equal numpy / OpenCV values (to
   for (const std::string name : {"texture", "texture_noise40", "random_a", "moving"}) {
     CAPTURE(name);
     const std::vector<Frame> video = fixture.video(name);
-    const double difference_error = std::abs(mean_abs_frame_difference(video) - fixture.values("mean_abs_diff_" + name)[0]);
+    const double difference_error =
+        std::abs(mean_abs_frame_difference(video) - fixture.values("mean_abs_diff_" + name)[0]);
     const double flicker_error = std::abs(temporal_flicker(video) - fixture.values("flicker_" + name)[0]);
     flicker_worst = std::max({flicker_worst, difference_error, flicker_error});
     CHECK(difference_error < kFlickerTolerance);

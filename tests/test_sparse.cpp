@@ -385,12 +385,12 @@ void check_rows(const BlockMask& mask, const Rows& expected) {
 
 TEST_CASE("block-topk keeps int((1 - sparsity) K) blocks of a hand-made score table (ties: lower index)") {
   // 2 heads x 3 query blocks x 8 key blocks; rows are head-major (row = h * 3 + r).
-  const ScoreTable table = {{{5, 1, 7, 3, 2, 0, 6, 4},           // h0 r0: 7, 6, 5 at blocks 2, 6, 0
-                             {-1, -2, -3, -4, -5, -6, -7, -8},   // all negative: the three least negative
-                             {0, 9, 0, 9, 0, 9, 0, 9}},          // four-way tie at 9: blocks 1, 3, 5 (lower index)
-                            {{2, 2, 2, 2, 2, 2, 2, 2},           // all tied: 0, 1, 2
-                             {1, 2, 3, 4, 5, 6, 7, 8},           // the last three
-                             {3, -8, 4, 4, -2, 1, 4, 0}}};       // three-way tie at 4: blocks 2, 3, 6
+  const ScoreTable table = {{{5, 1, 7, 3, 2, 0, 6, 4},          // h0 r0: 7, 6, 5 at blocks 2, 6, 0
+                             {-1, -2, -3, -4, -5, -6, -7, -8},  // all negative: the three least negative
+                             {0, 9, 0, 9, 0, 9, 0, 9}},         // four-way tie at 9: blocks 1, 3, 5 (lower index)
+                            {{2, 2, 2, 2, 2, 2, 2, 2},          // all tied: 0, 1, 2
+                             {1, 2, 3, 4, 5, 6, 7, 8},          // the last three
+                             {3, -8, 4, 4, -2, 1, 4, 0}}};      // three-way tie at 4: blocks 2, 3, 6
   AttentionConfig config = table_config("block-topk");
   config.sparsity = 0.6;  // top-k = int(0.4 * 8) = 3 of the 8 blocks (the released int() truncation)
   const CallData data = table_call(table, 2, 11);
@@ -414,7 +414,8 @@ TEST_CASE("block-topk keeps int((1 - sparsity) K) blocks of a hand-made score ta
   const CallData first = table_call(table, 0, 12);
   CHECK(make_planner(config, 24, 3)->plan(first.call).density() == 1.0);
   config.sparse_first_chunk = true;
-  check_rows(make_planner(config, 24, 3)->plan(first.call), {{0, 2, 6}, {0, 1, 2}, {1, 3, 5}, {0, 1, 2}, {5, 6, 7}, {2, 3, 6}});
+  check_rows(make_planner(config, 24, 3)->plan(first.call),
+             {{0, 2, 6}, {0, 1, 2}, {1, 3, 5}, {0, 1, 2}, {5, 6, 7}, {2, 3, 6}});
 }
 
 TEST_CASE("block-topp keeps the fewest blocks whose softmax(score / sqrt(D)) mass reaches top_p (hand-derived)") {
@@ -425,10 +426,9 @@ TEST_CASE("block-topp keeps the fewest blocks whose softmax(score / sqrt(D)) mas
   //  h1 r0 (-40 x7, 0): block 7 holds 1 - 7 e^-20 of the mass (the max is subtracted before exp: no underflow)
   //  h1 r1 (6, 6, 0 x6): 0.435, 0.435, 0.0217 each (the tie at the top goes to block 0 first)
   //  h1 r2 (1..8): 0.401, 0.243, 0.147, 0.089, 0.054, ... from block 7 down
-  const ScoreTable table = {{{8, 4, 0, 0, 0, 0, 0, 0}, {2, 2, 2, 2, 2, 2, 2, 2}, {0, 0, 0, 8, 0, 0, 4, 0}},
-                            {{-40, -40, -40, -40, -40, -40, -40, 0},
-                             {6, 6, 0, 0, 0, 0, 0, 0},
-                             {1, 2, 3, 4, 5, 6, 7, 8}}};
+  const ScoreTable table = {
+      {{8, 4, 0, 0, 0, 0, 0, 0}, {2, 2, 2, 2, 2, 2, 2, 2}, {0, 0, 0, 8, 0, 0, 4, 0}},
+      {{-40, -40, -40, -40, -40, -40, -40, 0}, {6, 6, 0, 0, 0, 0, 0, 0}, {1, 2, 3, 4, 5, 6, 7, 8}}};
   const CallData data = table_call(table, 2, 21);
   AttentionConfig config = table_config("block-topp");
   config.top_p = 0.9;

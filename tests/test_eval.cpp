@@ -1,3 +1,5 @@
+// Video metrics (eval/metrics.h) against numpy / OpenCV values committed by tools/make_metric_fixtures.py and a
+// direct 2-D SSIM written here; per-chunk aggregation, reports, plots and side-by-side frames.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include "eval/metrics.h"
 #include "eval/report.h"
 #include "io/frame.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 using namespace lf;
@@ -150,6 +153,56 @@ std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>());
 }
 
+
+// tests/fixtures/metrics/metrics_reference.safetensors, written by tools/make_metric_fixtures.py: seeded videos and
+// the metrics numpy / OpenCV's Python bindings give for them, from the definitions in docs/metrics.md (each one
+// computed two independent ways there, which agree to 1e-14). A missing file fails the test.
+class MetricFixture {
+ public:
+  MetricFixture()
+      : file_(SafetensorsCheckpoint::open(std::string(LF_FIXTURES_DIR) + "/metrics/metrics_reference.safetensors")) {}
+
+  std::vector<Frame> video(const std::string& name) const {
+    const Tensor frames = file_->view("frames_" + name);
+    REQUIRE(frames.dtype() == DType::U8);
+    REQUIRE(frames.rank() == 4);
+    REQUIRE(frames.dim(3) == 3);
+    const int64_t count = frames.dim(0), height = frames.dim(1), width = frames.dim(2);
+    const uint8_t* bytes = static_cast<const uint8_t*>(frames.raw());
+    std::vector<Frame> video;
+    for (int64_t t = 0; t < count; ++t) {
+      const uint8_t* first = bytes + t * height * width * 3;
+      video.push_back(Frame{int(width), int(height), std::vector<uint8_t>(first, first + height * width * 3)});
+    }
+    return video;
+  }
+
+  std::vector<double> values(const std::string& name) const {
+    const Tensor tensor = file_->view(name);
+    REQUIRE(tensor.dtype() == DType::F64);
+    const double* first = static_cast<const double*>(tensor.raw());
+    return std::vector<double>(first, first + tensor.numel());
+  }
+
+ private:
+  std::unique_ptr<SafetensorsCheckpoint> file_;
+};
+
+// Tolerances against tools/make_metric_fixtures.py, each from the difference measured on 2026-12-07 (x86-64-v3 build,
+// numpy 1.24, OpenCV 4.6) with its margin. Every one is far below what a wrong definition moves: a window sigma
+// of 1.6 instead of 1.5 moves SSIM by ~1e-3, RGB PSNR against luma PSNR differs by ~0.1 dB, a flow taken the other
+// way round or a mask that keeps outside pixels moves the warping error by > 1e-4.
+constexpr double kPsnrTolerance = 1e-12;     // measured 0 dB: both are log10 of the same exact integer MSE
+constexpr double kSsimTolerance = 1e-13;     // measured 1.7e-15, 3.1e-15 in the ASan build; 30x for other CPUs, libms
+constexpr double kFlickerTolerance = 1e-12;  // measured 0: integer sums divided once
+// The warping error against the same steps done with cv2.remap (what eval/metrics.cpp calls, and the same
+// Farneback flow from the same library): measured 0; 1e-7 stays 30x below the gap to exact bilinear sampling, so
+// this check still tells remap from any other sampler.
+constexpr double kWarpingRemapTolerance = 1e-7;
+// Against numpy's exact bilinear sampling: remap rounds sample positions to 1/32 pixel; measured 2.9e-6 to 2.9e-5
+// (up to 1.3% of a small warping error); 6e-5 is twice the largest.
+constexpr double kWarpingBilinearTolerance = 6e-5;
+
 }  // namespace
 
 TEST_CASE("psnr: known uniform error, identical frames, symmetry, size mismatch") {
@@ -200,6 +253,62 @@ TEST_CASE("ssim: identity, symmetry, noise monotonicity, brute-force reference")
   CHECK(std::abs(ssim(small, small_noisy) - reference_ssim(small, small_noisy)) < 1e-6);
 
   CHECK(fails_with([] { ssim(random_frame(10, 20, 1), random_frame(10, 20, 2)); }, "smaller than the 11x11"));
+}
+
+TEST_CASE("PSNR, SSIM, flicker and warping error equal numpy / OpenCV values (tools/make_metric_fixtures.py)") {
+  const MetricFixture fixture;
+  // Per-frame PSNR and SSIM of video a against video b: random bytes (SSIM ~0.01-0.04), a texture with light and
+  // heavy noise (SSIM 0.98 and 0.49), and frames exactly the 11x11 window.
+  double psnr_worst = 0, ssim_worst = 0;
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
+           {"random_a", "random_b"}, {"texture_noise4", "texture"}, {"texture_noise40", "texture"},
+           {"tiny_b", "tiny_a"}}) {
+    CAPTURE(a);
+    const std::vector<Frame> first = fixture.video(a), second = fixture.video(b);
+    const std::vector<double> psnr_expected = fixture.values("psnr_" + a + "_" + b);
+    const std::vector<double> ssim_expected = fixture.values("ssim_" + a + "_" + b);
+    REQUIRE(first.size() == psnr_expected.size());
+    REQUIRE(first.size() == ssim_expected.size());
+    for (size_t t = 0; t < first.size(); ++t) {
+      CAPTURE(t);
+      const double psnr_error = std::abs(psnr(first[t], second[t]) - psnr_expected[t]);
+      const double ssim_error = std::abs(ssim(first[t], second[t]) - ssim_expected[t]);
+      psnr_worst = std::max(psnr_worst, psnr_error);
+      ssim_worst = std::max(ssim_worst, ssim_error);
+      CHECK(psnr_error < kPsnrTolerance);  // NaN fails: a comparison with NaN is false
+      CHECK(ssim_error < kSsimTolerance);
+    }
+  }
+  MESSAGE("largest difference from numpy: PSNR " << psnr_worst << " dB, SSIM " << ssim_worst);
+
+  double flicker_worst = 0;
+  for (const std::string name : {"texture", "texture_noise40", "random_a", "moving"}) {
+    CAPTURE(name);
+    const std::vector<Frame> video = fixture.video(name);
+    const double difference_error =
+        std::abs(mean_abs_frame_difference(video) - fixture.values("mean_abs_diff_" + name)[0]);
+    const double flicker_error = std::abs(temporal_flicker(video) - fixture.values("flicker_" + name)[0]);
+    flicker_worst = std::max({flicker_worst, difference_error, flicker_error});
+    CHECK(difference_error < kFlickerTolerance);
+    CHECK(flicker_error < kFlickerTolerance);
+  }
+  MESSAGE("largest difference from numpy: mean frame difference / flicker " << flicker_worst);
+
+#if LF_WITH_OPENCV
+  // [0]: numpy's exact bilinear sampling; [1]: the same steps with cv2.remap, which eval/metrics.cpp calls too and
+  // which samples at positions rounded to 1/32 pixel. The flow is OpenCV's Farneback in both (the same library).
+  for (const std::string name : {"moving", "shuffled", "texture"}) {
+    CAPTURE(name);
+    const std::vector<double> expected = fixture.values("warping_" + name);
+    const double measured = warping_error(fixture.video(name));
+    MESSAGE("warping error " << name << ": " << measured << ", minus cv2.remap's " << measured - expected[1]
+                             << ", minus numpy bilinear's " << measured - expected[0]);
+    CHECK(std::abs(measured - expected[1]) < kWarpingRemapTolerance);
+    CHECK(std::abs(measured - expected[0]) < kWarpingBilinearTolerance);
+  }
+#else
+  FAIL("this build has no OpenCV: the warping error cannot be checked (configure with OpenCV)");
+#endif
 }
 
 TEST_CASE("temporal flicker: static video = 1, alternating black/white = 0") {
@@ -270,16 +379,22 @@ TEST_CASE("warping error: translated texture is small, shuffled video is large")
 }
 
 TEST_CASE("per-chunk metrics: identical first chunk, perturbed second chunk, layout checks") {
-  // Chunk 0: 1 video frame / 2 latent frames, identical; chunk 1: 3 video frames / 2 latent frames, perturbed.
-  std::vector<Frame> dense, sparse;
-  for (int t = 0; t < 4; ++t) dense.push_back(random_frame(24, 20, 60 + uint64_t(t)));
-  sparse = dense;
-  for (int t = 1; t < 4; ++t) sparse[size_t(t)] = add_noise(dense[size_t(t)], 6 * t, 70 + uint64_t(t));
+  // Chunk 0: 1 video frame / 2 latent frames, identical; chunk 1: 2 video frames / 2 latent frames, perturbed with
+  // the fixture's heavy and light noise, so the expected means come from numpy's per-frame values, not from psnr()
+  // and ssim() under test.
+  const MetricFixture fixture;
+  const std::vector<Frame> dense = fixture.video("texture");
+  REQUIRE(dense.size() == 3);
+  const std::vector<Frame> sparse = {dense[0], fixture.video("texture_noise40")[1], fixture.video("texture_noise4")[2]};
+  const std::vector<double> psnr40 = fixture.values("psnr_texture_noise40_texture");
+  const std::vector<double> psnr4 = fixture.values("psnr_texture_noise4_texture");
+  const std::vector<double> ssim40 = fixture.values("ssim_texture_noise40_texture");
+  const std::vector<double> ssim4 = fixture.values("ssim_texture_noise4_texture");
   const Tensor dense_latents = test::random_tensor({4, 3, 5, 6}, 80);
   Tensor sparse_latents = dense_latents.clone();
   const int64_t per_frame = 3 * 5 * 6;
   for (int64_t i = 2 * per_frame; i < 4 * per_frame; ++i) sparse_latents.f32()[i] *= 1.25f;
-  const ChunkLayout layout{{1, 3}, {2, 2}};
+  const ChunkLayout layout{{1, 2}, {2, 2}};
 
   const std::vector<ChunkMetrics> chunks = per_chunk_metrics(sparse, dense, sparse_latents, dense_latents, layout);
   REQUIRE(chunks.size() == 2);
@@ -291,44 +406,48 @@ TEST_CASE("per-chunk metrics: identical first chunk, perturbed second chunk, lay
   CHECK(chunks[0].latent_rel_l2 == 0.0);
 
   CHECK(chunks[1].chunk == 1);
-  CHECK(chunks[1].frames == 3);
+  CHECK(chunks[1].frames == 2);
   CHECK(chunks[1].identical_frames == 0);
-  double psnr_mean = 0, ssim_mean = 0;
-  for (int t = 1; t < 4; ++t) {
-    psnr_mean += psnr(sparse[size_t(t)], dense[size_t(t)]) / 3;
-    ssim_mean += ssim(sparse[size_t(t)], dense[size_t(t)]) / 3;
-  }
-  CHECK(chunks[1].psnr == doctest::Approx(psnr_mean).epsilon(1e-12));
-  CHECK(chunks[1].ssim == doctest::Approx(ssim_mean).epsilon(1e-12));
+  const double psnr_mean = (psnr40[1] + psnr4[2]) / 2, ssim_mean = (ssim40[1] + ssim4[2]) / 2;
+  CHECK(std::abs(chunks[1].psnr - psnr_mean) < kPsnrTolerance);
+  CHECK(std::abs(chunks[1].ssim - ssim_mean) < kSsimTolerance);
   CHECK(chunks[1].latent_rel_l2 == doctest::Approx(0.25).epsilon(1e-5));
 
   const ChunkMetrics total = overall_metrics(sparse, dense, sparse_latents, dense_latents);
   CHECK(total.chunk == -1);
-  CHECK(total.frames == 4);
+  CHECK(total.frames == 3);
   CHECK(total.identical_frames == 1);
-  CHECK(total.psnr == doctest::Approx((kPsnrCapDb + 3 * psnr_mean) / 4).epsilon(1e-12));
-  CHECK(total.latent_rel_l2 == doctest::Approx(latent_rel_l2(sparse_latents, dense_latents)));
+  CHECK(std::abs(total.psnr - (kPsnrCapDb + psnr40[1] + psnr4[2]) / 3) < kPsnrTolerance);
+  CHECK(std::abs(total.ssim - (1.0 + ssim40[1] + ssim4[2]) / 3) < kSsimTolerance);
+  // Over the whole tensor (not a mean of the chunks' ratios), against a direct double sum.
+  double diff = 0, ref = 0;
+  for (int64_t i = 0; i < dense_latents.numel(); ++i) {
+    const double d = double(sparse_latents.f32()[i]) - double(dense_latents.f32()[i]);
+    diff += d * d;
+    ref += double(dense_latents.f32()[i]) * double(dense_latents.f32()[i]);
+  }
+  CHECK(total.latent_rel_l2 == doctest::Approx(std::sqrt(diff / ref)).epsilon(1e-9));
 
   // Videos only: latent rel-L2 is NaN (null in JSON) and the latent layout is not needed.
-  const std::vector<ChunkMetrics> video_only = per_chunk_metrics(sparse, dense, Tensor(), Tensor(), {{1, 3}, {}});
+  const std::vector<ChunkMetrics> video_only = per_chunk_metrics(sparse, dense, Tensor(), Tensor(), {{1, 2}, {}});
   CHECK(std::isnan(video_only[1].latent_rel_l2));
   CHECK(video_only[1].psnr == chunks[1].psnr);
 
   CHECK(fails_with(
       [&] {
-        per_chunk_metrics(sparse, dense, sparse_latents, dense_latents, {{1, 2}, {2, 2}});
+        per_chunk_metrics(sparse, dense, sparse_latents, dense_latents, {{1, 1}, {2, 2}});
       },
-      "covers 3 video frames, video has 4"));
+      "covers 2 video frames, video has 3"));
   CHECK(fails_with(
       [&] {
-        per_chunk_metrics(sparse, dense, sparse_latents, dense_latents, {{1, 3}, {2, 1}});
+        per_chunk_metrics(sparse, dense, sparse_latents, dense_latents, {{1, 2}, {2, 1}});
       },
       "covers 3 latent frames"));
   CHECK(fails_with([&] { per_chunk_metrics(sparse, dense, sparse_latents, Tensor(), layout); },
                    "latents given for the sparse run only"));
-  std::vector<Frame> short_video(dense.begin(), dense.begin() + 3);
+  const std::vector<Frame> short_video(dense.begin(), dense.begin() + 2);
   CHECK(fails_with([&] { overall_metrics(short_video, dense, Tensor(), Tensor()); },
-                   "sparse video has 3 frames, dense video 4"));
+                   "sparse video has 2 frames, dense video 3"));
 }
 
 TEST_CASE("report: JSON keys, speedups, null for unknowns, Markdown, files") {

@@ -1,10 +1,13 @@
-// Scheduler values from the spec, noise addressing and replay, and whole-generation determinism.
+// Scheduler values from the spec and from torch, noise addressing and replay, whole-generation determinism, the
+// samplers against a numpy reference (tools/make_sampler_fixture.py), and the refresh pass's context_noise and
+// prompt switches against the block-causal definition.
 #include <doctest/doctest.h>
 
 #include <cstring>
 
 #include "config/config.h"
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "model/wan_dit.h"
 #include "pipeline/ar_pipeline.h"
 #include "pipeline/prompt_schedule.h"
@@ -63,6 +66,20 @@ RunConfig tiny_run(int64_t frames) {
       "test");
   return run;
 }
+
+// Tolerances against the numpy reference (tools/make_sampler_fixture.py) and the block-causal definition, from
+// the differences measured on 2026-12-07 with their margins:
+// - schedule, relative: measured 0 except the euler case's step 2 (749.99994 vs 750, sigma 0.74999994 vs 0.75: one
+//   fp32 ulp, 8.1e-8 relative, from the two linspaces below); 2.5e-7 is 3x that, and a wrong shift, warp or
+//   nearest-entry lookup moves a sigma by more than 1e-3.
+// - latents, absolute (values of order 1): measured 0 for both renoise cases, 4.8e-7 for euler (that sigma ulp times
+//   v); 1e-6 is 2x, about 4 fp32 ulps at 2, while a draw taken at the wrong step or a sigma off by one step moves
+//   elements by 0.1 or more.
+// - context_noise against the block-causal definition: measured 0 (the CPU paths sum in the same order); 1e-6 as in
+//   the prompt-switch test, for f32 reordering.
+constexpr double kScheduleTolerance = 2.5e-7;
+constexpr double kSamplerTolerance = 1e-6;
+constexpr double kContextNoiseTolerance = 1e-6;
 
 Tensor generate(const RunConfig& run, NoiseSource& noise, const Tensor& context) {
   const WanDiT model(run.model, random_weights(run.model));
@@ -135,26 +152,33 @@ namespace {
 // Chunk `chunk` of a generation that switched to `cross` there with a recache, computed from the definition: each
 // denoising step is one block-causal forward over [the earlier chunks' clean latents at the context timestep, the
 // chunk's current x at the step's timestep] under the new prompt, and the sampler's update applied by hand.
+// The step timesteps and sigmas and the context timestep are given, so a caller can take them from an independent
+// source (the numpy fixture) instead of the FlowMatchSchedule under test.
+struct StepValues {
+  std::vector<double> timesteps, sigmas;
+  double context_timestep = 0;
+};
+
 Tensor recached_chunk_reference(const RunConfig& run, const WanDiT& model, const CrossAttentionCache& cross,
-                                const Tensor& earlier_latents, int64_t chunk, NoiseSource& noise) {
-  const FlowMatchSchedule schedule(run.pipeline);
+                                const Tensor& earlier_latents, int64_t chunk, NoiseSource& noise,
+                                const StepValues& schedule) {
   const int64_t chunk_frames = run.pipeline.chunk_frames, past_frames = earlier_latents.dim(0);
   BlockCausalSelfAttention block_causal(KvCacheConfig{}, chunk_frames, model.rope_grid(), model.config().head_dim());
   Tensor x = noise.initial(chunk), x0;
-  const size_t steps = schedule.timesteps().size();
+  const size_t steps = schedule.timesteps.size();
   for (size_t step = 0; step < steps; ++step) {
     Tensor sequence = Tensor::empty({past_frames + chunk_frames, x.dim(1), x.dim(2), x.dim(3)});
     std::memcpy(sequence.raw(), earlier_latents.raw(), earlier_latents.nbytes());
     std::memcpy(static_cast<char*>(sequence.raw()) + earlier_latents.nbytes(), x.raw(), x.nbytes());
-    std::vector<double> timesteps(size_t(past_frames), schedule.context_timestep());
-    timesteps.resize(size_t(past_frames + chunk_frames), schedule.timesteps()[step]);
+    std::vector<double> timesteps(size_t(past_frames), schedule.context_timestep);
+    timesteps.resize(size_t(past_frames + chunk_frames), schedule.timesteps[step]);
     const Tensor velocity =
         model.forward(sequence, timesteps, cross, block_causal).slice_rows(past_frames, past_frames + chunk_frames);
-    const float sigma = float(schedule.sigmas()[step]);
+    const float sigma = float(schedule.sigmas[step]);
     x0 = Tensor::empty(x.shape());
     for (int64_t i = 0; i < x.numel(); ++i) x0.f32()[i] = float(double(x.f32()[i]) - sigma * double(velocity.f32()[i]));
     if (step + 1 < steps) {
-      const double next = schedule.sigmas()[step + 1];
+      const double next = schedule.sigmas[step + 1];
       const Tensor fresh = noise.renoise(chunk, int64_t(step + 1));
       for (int64_t i = 0; i < x.numel(); ++i)
         x.f32()[i] = float((1.0 - next) * double(x0.f32()[i]) + next * double(fresh.f32()[i]));
@@ -187,8 +211,10 @@ TEST_CASE("prompt switches: earlier chunks untouched, the recache equals the def
 
   // The switched chunk after a recache equals the block-causal definition under prompt B.
   auto noise = make_philox_noise(3, noise_shape(run));
-  const Tensor reference = recached_chunk_reference(run, model, model.build_cross_cache(prompt_b),
-                                                    recached.slice_rows(0, 6).clone(), 2, *noise);
+  const FlowMatchSchedule schedule(run.pipeline);
+  const Tensor reference = recached_chunk_reference(
+      run, model, model.build_cross_cache(prompt_b), recached.slice_rows(0, 6).clone(), 2, *noise,
+      {schedule.timesteps(), schedule.sigmas(), schedule.context_timestep()});
   const double recache_error = test::rel_l2(recached.slice_rows(6, 9).clone(), reference);
   CHECK(recache_error < 1e-6);  // measured 0 (the CPU paths sum in the same order); 1e-6 allows f32 reordering
 
@@ -215,4 +241,119 @@ TEST_CASE("--prompt-schedule parses chunk:prompt entries and names the bad one")
   CHECK_THROWS_WITH_AS(parse_prompt_schedule("0:a;5:b", 5), doctest::Contains("past the last chunk 4"), Error);
   CHECK_THROWS_WITH_AS(parse_prompt_schedule("0:", 5), doctest::Contains("empty prompt"), Error);
   CHECK_THROWS_WITH_AS(parse_prompt_schedule("just a prompt", 5), doctest::Contains("not CHUNK:PROMPT"), Error);
+}
+
+namespace {
+
+// tools/make_sampler_fixture.py: seeded noise (the file is also a valid --noise file), a head bias, and per case
+// the timesteps, sigmas and latents numpy computes from the documented formulas. A missing file fails the test.
+const std::string kSamplerFixture = std::string(LF_FIXTURES_DIR) + "/sampler/sampler_reference.safetensors";
+
+std::vector<double> fixture_values(const Checkpoint& file, const std::string& name) {
+  const Tensor tensor = file.view(name);
+  REQUIRE(tensor.dtype() == DType::F64);
+  const double* first = static_cast<const double*>(tensor.raw());
+  return std::vector<double>(first, first + tensor.numel());
+}
+
+double max_abs_difference(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double difference = std::abs(double(a.f32()[i]) - double(b.f32()[i]));
+    if (!(difference <= worst)) worst = difference;  // NaN propagates: a NaN difference is never <= anything
+  }
+  return worst;
+}
+
+// The cases of tools/make_sampler_fixture.py (CASES there): name, sampler, shift, warp, denoising steps.
+struct SamplerCase {
+  std::string name, sampler;
+  double shift;
+  bool warp;
+  std::vector<double> steps;
+};
+const std::vector<SamplerCase> kSamplerCases = {
+    {"renoise_shift5_warp", "renoise", 5.0, true, {1000, 750, 500, 250}},
+    {"renoise_shift8_plain", "renoise", 8.0, false, {1000, 757, 522}},
+    {"euler_shift3_warp", "euler", 3.0, true, {1000, 750, 500, 250}},
+};
+
+}  // namespace
+
+TEST_CASE("renoise and Euler samplers equal a numpy reference of the documented formulas") {
+  const auto fixture = SafetensorsCheckpoint::open(kSamplerFixture);
+  const Tensor context = test::random_tensor({5, 12}, 41);
+  for (const SamplerCase& sampler_case : kSamplerCases) {
+    CAPTURE(sampler_case.name);
+    RunConfig run = tiny_run(6);  // 2 chunks, latents [6, 3, 4, 6], patch 1x2x2
+    run.pipeline.sampler = sampler_case.sampler;
+    run.pipeline.shift = sampler_case.shift;
+    run.pipeline.warp = sampler_case.warp;
+    run.pipeline.denoising_steps = sampler_case.steps;
+    // The schedule. numpy's linspace rounds once from the exact value, torch's fp32 fill (which the engine follows,
+    // pinned bit for bit by the torch-measured test above) accumulates in fp32: they differ by an ulp at 430 of
+    // the 1001 entries, among them index 500 (0.5 vs 0.49999994), which only shift 3 turns into a different sigma.
+    const FlowMatchSchedule schedule(run.pipeline);
+    const std::vector<double> timesteps = fixture_values(*fixture, "timesteps_" + sampler_case.name);
+    const std::vector<double> sigmas = fixture_values(*fixture, "sigmas_" + sampler_case.name);
+    REQUIRE(schedule.timesteps().size() == timesteps.size());
+    REQUIRE(schedule.sigmas().size() == sigmas.size());
+    for (size_t step = 0; step < timesteps.size(); ++step) {
+      CAPTURE(step);
+      CHECK(std::abs(schedule.timesteps()[step] - timesteps[step]) <= kScheduleTolerance * timesteps[step]);
+      CHECK(std::abs(schedule.sigmas()[step] - sigmas[step]) <= kScheduleTolerance * sigmas[step]);
+    }
+    // The whole chunk loop. A zero head weight makes every token's velocity the head bias, whatever the random
+    // blocks compute, so numpy knows v without a DiT; the sampler's arithmetic, the order and addressing of the
+    // noise draws and the choice of output (the last x0) are what is compared.
+    WanWeights weights = random_weights(run.model);
+    weights.head.weight = Tensor::zeros(weights.head.weight.shape());
+    weights.head.bias = fixture->view("head_bias").clone();
+    const WanDiT model(run.model, std::move(weights));
+    auto backend = make_attention_backend(run.attention);
+    auto noise = make_file_noise(kSamplerFixture, noise_shape(run));
+    ArPipeline pipeline(run.pipeline, model, *backend);
+    const Tensor latents = pipeline.generate(context, *noise, {});
+    const double difference = max_abs_difference(latents, fixture->view("latents_" + sampler_case.name).clone());
+    MESSAGE(sampler_case.name << ": largest difference from numpy " << difference);
+    CHECK(difference < kSamplerTolerance);
+  }
+}
+
+TEST_CASE("context_noise > 0: later chunks see the earlier chunks' clean x0 at t = context_noise") {
+  // docs/decisions.md: the refresh pass feeds the chunk's clean x0 at timestep context_noise, no noise added (the
+  // Self-Forcing inference loop). The reference is the block-causal definition: one forward over [earlier chunks'
+  // latents at t = context_noise, this chunk's x at the step's timestep], with the steps' timesteps and sigmas from
+  // the numpy fixture, not from the schedule or the KV cache under test.
+  const auto fixture = SafetensorsCheckpoint::open(kSamplerFixture);
+  RunConfig run = tiny_run(9);  // 3 chunks, Self-Forcing's default steps (the fixture's renoise_shift5_warp case)
+  const Tensor prompt = test::random_tensor({5, 12}, 42);
+  const WanDiT model(run.model, random_weights(run.model));
+  auto generate_at = [&](double context_noise) {
+    RunConfig variant = run;
+    variant.pipeline.context_noise = context_noise;
+    auto backend = make_attention_backend(variant.attention);
+    auto noise = make_philox_noise(9, noise_shape(variant));
+    ArPipeline pipeline(variant.pipeline, model, *backend);
+    return pipeline.generate(prompt, *noise, {});
+  };
+  const Tensor clean = generate_at(0), noised = generate_at(500);
+  const CrossAttentionCache cross = model.build_cross_cache(prompt);
+  const StepValues steps{fixture_values(*fixture, "timesteps_renoise_shift5_warp"),
+                         fixture_values(*fixture, "sigmas_renoise_shift5_warp"), 500};
+  for (int64_t chunk : {1, 2}) {
+    CAPTURE(chunk);
+    auto noise = make_philox_noise(9, noise_shape(run));
+    const Tensor reference =
+        recached_chunk_reference(run, model, cross, noised.slice_rows(0, 3 * chunk).clone(), chunk, *noise, steps);
+    const double error = test::rel_l2(noised.slice_rows(3 * chunk, 3 * chunk + 3).clone(), reference);
+    MESSAGE("context_noise 500, chunk " << chunk << ": rel-L2 to the block-causal definition " << error);
+    CHECK(error < kContextNoiseTolerance);
+    // The level matters: the same chunk with context_noise 0 is another result.
+    CHECK(test::rel_l2(noised.slice_rows(3 * chunk, 3 * chunk + 3).clone(),
+                       clean.slice_rows(3 * chunk, 3 * chunk + 3).clone()) > 1e-3);
+  }
+  // Chunk 0 sees no context: identical either way.
+  CHECK(test::rel_l2(noised.slice_rows(0, 3).clone(), clean.slice_rows(0, 3).clone()) == 0.0);
 }

@@ -1,5 +1,6 @@
 // Sparse attention: CAG tables from the spec, HSA selection against a brute-force reference, the block-sparse
-// operator against masked dense attention, static planners against their definitions, budget and config errors.
+// operator against masked dense attention, block-topk / block-topp / sliding-tile against selections derived by
+// hand from their definitions (docs/sparse-attention.md), static planners, budget and config errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -309,6 +310,177 @@ TEST_CASE("static planners follow their definitions") {
   validate(topp);
   CHECK(topp.density() < 1.0);
   CHECK(topp.row_size(0) >= 1);
+}
+
+namespace {
+
+// Hand-made score matrices for the dynamic planners. Head h, query block r, key block b scores table[h][r][b]:
+// every token of query block r is the one-hot e_r, every token of key block b of head h has component r equal to
+// table[h][r][b]. Each token also carries seeded noise that cancels in pairs (+n on one token, -n on the next,
+// multiples of 1/64 so every sum is exact), so the block means, and so the pooled scores, are exactly the table
+// while no single token equals its block's mean (a planner that scored one token instead of the mean would fail).
+// Geometry: 64 tokens a frame, 64-token blocks, 3 query frames (3 query blocks), key_blocks frames visible, D 4.
+constexpr int64_t kTableTokens = 64, kTableDim = 4;
+using ScoreTable = std::vector<std::vector<std::vector<int>>>;  // [head][query block][key block]
+
+CallData table_call(const ScoreTable& table, int64_t chunk, uint64_t seed) {
+  const int64_t heads = int64_t(table.size()), query_blocks = int64_t(table[0].size());
+  const int64_t key_blocks = int64_t(table[0][0].size());
+  REQUIRE(query_blocks == 3);  // one-hot queries in dims 0..2 of D 4
+  CallData data;
+  data.q = Tensor::empty({3 * kTableTokens, heads, kTableDim});
+  data.k = Tensor::empty({key_blocks * kTableTokens, heads, kTableDim});
+  data.v = test::random_tensor({key_blocks * kTableTokens, heads, kTableDim}, seed);
+  uint64_t state = seed;
+  float last = 0;
+  auto paired_noise = [&](int64_t token) {  // +n, -n on consecutive tokens: n in {1..64} / 64
+    if (token % 2 == 1) return -last;
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    last = float(1 + (state >> 58)) / 64.0f;
+    return last;
+  };
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t d = 0; d < kTableDim; ++d) {
+      for (int64_t t = 0; t < data.q.dim(0); ++t)
+        data.q.f32()[(t * heads + h) * kTableDim + d] = (t / kTableTokens == d ? 1.0f : 0.0f) + paired_noise(t);
+      for (int64_t t = 0; t < data.k.dim(0); ++t) {
+        const float mean = d < query_blocks ? float(table[size_t(h)][size_t(d)][size_t(t / kTableTokens)]) : 0.0f;
+        data.k.f32()[(t * heads + h) * kTableDim + d] = mean + paired_noise(t);
+      }
+    }
+  data.call.chunk = chunk;
+  data.call.q = &data.q;
+  data.call.k = &data.k;
+  data.call.v = &data.v;
+  data.call.frames_visible = key_blocks;
+  data.call.frames_in_chunk = 3;
+  data.call.tokens_per_frame = kTableTokens;
+  data.call.scale = 1.0 / std::sqrt(double(kTableDim));  // 0.5, the model's 1/sqrt(D)
+  return data;
+}
+
+AttentionConfig table_config(const std::string& backend) {
+  AttentionConfig config;
+  config.backend = backend;
+  config.query_block = config.key_block = kTableTokens;
+  return config;
+}
+
+std::vector<float> mask_scores(const BlockMask& mask, int64_t row) {
+  return {mask.scores.begin() + mask.row_offsets[size_t(row)], mask.scores.begin() + mask.row_offsets[size_t(row) + 1]};
+}
+
+using Rows = std::vector<std::vector<int32_t>>;
+
+void check_rows(const BlockMask& mask, const Rows& expected) {
+  validate(mask);
+  REQUIRE(mask.rows() == int64_t(expected.size()));
+  for (int64_t row = 0; row < mask.rows(); ++row) {
+    CAPTURE(row);
+    CHECK(mask_row(mask, row) == expected[size_t(row)]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("block-topk keeps int((1 - sparsity) K) blocks of a hand-made score table (ties: lower index)") {
+  // 2 heads x 3 query blocks x 8 key blocks; rows are head-major (row = h * 3 + r).
+  const ScoreTable table = {{{5, 1, 7, 3, 2, 0, 6, 4},          // h0 r0: 7, 6, 5 at blocks 2, 6, 0
+                             {-1, -2, -3, -4, -5, -6, -7, -8},  // all negative: the three least negative
+                             {0, 9, 0, 9, 0, 9, 0, 9}},         // four-way tie at 9: blocks 1, 3, 5 (lower index)
+                            {{2, 2, 2, 2, 2, 2, 2, 2},          // all tied: 0, 1, 2
+                             {1, 2, 3, 4, 5, 6, 7, 8},          // the last three
+                             {3, -8, 4, 4, -2, 1, 4, 0}}};      // three-way tie at 4: blocks 2, 3, 6
+  AttentionConfig config = table_config("block-topk");
+  config.sparsity = 0.6;  // top-k = int(0.4 * 8) = 3 of the 8 blocks (the released int() truncation)
+  const CallData data = table_call(table, 2, 11);
+  auto planner = make_planner(config, 24, 3);
+  CHECK(planner->target_sparsity(2) == 0.6);
+  CHECK_FALSE(planner->plans_dense(data.call));
+  const BlockMask mask = planner->plan(data.call);
+  check_rows(mask, {{0, 2, 6}, {0, 1, 2}, {1, 3, 5}, {0, 1, 2}, {5, 6, 7}, {2, 3, 6}});
+  // The mask carries each kept block's pooled score: exactly the table's entries.
+  CHECK(mask_scores(mask, 0) == std::vector<float>{5, 7, 6});
+  CHECK(mask_scores(mask, 1) == std::vector<float>{-1, -2, -3});
+  CHECK(mask_scores(mask, 5) == std::vector<float>{4, 4, 4});
+  CHECK(mask.density() == doctest::Approx(3.0 / 8.0));
+
+  // Sparsity 0.95: int(0.05 * 8) = 0, raised to the one-block floor: each row's best block (first of a tie).
+  config.sparsity = 0.95;
+  check_rows(make_planner(config, 24, 3)->plan(data.call), {{2}, {0}, {1}, {0}, {7}, {2}});
+
+  // Chunk 0 is dense unless sparse_first_chunk, then it is planned like any other chunk.
+  config.sparsity = 0.6;
+  const CallData first = table_call(table, 0, 12);
+  CHECK(make_planner(config, 24, 3)->plan(first.call).density() == 1.0);
+  config.sparse_first_chunk = true;
+  check_rows(make_planner(config, 24, 3)->plan(first.call),
+             {{0, 2, 6}, {0, 1, 2}, {1, 3, 5}, {0, 1, 2}, {5, 6, 7}, {2, 3, 6}});
+}
+
+TEST_CASE("block-topp keeps the fewest blocks whose softmax(score / sqrt(D)) mass reaches top_p (hand-derived)") {
+  // Masses worked out by hand from the definition (docs/sparse-attention.md), scores x 0.5:
+  //  h0 r0 (8, 4, 0 x6): e^4, e^2, 1 x6 over 67.99 -> 0.803, 0.109, 0.0147 each
+  //  h0 r1 (all 2): 1/8 each, exactly
+  //  h0 r2: h0 r0 permuted: 0.803 at block 3, 0.109 at block 6
+  //  h1 r0 (-40 x7, 0): block 7 holds 1 - 7 e^-20 of the mass (the max is subtracted before exp: no underflow)
+  //  h1 r1 (6, 6, 0 x6): 0.435, 0.435, 0.0217 each (the tie at the top goes to block 0 first)
+  //  h1 r2 (1..8): 0.401, 0.243, 0.147, 0.089, 0.054, ... from block 7 down
+  const ScoreTable table = {
+      {{8, 4, 0, 0, 0, 0, 0, 0}, {2, 2, 2, 2, 2, 2, 2, 2}, {0, 0, 0, 8, 0, 0, 4, 0}},
+      {{-40, -40, -40, -40, -40, -40, -40, 0}, {6, 6, 0, 0, 0, 0, 0, 0}, {1, 2, 3, 4, 5, 6, 7, 8}}};
+  const CallData data = table_call(table, 2, 21);
+  AttentionConfig config = table_config("block-topp");
+  config.top_p = 0.9;
+  // 0.803 + 0.109 = 0.912; 7/8 = 0.875 < 0.9 so all 8; 0.870 + 0.0217 = 0.892 < 0.9, + 0.0217 = 0.913;
+  // 0.401 + 0.243 + 0.147 + 0.089 = 0.881 < 0.9, + 0.054 = 0.935.
+  check_rows(make_planner(config, 24, 3)->plan(data.call),
+             {{0, 1}, {0, 1, 2, 3, 4, 5, 6, 7}, {3, 6}, {7}, {0, 1, 2, 3}, {3, 4, 5, 6, 7}});
+  config.top_p = 0.5;
+  // 4 x 1/8 = 0.5 exactly: "reaches" includes equality; 0.435 < 0.5 so both tied blocks; 0.401 + 0.243.
+  check_rows(make_planner(config, 24, 3)->plan(data.call), {{0}, {0, 1, 2, 3}, {3}, {7}, {0, 1}, {6, 7}});
+  config.top_p = 1e-9;  // at least one block: the best (the first of a tie)
+  check_rows(make_planner(config, 24, 3)->plan(data.call), {{0}, {0}, {3}, {7}, {0}, {7}});
+  // Chunk 0 is dense.
+  const CallData first = table_call(table, 0, 22);
+  CHECK(make_planner(config, 24, 3)->plan(first.call).density() == 1.0);
+}
+
+TEST_CASE("sliding-tile keeps the +-window_frames x +-window_blocks tile around each query block (hand-derived)") {
+  AttentionConfig config;
+  config.backend = "sliding-tile";
+  config.window_frames = 1, config.window_blocks = 1;
+  // 256 tokens a frame = 4 key blocks of 64 (block b = 4 f + p); 5 visible frames, the chunk is frames 2-4;
+  // 12 query blocks of 64. A query block's frame and in-frame position are those of its centre token.
+  const CallData data = random_call(2, 5, 256, 2, 8, 31);
+  const BlockMask mask = make_planner(config, 15, 3)->plan(data.call);
+  validate(mask);
+  REQUIRE(mask.rows() == 24);
+  // qb 0: centre token 32 -> frame 2, position 0: frames 1-3, positions 0-1.
+  CHECK(mask_row(mask, 0) == std::vector<int32_t>{4, 5, 8, 9, 12, 13});
+  // qb 5: centre 352 -> chunk frame 1 = frame 3, position 96 / 64 = 1: frames 2-4, positions 0-2.
+  CHECK(mask_row(mask, 5) == std::vector<int32_t>{8, 9, 10, 12, 13, 14, 16, 17, 18});
+  // qb 6: centre 416 -> frame 3, position 160 / 64 = 2: frames 2-4, positions 1-3.
+  CHECK(mask_row(mask, 6) == std::vector<int32_t>{9, 10, 11, 13, 14, 15, 17, 18, 19});
+  // qb 11: centre 736 -> frame 4 (the last), position 224 / 64 = 3: frames 3-4, positions 2-3.
+  CHECK(mask_row(mask, 11) == std::vector<int32_t>{14, 15, 18, 19});
+  // Static: every head has the same rows.
+  for (int64_t row = 0; row < 12; ++row) CHECK(mask_row(mask, 12 + row) == mask_row(mask, row));
+
+  // Ragged frames: 100 tokens = key blocks of 64 and 36 (b = 2 f + p); 5 query blocks, the last of 44 tokens.
+  config.window_frames = 1, config.window_blocks = 0;
+  const CallData ragged_data = random_call(2, 5, 100, 1, 8, 32);  // its own object: the call points into it
+  const BlockMask ragged = make_planner(config, 15, 3)->plan(ragged_data.call);
+  validate(ragged);
+  REQUIRE(ragged.rows() == 5);
+  // qb 4: tokens 256-299, centre 278 -> chunk frame 2 = frame 4, position 78 / 64 = 1: frames 3-4, position 1.
+  CHECK(mask_row(ragged, 4) == std::vector<int32_t>{7, 9});
+  // qb 1: tokens 64-127, centre 96 -> frame 2, position 1 (the 36-token tail block): frames 1-3, position 1.
+  CHECK(mask_row(ragged, 1) == std::vector<int32_t>{3, 5, 7});
+  // window_frames 0 keeps the query's own frame only; chunk 0 stays dense.
+  config.window_frames = 0, config.window_blocks = 1;
+  CHECK(mask_row(make_planner(config, 15, 3)->plan(ragged_data.call), 4) == std::vector<int32_t>{8, 9});
+  CHECK(make_planner(config, 15, 3)->plan(random_call(0, 3, 100, 1, 8, 33).call).density() == 1.0);
 }
 
 TEST_CASE("impossible attention settings are refused naming the setting") {

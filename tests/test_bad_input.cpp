@@ -422,6 +422,12 @@ std::vector<Row> catalogue() {
       {"bench out in a missing directory", "bench -m tiny --quiet --sizes 256x256 --out /nonexistent_dir/b.json", 1,
        "/nonexistent_dir", ""},
       {"bench frames 0", "bench -m tiny --quiet --sizes 256x256 --frames 0", 1, "frames must be > 0", ""},
+      {"bench unknown decoder", "bench --quiet --sizes 64x64 --set model.layers=1 --decoder vqgan --out " + latents, 1,
+       "vqgan", latents},
+      {"bench unknown text encoder", "bench --quiet --sizes none --text-encoder umt5-huge --out " + latents, 1,
+       "umt5-huge", latents},
+      {"bench text encoder tokens 0", "bench --quiet --sizes none --text-encoder umt5-tiny --tokens 0 --out " + latents,
+       1, "--tokens 0", latents},
   };
 #if LF_WITH_OPENCV  // check-prompts needs OpenCV, and says so first without it
   rows.push_back({"check-prompts missing prompts file", "check-prompts -m tiny --quiet --prompts-file "

@@ -145,6 +145,12 @@ TEST_CASE("config rejects bad values naming the key") {
   // to_yaml round-trips.
   const RunConfig again = parse_run_config(to_yaml(overridden), "round-trip");
   CHECK(to_yaml(again) == to_yaml(overridden));
+  // Decimal values print as written (not 0.97999999999999998) and read back as the same doubles.
+  const RunConfig decimals = parse_run_config(model, "x", {"pipeline.shift=0.98", "model.eps=1e-6"});
+  const std::string printed = to_yaml(decimals);
+  CHECK(printed.find("shift: 0.98\n") != std::string::npos);
+  CHECK(printed.find("eps: 1e-06\n") != std::string::npos);
+  CHECK(parse_run_config(printed, "round-trip").pipeline.shift == decimals.pipeline.shift);
 }
 
 namespace {

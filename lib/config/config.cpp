@@ -399,6 +399,9 @@ void validate(const RunConfig& config) {
 
 std::string to_yaml(const RunConfig& config) {
   YAML::Emitter out;
+  // 15 significant digits (DBL_DIG): every value that came from decimal text in a config prints as that text
+  // (0.98, not yaml-cpp's default 17 digits, 0.97999999999999998) and reads back as the same double.
+  out.SetDoublePrecision(15);
   const ModelConfig& model = config.model;
   out << YAML::BeginMap;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;

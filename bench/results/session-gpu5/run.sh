@@ -3,11 +3,12 @@
 #   1. every test_gpu_* of c19 (t5_ops.cu and conv_ops.cu changed: vectorised staging in the umT5 attention,
 #      clamp_affine);
 #   2. umT5-XXL 512-token encode, resident bf16 weights: c18 then c19 (`lightforce bench --sizes none
-#      --text-encoder umt5-xxl`);
+#      --text-encoder umt5-xxl`), then the official Wan T5Encoder (bench/official_umt5_time.py, t5.py carried as
+#      build-gpu/wan_t5.py, not committed);
 #   3. 81-frame 480x832 decodes, LF_CONV=auto, per decoder: c18 then c19, twice each, alternating;
 #   4. c19 `lightforce bench --sizes 480x832`: dense + --decoder wan-vae, lightforcing-hopper + --decoder taehv and
 #      + --decoder lightvae (DiT digests must stay b6a63bb2... / 19996cd8...).
-# Carry build-gpu/c18.tar.xz and build-gpu/c19.tar.xz; one archive back.
+# Carry build-gpu/c18.tar.xz, build-gpu/c19.tar.xz and build-gpu/wan_t5.py; one archive back.
 set -uo pipefail
 mkdir -p build-gpu && tar xJf build-gpu/c18.tar.xz -C build-gpu && tar xJf build-gpu/c19.tar.xz -C build-gpu
 W=/tmp/gpu5 && mkdir -p $W/tests $W/bench $W/decode $W/umt5
@@ -26,6 +27,8 @@ for c in c18 c19; do
   python3 -c "import json; d=json.load(open('$W/umt5/bench-512-$c.json'))['text_encoder']; print('$c umt5 median ms', round(d['median_encode_ms'],2), 'op ms', {k: round(v,2) for k,v in d['op_class_ms_per_encode'].items()}, 'upload GB/s', round(d['upload_gb_per_second'],2))"
   save
 done
+timeout 200 python3 bench/official_umt5_time.py --wan-t5 build-gpu/wan_t5.py --tokens 512 --out $W/umt5/official-512.json 2>&1 | tail -2
+save
 for decoder in wan-vae lightvae taehv; do
   for i in 1 2; do
     for c in c18 c19; do

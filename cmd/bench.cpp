@@ -67,7 +67,7 @@ int bench(int argc, char** argv) {
       ("frames", "latent frames", cxxopts::value<int64_t>()->default_value("21"))
       ("attention", "attention preset", cxxopts::value<std::string>())
       ("set", "config override (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"))
+      ("device", "auto, cpu, cuda or cuda:N (GPU N)", cxxopts::value<std::string>()->default_value("auto"))
       ("warmup", "untimed warm-up chunks before each size", cxxopts::value<int64_t>()->default_value("1"))
       ("out", "write the JSON report to this file", cxxopts::value<std::string>())
       ("json", "print the JSON report on stdout")

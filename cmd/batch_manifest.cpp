@@ -106,15 +106,24 @@ std::vector<ManifestLine> read_manifest(const std::string& path, std::vector<std
     ++number;
     // Only a line with its newline was written whole: a kill -9 mid-append can leave a prefix without one.
     if (end == std::string::npos) {
-      if (notes) notes->push_back(fmt::format("manifest '{}' line {}: incomplete (a run stopped while writing it); "
-                                              "ignored", path, number));
+      if (notes) notes->push_back(fmt::format("manifest '{}' line {}: incomplete or damaged (a run stopped while "
+                                              "writing it?); ignored", path, number));
       break;
     }
     const std::string text_line = text.substr(start, end - start);
     start = end + 1;
     if (text_line.empty()) continue;
+    nlohmann::json object;
     try {
-      lines.push_back(manifest_line_from_json(nlohmann::json::parse(text_line)));
+      object = nlohmann::json::parse(text_line);
+    } catch (const nlohmann::json::exception&) {
+      // A torn line that a later run terminated (ManifestWriter), or damage: either way not a record.
+      if (notes) notes->push_back(fmt::format("manifest '{}' line {}: incomplete or damaged (a run stopped while "
+                                              "writing it?); ignored", path, number));
+      continue;
+    }
+    try {
+      lines.push_back(manifest_line_from_json(object));
     } catch (const std::exception& problem) {
       if (notes) notes->push_back(fmt::format("manifest '{}' line {}: {}; ignored", path, number, problem.what()));
     }

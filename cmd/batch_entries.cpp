@@ -47,10 +47,13 @@ BatchEntry read_json_entry(const std::string& text, const std::string& where) {
   try {
     object = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& error) {
-    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
-    const std::string message = error.what();
+    // nlohmann's "parse error at line 1, column 5: ..." counts within this one line: keep the column only.
+    std::string message = error.what();
     const size_t detail = message.find("] ");
-    fail("{}: not valid JSON ({})", where, detail == std::string::npos ? message : message.substr(detail + 2));
+    if (detail != std::string::npos) message = message.substr(detail + 2);
+    const size_t line_one = message.find("at line 1, column");
+    if (line_one != std::string::npos) message.replace(line_one, std::string("at line 1, ").size(), "at ");
+    fail("{}: not valid JSON ({})", where, message);
   }
   LF_CHECK(object.is_object(), "{}: expected a JSON object {{\"prompt\": ...}}, found {}", where, object.type_name());
   BatchEntry entry;

@@ -184,6 +184,73 @@ void check_out_dir(const std::string& out_dir) {
   LF_CHECK(::access(probe.c_str(), W_OK) == 0, "--out-dir '{}': '{}' is not writable", out_dir, probe.string());
 }
 
+// Runs one entry after another with the loaded model, encoder and decoder, and says how each went.
+class EntryRunner {
+ public:
+  EntryRunner(const PreparedModel& prepared, VideoDecoder* decoder, const RunFlags& run_flags,
+              const BatchOptions& options, uint64_t batch_seed)
+      : prepared_(prepared), decoder_(decoder), run_flags_(run_flags), options_(options), batch_seed_(batch_seed),
+        loaded_model_(model_section(prepared.run)) {}
+
+  enum class Outcome { Done, Skipped };
+  // Fills `line` (status ok, outputs and their sha256) or throws, leaving what was known in `line`. `previous`:
+  // the entry's last manifest line, if any.
+  Outcome run(const BatchEntry& entry, const ManifestLine* previous, ManifestLine& line) {
+    const std::map<std::string, std::string> outputs = planned_outputs(entry, options_);
+    const RunConfig run = entry_config(run_flags_.config, batch_seed_, entry);
+    line.seed = run.pipeline.seed;
+    line.frames = run.pipeline.frames;
+    line.key = entry_key(run, entry, run_flags_, prepared_.device, outputs);
+    if (is_complete(previous, line.key, options_.out_dir)) return Outcome::Skipped;
+    LF_CHECK(model_section(run) == loaded_model_, "its settings change the model (a model.* key or --decoder), "
+             "which batch loads once for every entry: give model settings on the command line");
+    LF_CHECK(!entry.prompt.empty() || !entry.prompt_schedule.empty(), "no prompt (\"prompt\" or "
+             "\"prompt_schedule\")");
+    const std::vector<ContextSwitch> contexts = contexts_of(entry, run);
+
+    auto at = [&](const char* kind) {
+      const auto place = outputs.find(kind);
+      return place == outputs.end() ? std::string() : (fs::path(options_.out_dir) / place->second).string();
+    };
+    VideoOutputs files;
+    files.video = at("video");
+    files.latents = at("latents");
+    files.save_noise = at("noise");
+    for (const auto& [kind, path] : outputs)
+      fs::create_directories((fs::path(options_.out_dir) / path).parent_path());  // "out": "sub/name"
+    const VideoResult video = run_video(prepared_, run, contexts, files, decoder_, /*quiet=*/true);
+    if (options_.save_summary) write_file_atomic(at("summary"), video.summary.dump(2) + "\n");
+    for (const auto& [kind, path] : outputs) line.sha256[kind] = sha256_of_file(at(kind.c_str()));
+    line.outputs = outputs;
+    line.status = "ok";
+    return Outcome::Done;
+  }
+
+ private:
+  // Consecutive entries with one prompt (several seeds of a prompt) share its text context; schedules are
+  // encoded each time (their chunk count may differ).
+  std::vector<ContextSwitch> contexts_of(const BatchEntry& entry, const RunConfig& run) {
+    const bool plain = entry.prompt_schedule.empty();
+    if (plain && !memo_contexts_.empty() && entry.prompt == memo_prompt_) return memo_contexts_;
+    if (!options_.quiet && prepared_.text_encoder && plain)
+      for (const std::string& note : prepared_.text_encoder->notes(entry.prompt))
+        fmt::print(stderr, "note: entry {}: {}\n", entry.index, note);
+    std::vector<ContextSwitch> contexts = prompt_contexts(prepared_, run, entry.prompt, entry.prompt_schedule);
+    memo_prompt_ = plain ? entry.prompt : std::string();
+    memo_contexts_ = plain ? contexts : std::vector<ContextSwitch>{};
+    return contexts;
+  }
+
+  const PreparedModel& prepared_;
+  VideoDecoder* decoder_;
+  const RunFlags& run_flags_;
+  const BatchOptions& options_;
+  uint64_t batch_seed_;
+  std::string loaded_model_;
+  std::string memo_prompt_;
+  std::vector<ContextSwitch> memo_contexts_;
+};
+
 }  // namespace
 
 int batch(int argc, char** argv) {
@@ -228,7 +295,6 @@ int batch(int argc, char** argv) {
     LF_CHECK(decoder, "model '{}' has no video decoder (model.decoder: none): pass --decoder NAME ({}) or write "
              "latents with --save-latents and --no-video", prepared.run.model.name, decoder_names());
   }
-  const std::string loaded_model = model_section(prepared.run);
 
   std::error_code error;
   fs::create_directories(options.out_dir, error);
@@ -254,13 +320,10 @@ int batch(int argc, char** argv) {
   }
 
   int64_t ok = 0, failed = 0, skipped = 0, position = 0;
-  // Consecutive entries with one prompt (several seeds of a prompt) share its text context.
-  std::string memo_prompt;
-  std::vector<ContextSwitch> memo_contexts;
+  EntryRunner runner(prepared, decoder.get(), run_flags, options, batch_run.pipeline.seed);
   for (const BatchEntry* entry : share) {
     ++position;
     const auto entry_started = std::chrono::steady_clock::now();
-    const std::map<std::string, std::string> outputs = planned_outputs(*entry, options);
     ManifestLine line;
     line.entry = entry->index;
     line.line = entry->line;
@@ -273,51 +336,21 @@ int batch(int argc, char** argv) {
     line.entries = int64_t(file.entries.size());
     line.prompts_sha256 = file.sha256;
     try {
-      const RunConfig run = entry_config(run_flags.config, batch_run.pipeline.seed, *entry);
-      line.seed = run.pipeline.seed;
-      line.frames = run.pipeline.frames;
-      line.key = entry_key(run, *entry, run_flags, prepared.device, outputs);
       const auto last = previous.find(entry->index);
-      if (is_complete(last == previous.end() ? nullptr : &last->second, line.key, options.out_dir)) {
+      if (runner.run(*entry, last == previous.end() ? nullptr : &last->second, line) ==
+          EntryRunner::Outcome::Skipped) {
         ++skipped;
         if (!options.quiet)
           fmt::print(stderr, "[{}/{}] entry {} '{}': complete, skipped\n", position, share.size(), entry->index,
                      entry->name);
         continue;
       }
-      LF_CHECK(model_section(run) == loaded_model, "its settings change the model (a model.* key or --decoder), "
-               "which batch loads once for every entry: give model settings on the command line");
-      LF_CHECK(!entry->prompt.empty() || !entry->prompt_schedule.empty(), "no prompt (\"prompt\" or "
-               "\"prompt_schedule\")");
-      std::vector<ContextSwitch> contexts;
-      if (entry->prompt_schedule.empty() && !memo_contexts.empty() && entry->prompt == memo_prompt) {
-        contexts = memo_contexts;
-      } else {
-        contexts = prompt_contexts(prepared, run, entry->prompt, entry->prompt_schedule);
-        memo_prompt = entry->prompt_schedule.empty() ? entry->prompt : std::string();
-        memo_contexts = entry->prompt_schedule.empty() ? contexts : std::vector<ContextSwitch>{};
-      }
-
-      VideoOutputs files;
-      auto at = [&](const char* kind) {
-        const auto place = outputs.find(kind);
-        return place == outputs.end() ? std::string() : (fs::path(options.out_dir) / place->second).string();
-      };
-      files.video = at("video");
-      files.latents = at("latents");
-      files.save_noise = at("noise");
-      for (const auto& [kind, path] : outputs)
-        fs::create_directories((fs::path(options.out_dir) / path).parent_path());  // "out": "sub/name"
-      const VideoResult video = run_video(prepared, run, contexts, files, decoder.get(), /*quiet=*/true);
-      if (options.save_summary) write_file_atomic(at("summary"), video.summary.dump(2) + "\n");
-      for (const auto& [kind, path] : outputs) line.sha256[kind] = sha256_of_file(at(kind.c_str()));
-      line.outputs = outputs;
-      line.status = "ok";
       ++ok;
     } catch (const std::exception& problem) {
       // One bad entry (an override, a prompt, a full disk for its file) is recorded and the batch goes on.
       line.status = "failed";
       line.error = dynamic_cast<const std::bad_alloc*>(&problem) ? "out of host memory" : problem.what();
+      line.outputs.clear();
       line.sha256.clear();
       ++failed;
     }

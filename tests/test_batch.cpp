@@ -256,13 +256,14 @@ TEST_CASE("a failed entry is recorded with its error, the others complete, and t
   write_text(prompts, R"({"prompt": "a red circle moves right", "seed": 3}
 {"prompt": "a blue square falls", "set": ["pipeline.shfit=2"]}
 {"prompt": "a green triangle moves left", "out": "named/triangle.mp4", "set": {"pipeline.denoising_steps": [1000, 500]}}
+{"prompt_schedule": "0:a red circle;1:a blue square", "frames": 6}
 )");
   const std::string out = fresh("batch_bad_entry");
   const RunResult result = run("batch -m tiny --frames 3 --quiet --prompts " + prompts + " --out-dir " + out);
   CHECK(result.exit_code == 3);
   CHECK(result.err == "lightforce batch: entry 1 (line 2) failed: unknown config key 'pipeline.shfit'\n");
   const std::vector<nlohmann::json> lines = manifest_lines(out + "/manifest.jsonl");
-  REQUIRE(lines.size() == 3);
+  REQUIRE(lines.size() == 4);
   CHECK(lines[0]["status"] == "ok");
   CHECK(lines[0]["seed"] == 3);
   CHECK(lines[1]["status"] == "failed");
@@ -270,19 +271,22 @@ TEST_CASE("a failed entry is recorded with its error, the others complete, and t
   CHECK(lines[1]["outputs"].empty());
   CHECK(lines[2]["status"] == "ok");
   CHECK(lines[2]["outputs"]["video"] == "named/triangle.mp4");
+  CHECK(lines[3]["status"] == "ok");
+  CHECK(lines[3]["name"] == "00003-0-a-red-circle-1-a-blue-square");
+  CHECK(lines[3]["frames"] == 6);
   check_outputs(out, lines);
   CHECK_FALSE(fs::exists(out + "/00001-a-blue-square-falls.mp4"));
   // A rerun retries only the failed entry (it fails again) and keeps the two finished ones.
   const RunResult again = run("batch -m tiny --frames 3 --prompts " + prompts + " --out-dir " + out);
   CHECK(again.exit_code == 3);
-  CHECK(again.err.find("0 ok, 1 failed, 2 skipped") != std::string::npos);
+  CHECK(again.err.find("0 ok, 1 failed, 3 skipped") != std::string::npos);
   const RunResult merge = run("merge-manifests " + out);
   CHECK(merge.exit_code == 3);
-  CHECK(merge.err.find("3 entries: 2 ok, 1 failed, 0 missing") != std::string::npos);
+  CHECK(merge.err.find("4 entries: 3 ok, 1 failed, 0 missing") != std::string::npos);
   // Other settings make an entry stale (its key changes): with another batch seed the entry with its own seed is
-  // still complete, the one with the default seed (batch seed + index) runs again.
+  // still complete, those with the default seed (batch seed + index) run again.
   const RunResult reseeded = run("batch -m tiny --frames 3 --seed 5 --prompts " + prompts + " --out-dir " + out);
   CHECK(reseeded.exit_code == 3);
-  CHECK(reseeded.err.find("1 ok, 1 failed, 1 skipped") != std::string::npos);
-  CHECK(manifest_lines(out + "/manifest.jsonl").back()["seed"] == 5 + 2);
+  CHECK(reseeded.err.find("2 ok, 1 failed, 1 skipped") != std::string::npos);
+  CHECK(manifest_lines(out + "/manifest.jsonl").back()["seed"] == 5 + 3);
 }

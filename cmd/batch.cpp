@@ -280,6 +280,9 @@ int batch(int argc, char** argv) {
   parse_device(run_flags.device);
   LF_CHECK(!options.no_video || options.save_latents || options.save_noise,
            "--no-video without --save-latents or --save-noise would write nothing");
+  // Said once here rather than as the same failure of every entry.
+  LF_CHECK(options.no_video || LF_WITH_FFMPEG, "this build has no FFmpeg, so it writes no MP4: pass --no-video with "
+           "--save-latents (decode them later with lightforce decode)");
   const BatchFile file = read_batch_file(options.prompts);
   check_out_dir(options.out_dir);
   const RunConfig batch_run = load_run_config(run_flags.config);  // a bad --set fails here, before any loading

@@ -71,7 +71,7 @@ int bench(int argc, char** argv) {
       ("frames", "latent frames", cxxopts::value<int64_t>()->default_value("21"))
       ("attention", "attention preset", cxxopts::value<std::string>())
       ("set", "config override (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"))
+      ("device", "auto, cpu, cuda or cuda:N (GPU N)", cxxopts::value<std::string>()->default_value("auto"))
       ("warmup", "untimed warm-up chunks before each size", cxxopts::value<int64_t>()->default_value("1"))
       ("text-encoder", "also time this text encoder (umt5-xxl, umt5-tiny or a YAML size) with random resident weights",
        cxxopts::value<std::string>())

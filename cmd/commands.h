@@ -1,13 +1,24 @@
 #pragma once
-// One function per subcommand; each parses its own flags. Exit codes: 0 ok, 1 runtime error, 2 usage error.
+// One function per subcommand; each parses its own flags. Exit codes: 0 ok, 1 runtime error, 2 usage error, and
+// for batch / merge-manifests 3: the batch ran, but some entries failed (or are missing from the merge).
 #include <string>
 
 #include "core/tensor.h"
 
 namespace lf::cmd {
 
-// --device auto|cpu|cuda -> the device to run on (initialises CUDA when chosen); errors name the flag.
+constexpr int kExitSomeEntriesFailed = 3;
+
+// --device auto|cpu|cuda|cuda:N -> the device to run on (initialises CUDA on GPU N when chosen); errors name the
+// flag. parse_device checks the spelling only (no GPU needed), so a bad value fails before any work.
+struct DeviceRequest {
+  enum Kind { Auto, Cpu, Cuda } kind;
+  int index;  // the GPU for Cuda (0 for a plain "cuda")
+};
+DeviceRequest parse_device(const std::string& requested);
 Device select_device(const std::string& requested);
+int batch(int argc, char** argv);
+int merge_manifests(int argc, char** argv);
 int bench(int argc, char** argv);
 int profile_sparsity(int argc, char** argv);
 int compare_dense(int argc, char** argv);

@@ -37,7 +37,7 @@ cxxopts::Options decode_flags() {
        cxxopts::value<std::string>())
       ("chunk-frames", "latent frames per decode call (streaming; the video does not depend on it)",
        cxxopts::value<int64_t>()->default_value("3"))
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"));
+      ("device", "auto, cpu, cuda or cuda:N (GPU N)", cxxopts::value<std::string>()->default_value("cpu"));
   flags.add_options("output")
       ("o,output", "MP4 path (H.264)", cxxopts::value<std::string>())
       ("frames-dir", "write each frame as an image into this directory (PNG; PPM without OpenCV)",

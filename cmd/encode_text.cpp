@@ -101,7 +101,7 @@ int encode_text(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("umt5-xxl"))
       ("cache", "embedding cache directory, or off (default: $LF_TEXT_CACHE, else ~/.cache/lightforce/"
        "text-embeddings)", cxxopts::value<std::string>())
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"))
+      ("device", "auto, cpu, cuda or cuda:N (GPU N)", cxxopts::value<std::string>()->default_value("auto"))
       ("fp8", "GPU: hold the GEMM weights as fp8 e4m3 + per-row scales (half the memory), dequantised to bf16 per "
        "GEMM");
   flags.add_options("output")

@@ -1,31 +1,18 @@
 // lightforce generate: prompt -> text context -> chunk loop -> decoder -> MP4 / frames / latents.
 #include <cxxopts.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <optional>
 
-#include "attention/attention_backend.h"
 #include "commands.h"
 #include "config/config.h"
-#include "core/embedded.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "io/checkpoint.h"
-#include "io/frame.h"
-#include "io/frame_writer.h"
-#include "io/safetensors.h"
-#include "io/video_writer.h"
 #include "model/decoder.h"
-#include "model/text_encoder.h"
-#include "model/wan_dit.h"
-#include "ops/ops.h"
-#include "pipeline/ar_pipeline.h"
 #include "pipeline/prompt_schedule.h"
 #include "run_setup.h"
+#include "video_run.h"
 
 namespace lf::cmd {
 
@@ -111,118 +98,39 @@ int generate(int argc, char** argv) {
 
   PreparedModel prepared = prepare_model(run_flags, options.quiet);
   const RunConfig& run = prepared.run;
-  const ModelConfig& model_config = run.model;
-  const Device device = prepared.device;
-  const WanDiT& model = *prepared.model;
+  // The first prompt's context is already encoded (prepare_model); a schedule adds the later switches.
   std::vector<ContextSwitch> contexts{{0, prepared.context}};
   if (!prompt_schedule.empty()) {
     const auto schedule = parse_prompt_schedule(prompt_schedule, run.pipeline.frames / run.pipeline.chunk_frames);
     for (size_t i = 1; i < schedule.size(); ++i)
       contexts.push_back({schedule[i].first_chunk, encode_prompt(prepared, schedule[i].prompt)});
   }
-  auto attention = make_attention_backend(run.attention, &run.pipeline);
-
   std::unique_ptr<VideoDecoder> decoder;
   if (write_video || !options.frames_dir.empty()) {
     decoder = make_run_decoder(prepared);
     LF_CHECK(decoder, "model '{}' has no video decoder (model.decoder: none): pass --decoder NAME ({}) or write "
-             "latents with --save-latents and --no-video", model_config.name, decoder_names());
+             "latents with --save-latents and --no-video", run.model.name, decoder_names());
   }
-  std::optional<VideoWriter> video;
-  if (write_video)
-    video.emplace(VideoWriter::Options{options.output, int(decoder->width()), int(decoder->height()),
-                                       run.output.fps, run.output.crf, "medium"});
-  std::optional<FrameWriter> frame_writer;
-  if (!options.frames_dir.empty())
-    frame_writer.emplace(options.frames_dir, LF_WITH_OPENCV ? FrameFormat::PNG : FrameFormat::PPM);
-
-  const NoiseShape noise_shape = noise_shape_of(run);
-  std::unique_ptr<NoiseSource> noise = options.noise.empty() ? make_philox_noise(run.pipeline.seed, noise_shape)
-                                                             : make_file_noise(options.noise, noise_shape);
-  RecordingNoise* recorder = nullptr;
-  if (!options.save_noise.empty()) {
-    auto recording = std::make_unique<RecordingNoise>(std::move(noise), noise_shape);
-    recorder = recording.get();
-    noise = std::move(recording);
-  }
-
-  if (!options.quiet)
-    fmt::print(stderr, "lightforce: model {} ({} layers, dim {}), {} latent frames in {} chunks, {} steps, attention {}, {}\n",
-               model_config.name, model_config.layers, model_config.dim, run.pipeline.frames,
-               run.pipeline.frames / run.pipeline.chunk_frames, run.pipeline.denoising_steps.size(),
-               attention->name(), device == Device::CUDA ? ops::cuda_device_name() : "cpu");
-
-  nlohmann::json chunk_reports = nlohmann::json::array();
-  double generation_seconds = 0;
-  int64_t video_frames = 0;
-  ArPipeline pipeline(run.pipeline, model, *attention);
-  GenerateCallbacks callbacks;
-  callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
-    generation_seconds += report.seconds;
-    if (decoder) {
-      for (const Tensor& image : decoder->decode_chunk(latents)) {
-        const Frame frame = frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
-                                           int(image.dim(2)));
-        if (video) video->write(frame);
-        if (frame_writer) frame_writer->write(frame);
-        ++video_frames;
-      }
-    }
-    chunk_reports.push_back({{"chunk", report.chunk}, {"frames", report.frames}, {"seconds", report.seconds},
-                             {"forwards", report.forwards}});
-    if (!options.quiet) {
-      const double rate = double((report.chunk + 1) * report.frames) / generation_seconds;
-      const double eta = generation_seconds / double(report.chunk + 1) * double(report.chunks - report.chunk - 1);
-      fmt::print(stderr, "  chunk {}/{}  latent frames {}-{}  {}  {:.2f} frames/s  ETA {}\n", report.chunk + 1,
-                 report.chunks, report.first_frame, report.first_frame + report.frames - 1,
-                 format_seconds(report.seconds), rate, format_seconds(eta));
-    }
-  };
-  const Tensor latents = pipeline.generate(contexts, *noise, callbacks);
-
-  if (video) video->finish();
-  if (!options.save_latents.empty())
-    write_safetensors(options.save_latents, {{"latents", latents}},
-                      {{"format", "lightforce-latents"}, {"model", model_config.name},
-                       {"noise", options.noise.empty() ? fmt::format("philox seed {}", run.pipeline.seed) : options.noise}});
-  if (recorder) recorder->save(options.save_noise);
+  VideoOutputs outputs;
+  outputs.video = write_video ? options.output : "";
+  outputs.frames_dir = options.frames_dir;
+  outputs.latents = options.save_latents;
+  outputs.noise = options.noise;
+  outputs.save_noise = options.save_noise;
+  VideoResult video = run_video(prepared, run, contexts, outputs, decoder.get(), options.quiet);
 
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!options.quiet) {
     fmt::print(stderr, "lightforce: {} latent frames in {} ({:.2f} frames/s generation), total {}\n",
-               run.pipeline.frames, format_seconds(generation_seconds),
-               double(run.pipeline.frames) / generation_seconds, format_seconds(total_seconds));
-    if (video) fmt::print(stderr, "wrote {} ({} frames, {}x{}, {} fps)\n", options.output, video_frames,
-                          decoder->width(), decoder->height(), run.output.fps);
+               run.pipeline.frames, format_seconds(video.generation_seconds),
+               double(run.pipeline.frames) / video.generation_seconds, format_seconds(total_seconds));
+    if (write_video) fmt::print(stderr, "wrote {} ({} frames, {}x{}, {} fps)\n", options.output, video.video_frames,
+                                decoder->width(), decoder->height(), run.output.fps);
   }
   if (options.json) {
-    nlohmann::json summary = {
-        {"version", kVersion},
-        {"commit", kGitCommit},
-        {"model", model_config.name},
-        {"config_source", run.source},
-        {"device", device == Device::CUDA ? ops::cuda_device_name() : "cpu"},
-        {"attention", attention->name()},
-        {"seed", run.pipeline.seed},
-        {"latent_frames", run.pipeline.frames},
-        {"chunks", run.pipeline.frames / run.pipeline.chunk_frames},
-        {"timesteps", pipeline.schedule().timesteps()},
-        {"video_frames", video_frames},
-        {"width", decoder ? decoder->width() : 0},
-        {"height", decoder ? decoder->height() : 0},
-        {"fps", run.output.fps},
-        {"generation_seconds", generation_seconds},
-        {"total_seconds", total_seconds},
-        {"latent_frames_per_second", double(run.pipeline.frames) / generation_seconds},
-        {"per_chunk", chunk_reports},
-        {"outputs",
-         {{"video", write_video ? options.output : ""},
-          {"frames_dir", options.frames_dir},
-          {"latents", options.save_latents},
-          {"noise", options.save_noise}}},
-    };
-    fmt::print("{}\n", summary.dump(2));
+    video.summary["total_seconds"] = total_seconds;
+    fmt::print("{}\n", video.summary.dump(2));
   }
   return 0;
 }

@@ -17,6 +17,8 @@ usage: lightforce <command> [options]      (lightforce <command> --help for its 
 
 commands:
   generate          generate a video chunk by chunk with a KV cache (MP4, PNG frames, latents, noise)
+  batch             one video per entry of a prompts file, model loaded once; resumable, shardable (--shard i/n)
+  merge-manifests   merge the manifests of a batch's shards into one
   decode            decode saved latents to MP4 / PNG frames / a video tensor (Wan VAE, LightVAE, TAEHV)
   encode-text       encode prompts with umT5 into text embeddings (the --text-embeddings format)
   inspect           list a checkpoint's tensors, dtypes, shapes and detected layout without loading data
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "generate") return lf::cmd::generate(argc - 1, argv + 1);
+    if (command == "batch") return lf::cmd::batch(argc - 1, argv + 1);
+    if (command == "merge-manifests") return lf::cmd::merge_manifests(argc - 1, argv + 1);
     if (command == "decode") return lf::cmd::decode(argc - 1, argv + 1);
     if (command == "encode-text") return lf::cmd::encode_text(argc - 1, argv + 1);
     if (command == "inspect") return lf::cmd::inspect(argc - 1, argv + 1);

@@ -120,10 +120,12 @@ void check_host_memory(const RunConfig& run, Device device) {
 
 }  // namespace
 
-void add_run_flags(cxxopts::Options& flags) {
+void add_run_flags(cxxopts::Options& flags, bool with_prompt) {
+  if (with_prompt)
+    flags.add_options("input")
+        ("p,prompt", "text prompt (models with a built-in text encoder)", cxxopts::value<std::string>())
+        ("text-embeddings", "precomputed text embeddings, safetensors [L, text_dim]", cxxopts::value<std::string>());
   flags.add_options("input")
-      ("p,prompt", "text prompt (models with a built-in text encoder)", cxxopts::value<std::string>())
-      ("text-embeddings", "precomputed text embeddings, safetensors [L, text_dim]", cxxopts::value<std::string>())
       ("seed", "noise seed (sets pipeline.seed)", cxxopts::value<uint64_t>())
       ("frames", "latent frames to generate, a multiple of the chunk size (sets pipeline.frames)",
        cxxopts::value<int64_t>());
@@ -138,7 +140,7 @@ void add_run_flags(cxxopts::Options& flags) {
        cxxopts::value<std::string>())
       ("set", "override any config value, e.g. --set pipeline.shift=8 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
-      ("device", "auto, cpu or cuda", cxxopts::value<std::string>()->default_value("auto"));
+      ("device", "auto, cpu, cuda or cuda:N (GPU N)", cxxopts::value<std::string>()->default_value("auto"));
   flags.add_options("decoder")
       ("decoder", fmt::format("video decoder (sets model.decoder): {}", decoder_names()),
        cxxopts::value<std::string>())
@@ -193,7 +195,10 @@ RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   return flags;
 }
 
-PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
+namespace {
+
+// With `with_context` false the model is loaded for many prompts (batch): no prompt is needed, none is encoded.
+PreparedModel prepare(const RunFlags& flags, bool quiet, bool with_context) {
   PreparedModel prepared;
   prepared.file_flags = flags.model_files;
   prepared.run = load_run_config(flags.config);
@@ -204,11 +209,17 @@ PreparedModel prepare_model(const RunFlags& flags, bool quiet) {
   prepared.files = resolve_official_files(flags.model_files);
   LoadedWeights weights = load_model_weights(prepared.run.model, flags);
   prepared.text_encoder = make_text_encoder(prepared.run.model, weights, prepared.files, prepared.device);
-  prepared.context = text_context(prepared.run.model, prepared.text_encoder.get(), flags, quiet);
+  if (with_context) prepared.context = text_context(prepared.run.model, prepared.text_encoder.get(), flags, quiet);
   prepared.model = std::make_unique<WanDiT>(prepared.run.model, std::move(weights.dit));
   prepared.model->to_device(prepared.device);
   return prepared;
 }
+
+}  // namespace
+
+PreparedModel prepare_model(const RunFlags& flags, bool quiet) { return prepare(flags, quiet, true); }
+
+PreparedModel prepare_model_for_prompts(const RunFlags& flags) { return prepare(flags, true, false); }
 
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt) {
   LF_CHECK(prepared.text_encoder, "model '{}' has no built-in text encoder to encode '{}'", prepared.run.model.name,
@@ -239,17 +250,32 @@ std::string format_seconds(double seconds) {
   return seconds < 100 ? fmt::format("{:.2f} s", seconds) : fmt::format("{:.0f} s", seconds);
 }
 
+DeviceRequest parse_device(const std::string& requested) {
+  if (requested == "auto") return {DeviceRequest::Auto, 0};
+  if (requested == "cpu") return {DeviceRequest::Cpu, 0};
+  if (requested == "cuda") return {DeviceRequest::Cuda, 0};
+  const std::string prefix = "cuda:";
+  const std::string index = requested.rfind(prefix, 0) == 0 ? requested.substr(prefix.size()) : std::string();
+  // Digits only, at most 4 (no sign, no spaces, nothing stoi would quietly accept and truncate).
+  const bool digits = !index.empty() && index.size() <= 4 &&
+                      index.find_first_not_of("0123456789") == std::string::npos;
+  LF_CHECK(digits, "--device '{}': expected auto, cpu, cuda or cuda:N (N a GPU index: 0, 1, ...)", requested);
+  return {DeviceRequest::Cuda, std::stoi(index)};
+}
+
 Device select_device(const std::string& requested) {
-  LF_CHECK(requested == "auto" || requested == "cpu" || requested == "cuda", "--device '{}': expected auto, cpu or cuda",
-           requested);
-  if (requested == "cpu") return Device::CPU;
+  const DeviceRequest request = parse_device(requested);
+  if (request.kind == DeviceRequest::Cpu) return Device::CPU;
   const int gpus = ops::cuda_device_count();
-  if (requested == "cuda") {
-    LF_CHECK(LF_HAVE_CUDA, "--device cuda: this build has no CUDA backend (built without nvcc); use --device cpu");
-    LF_CHECK(gpus > 0, "--device cuda: no CUDA GPU found on this machine");
+  if (request.kind == DeviceRequest::Cuda) {
+    LF_CHECK(LF_HAVE_CUDA, "--device {}: this build has no CUDA backend (built without nvcc); use --device cpu",
+             requested);
+    LF_CHECK(gpus > 0, "--device {}: no CUDA GPU found on this machine", requested);
+    LF_CHECK(request.index < gpus, "--device {}: this machine has {} CUDA GPU(s), cuda:0 .. cuda:{}", requested, gpus,
+             gpus - 1);
   }
   if (gpus == 0) return Device::CPU;
-  ops::initialize_cuda();
+  ops::initialize_cuda(request.index);
   return Device::CUDA;
 }
 

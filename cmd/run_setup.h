@@ -22,9 +22,10 @@ struct RunFlags {
   OfficialFileFlags model_files;  // --model-dir, --t5-weights, --tokenizer, --vae-weights (model_files.vae)
 };
 
-// Adds --prompt, --text-embeddings, --seed, --frames, --model, --weights, --weights-root, --attention, --set,
-// --device, --decoder, --vae-weights, --model-dir, --t5-weights, --tokenizer to `flags`.
-void add_run_flags(cxxopts::Options& flags);
+// Adds --prompt, --text-embeddings (unless `with_prompt` is false: batch reads its prompts from a file), --seed,
+// --frames, --model, --weights, --weights-root, --attention, --set, --device, --decoder, --vae-weights,
+// --model-dir, --t5-weights, --tokenizer to `flags`.
+void add_run_flags(cxxopts::Options& flags, bool with_prompt = true);
 // Parses argv, naming the flag whose value does not parse (cxxopts names only the value).
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv);
 RunFlags read_run_flags(const cxxopts::ParseResult& result);
@@ -39,6 +40,8 @@ struct PreparedModel {
   OfficialFileFlags file_flags;  // as given (--vae-weights, --model-dir): make_run_decoder reads them
 };
 PreparedModel prepare_model(const RunFlags& flags, bool quiet);
+// The same without a prompt (context stays empty): for many prompts, each given to encode_prompt.
+PreparedModel prepare_model_for_prompts(const RunFlags& flags);
 // The text context of another prompt for an already prepared model (models with a built-in text encoder).
 Tensor encode_prompt(const PreparedModel& prepared, const std::string& prompt);
 NoiseShape noise_shape_of(const RunConfig& run);

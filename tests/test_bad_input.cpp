@@ -81,6 +81,7 @@ struct Fixtures {
   std::string truncated_safetensors, garbage, huge_header, bare_pickle;
   std::string bad_yaml, unknown_key_yaml, wrong_type_yaml, duplicate_key_yaml, list_key_yaml;
   std::string q, k, q_nan, q_rank2, fifo, existing_dir, existing_file, null_node, full_node;
+  std::string batch_prompts, batch_bad_json, batch_unknown_key, batch_negative_seed, batch_same_out;
 };
 
 const Fixtures& fixtures() {
@@ -195,6 +196,19 @@ const Fixtures& fixtures() {
     f.q_rank2 = at("q_rank2.safetensors");
     lf::write_safetensors(f.q_rank2, {{"q", lf::test::random_tensor({64, 32}, 13)}});
 
+    // batch prompts files: a good one, then one fault each on line 2.
+    f.batch_prompts = at("prompts.txt");
+    write_text(f.batch_prompts, "a red circle\na blue square falls\n");
+    f.batch_bad_json = at("bad.jsonl");
+    write_text(f.batch_bad_json, "{\"prompt\": \"a red circle\"}\n{\"prompt\": \"a blue square\",}\n");
+    f.batch_unknown_key = at("unknown_key.jsonl");
+    write_text(f.batch_unknown_key, "{\"prompt\": \"a red circle\"}\n{\"prompt\": \"a blue square\", \"sead\": 3}\n");
+    f.batch_negative_seed = at("negative_seed.jsonl");
+    write_text(f.batch_negative_seed, "{\"prompt\": \"a red circle\"}\n{\"prompt\": \"a blue square\", \"seed\": -1}\n");
+    f.batch_same_out = at("same_out.jsonl");
+    write_text(f.batch_same_out, "{\"prompt\": \"a red circle\", \"out\": \"x\"}\n"
+                                 "{\"prompt\": \"a blue square\", \"out\": \"x.mp4\"}\n");
+
     f.fifo = at("fifo");
     REQUIRE(::mkfifo(f.fifo.c_str(), 0666) == 0);
     f.existing_dir = at("a_directory");
@@ -279,6 +293,9 @@ std::vector<Row> catalogue() {
            " --set pipeline.frames=6 --queries " + q + " --keys " + k + " --out " + output;
   };
   auto plan = [&](int tokens_per_frame, int chunk) { return plan_on(f.q, f.k, tokens_per_frame, chunk, latents); };
+  // batch: nothing may appear at its --out-dir (not even the directory) when the command line or file is wrong.
+  const std::string batch_out = at("batch_out"), merged = at("merged.jsonl");
+  const std::string batch = "batch -m tiny --quiet --frames 3 --out-dir " + batch_out + " --prompts ";
   std::vector<Row> rows = {
       // --- usage ---
       {"unknown command", "frobnicate", 2, "'frobnicate'", ""},
@@ -417,6 +434,30 @@ std::vector<Row> catalogue() {
       {"encode-text no output", "encode-text --prompt a", 1, "no output", ""},
       {"encode-text output in a missing directory", "encode-text --prompt a -o /nonexistent_dir/e.safetensors", 1,
        "/nonexistent_dir", ""},
+      // --- batch / merge-manifests (docs/batch.md) ---
+      {"batch without --prompts", "batch -m tiny --quiet --out-dir " + batch_out, 1, "--prompts FILE", batch_out},
+      {"batch prompts file missing", batch + "/nonexistent/p.txt", 1, "/nonexistent/p.txt", batch_out},
+      {"batch prompts file a FIFO", batch + f.fifo, 1, "not a regular file", batch_out},
+      {"batch malformed JSONL line", batch + f.batch_bad_json, 1, "bad.jsonl' line 2: not valid JSON", batch_out},
+      {"batch unknown JSONL key", batch + f.batch_unknown_key, 1, "line 2: unknown key \"sead\"", batch_out},
+      {"batch negative JSONL seed", batch + f.batch_negative_seed, 1, "line 2: \"seed\" must be a non-negative",
+       batch_out},
+      {"batch two entries one output", batch + f.batch_same_out, 1, "line 2: output name 'x' is already used by line 1",
+       batch_out},
+      {"batch shard out of range", batch + f.batch_prompts + " --shard 2/2", 1, "--shard '2/2'", batch_out},
+      {"batch shard malformed", batch + f.batch_prompts + " --shard half", 1, "--shard 'half'", batch_out},
+      {"batch device malformed", batch + f.batch_prompts + " --device cuda:x", 1, "--device 'cuda:x'", batch_out},
+      {"batch device not there", batch + f.batch_prompts + " --device cuda:99", 1, "--device cuda:99", batch_out},
+      {"batch bad --set", batch + f.batch_prompts + " --set pipeline.shfit=2", 1, "pipeline.shfit", batch_out},
+      {"batch nothing to write", batch + f.batch_prompts + " --no-video", 1, "would write nothing", batch_out},
+      {"batch out-dir is a file", "batch -m tiny --quiet --prompts " + f.batch_prompts + " --out-dir " +
+       f.existing_file, 1, "'" + f.existing_file + "' exists and is not a directory", ""},
+      {"batch out-dir under a file", "batch -m tiny --quiet --prompts " + f.batch_prompts + " --out-dir " +
+       f.existing_file + "/videos", 1, "a_file' is not a directory", ""},
+      {"merge-manifests missing manifest", "merge-manifests -o " + merged + " /nonexistent/manifest.jsonl", 1,
+       "/nonexistent/manifest.jsonl", merged},
+      {"merge-manifests directory without one", "merge-manifests -o " + merged + " " + f.existing_dir, 1,
+       "a_directory': no manifest.jsonl", merged},
       // --- bench ---
       {"bench bad sizes", "bench -m tiny --quiet --sizes 12x", 1, "'12x'", ""},
       {"bench out in a missing directory", "bench -m tiny --quiet --sizes 256x256 --out /nonexistent_dir/b.json", 1,
@@ -444,6 +485,10 @@ std::vector<Row> catalogue() {
                   "SIGINT", out, SIGINT});
   rows.push_back({"SIGTERM mid-run", "generate -m tiny --quiet --prompt 'a red circle' --frames 60 -o " + out, 0,
                   "SIGTERM", out, SIGTERM});
+  // The first entry's MP4 temporary exists: the batch is under way. It dies of the signal, its temporary removed.
+  rows.push_back({"batch SIGTERM mid-run", "batch -m tiny --quiet --frames 60 --prompts " + f.batch_prompts +
+                  " --out-dir " + at("batch_signal"), 0, "SIGTERM", at("batch_signal") + "/00000-a-red-circle.mp4",
+                  SIGTERM});
 #endif
   return rows;
 }

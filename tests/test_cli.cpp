@@ -54,7 +54,8 @@ TEST_CASE("help and version") {
   CHECK(run("--help").exit_code == 0);
   CHECK(run("--version").out.find("lightforce") != std::string::npos);
   for (const char* command :
-       {"generate", "inspect", "profile-sparsity", "compare-dense", "plan-mask", "bench", "check-prompts"}) {
+       {"generate", "batch", "merge-manifests", "inspect", "profile-sparsity", "compare-dense", "plan-mask", "bench",
+        "check-prompts"}) {
     CAPTURE(command);
     CHECK(run(std::string(command) + " --help").exit_code == 0);
   }

@@ -51,7 +51,7 @@ DType activation_dtype(Device device) { return device == Device::CUDA ? DType::B
 #if !LF_HAVE_CUDA
 int cuda_device_count() { return 0; }
 std::string cuda_device_name() { return "none"; }
-void initialize_cuda() { fail("this build has no CUDA backend (built without nvcc)"); }
+void initialize_cuda(int) { fail("this build has no CUDA backend (built without nvcc)"); }
 void set_op_profiling(bool) {}
 std::map<std::string, double> op_profile_ms() { return {}; }
 DeviceMemoryStats device_memory_stats() { return {}; }

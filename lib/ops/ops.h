@@ -18,10 +18,12 @@ namespace lf::ops {
 
 DType activation_dtype(Device device);
 
-// GPU runtime: number of usable GPUs (0 in a CPU-only build), and one-time setup before the first GPU tensor.
+// GPU runtime: number of usable GPUs (0 in a CPU-only build), and one-time setup before the first GPU tensor on
+// GPU `device_index` (cudaSetDevice; `--device cuda:N`). One process uses one GPU: a second call must name the same
+// index. cuda_device_name() names the selected GPU.
 int cuda_device_count();
 std::string cuda_device_name();
-void initialize_cuda();
+void initialize_cuda(int device_index = 0);
 
 // Per-op-class GPU time (CUDA events around every GPU op while enabled), e.g. {"attention": ms, "gemm": ms,
 // "other": ms}; and device memory statistics. Empty / zero on the CPU.

@@ -20,8 +20,10 @@
 namespace lf::ops {
 
 int cuda_device_count() { return gpu::device_count(); }
-std::string cuda_device_name() { return gpu::device_count() > 0 ? gpu::device_name(0) : "none"; }
-void initialize_cuda() { gpu::initialize_device_memory(); }
+std::string cuda_device_name() {
+  return gpu::device_count() > 0 ? gpu::device_name(gpu::selected_device()) : "none";
+}
+void initialize_cuda(int device_index) { gpu::initialize_device_memory(device_index); }
 void set_op_profiling(bool enabled) { gpu::op_timer_enable(enabled); }
 std::map<std::string, double> op_profile_ms() { return gpu::op_timer_report_ms(); }
 DeviceMemoryStats device_memory_stats() {

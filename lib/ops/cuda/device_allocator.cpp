@@ -106,14 +106,27 @@ CachingAllocator& allocator() {
 
 }  // namespace
 
-void initialize_device_memory() {
-  if (device_allocator() == &allocator()) return;
+namespace {
+int g_selected_device = 0;
+}
+
+void initialize_device_memory(int device_index) {
+  if (device_allocator() == &allocator()) {
+    LF_CHECK(device_index == g_selected_device, "cuda:{} asked for, but this process already runs on cuda:{}",
+             device_index, g_selected_device);
+    return;
+  }
   int count = 0;
   LF_CUDA_CHECK(cudaGetDeviceCount(&count), "looking for a GPU");
   LF_CHECK(count > 0, "no CUDA device found");
-  LF_CUDA_CHECK(cudaSetDevice(0), "selecting device 0");
+  LF_CHECK(device_index >= 0 && device_index < count, "cuda:{} does not exist: this machine has {} GPU(s), cuda:0 .. "
+           "cuda:{}", device_index, count, count - 1);
+  LF_CUDA_CHECK(cudaSetDevice(device_index), "selecting device {}", device_index);
+  g_selected_device = device_index;
   register_device_allocator(&allocator());
 }
+
+int selected_device() { return g_selected_device; }
 
 AllocatorStats allocator_stats() { return allocator().stats(); }
 void reset_peak_memory() { allocator().reset_peak(); }

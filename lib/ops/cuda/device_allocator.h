@@ -14,8 +14,10 @@ struct AllocatorStats {
   size_t peak_in_use_bytes = 0;
 };
 
-// Registers the caching allocator with lf::Tensor (idempotent) and selects device 0.
-void initialize_device_memory();
+// Registers the caching allocator with lf::Tensor and selects GPU `device_index` (cudaSetDevice) for the process.
+// Idempotent for the same index; the allocator's blocks belong to one device, so another index is refused.
+void initialize_device_memory(int device_index = 0);
+int selected_device();  // the index chosen by initialize_device_memory (0 before it)
 AllocatorStats allocator_stats();
 void reset_peak_memory();
 

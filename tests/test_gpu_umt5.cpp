@@ -34,7 +34,7 @@ TEST_CASE("GPU attention_with_bias and multiply match the CPU references") {
   ops::initialize_cuda();
   // Ragged sizes, a single token, and umT5-XXL's 512 tokens x 64 heads x 64. The tensor-core kernel takes head_dim
   // 16 / 64 / 128 (with fewer keys than head_dim: 3 keys at 128; a partial last tile: 600), the row kernel head_dim 24
-  // and 8 and keys past the tiled kernel's shared memory (2000 at 64).
+  // and 8 and more keys than the tiled kernel holds in registers (2000 at 64; it takes up to 1536).
   for (const auto& [lq, lk, heads, dim] :
        {std::array<int64_t, 4>{37, 37, 3, 16}, {5, 70, 2, 24}, {1, 1, 1, 8}, {512, 512, 64, 64}, {77, 77, 4, 128},
         {3, 5, 2, 128}, {600, 600, 2, 64}, {4, 2000, 2, 64}}) {

@@ -95,9 +95,13 @@ constexpr int kTileRows = 16;
 constexpr int kTileWarps = 4;
 constexpr int kStageKeys = kTileWarps * 16;  // keys of K (or V) staged in shared memory per step
 
+// Keys a warp's lane holds in registers while it turns a row of S into P (the row is read whole before P is
+// written over it): the tiled kernel takes up to 32 x this many keys.
+constexpr int kRowValuesPerLane = 48;
+
 struct TiledLayout {
   int64_t keys_padded, head_ld;  // S/P row length; Q/K/V staging row length (head_dim + 8: fewer bank conflicts)
-  size_t q_offset, stage_offset, scores_offset, hi_offset, lo_offset, sums_offset, bytes;
+  size_t q_offset, stage_offset, scores_offset, sums_offset, bytes;
 };
 
 TiledLayout tiled_layout(int64_t lk, int64_t head_dim) {
@@ -113,9 +117,9 @@ TiledLayout tiled_layout(int64_t lk, int64_t head_dim) {
   };
   l.q_offset = take(size_t(kTileRows * l.head_ld) * 2);
   l.stage_offset = take(size_t(kStageKeys * l.head_ld) * 2);
+  // S in fp32, then P = hi + lo in bf16 written over each row of S (hi in the row's first half, lo in the second):
+  // one buffer, so ~44 KB a CTA at 512 keys and five CTAs fit an SM (separate S and P buffers: 76 KB, two).
   l.scores_offset = take(size_t(kTileRows * l.keys_padded) * 4);
-  l.hi_offset = take(size_t(kTileRows * l.keys_padded) * 2);
-  l.lo_offset = take(size_t(kTileRows * l.keys_padded) * 2);
   l.sums_offset = take(kTileRows * 4);
   l.bytes = at;
   return l;
@@ -157,8 +161,9 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   auto* q_tile = reinterpret_cast<__nv_bfloat16*>(smem + l.q_offset);
   auto* stage = reinterpret_cast<__nv_bfloat16*>(smem + l.stage_offset);
   auto* scores = reinterpret_cast<float*>(smem + l.scores_offset);
-  auto* p_hi = reinterpret_cast<__nv_bfloat16*>(smem + l.hi_offset);
-  auto* p_lo = reinterpret_cast<__nv_bfloat16*>(smem + l.lo_offset);
+  // Row r of P: hi at bf16 index r * 2 keys_ld, lo keys_ld after it (over row r of S; see tiled_layout).
+  auto* p_hi = reinterpret_cast<__nv_bfloat16*>(smem + l.scores_offset);
+  auto* p_lo = p_hi + l.keys_padded;
   auto* sums = reinterpret_cast<float*>(smem + l.sums_offset);
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int64_t first_row = int64_t(blockIdx.x) * kTileRows, head = blockIdx.y, stride = heads * head_dim;
@@ -183,27 +188,40 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     wmma::store_matrix_sync(scores + key0 + warp * 16, acc, keys_ld, wmma::mem_row_major);
   }
   __syncthreads();
-  // Softmax of each row in fp32 (warp w takes rows w, w + 4, ...); P = hi + lo in bf16, padding keys 0.
+  // Softmax of each row in fp32 (warp w takes rows w, w + 4, ...); P = hi + lo in bf16, padding keys 0. The row is
+  // read whole into registers first: P is then written over it.
   for (int r = warp; r < kTileRows; r += kTileWarps) {
     const int64_t row = first_row + r;
-    float* s = scores + r * keys_ld;
+    const float* s = scores + r * keys_ld;
     const float* __restrict__ bias_row = bias + (head * lq + row) * lk;
+    const bool real_row = row < lq;
+    float values[kRowValuesPerLane];
     float row_max = -FLT_MAX;
-    if (row < lq)
-#pragma unroll 4
-      for (int j = lane; j < int(lk); j += kWarpSize) {
-        s[j] = s[j] * scale + bias_row[j];
-        row_max = fmaxf(row_max, s[j]);
+#pragma unroll
+    for (int i = 0; i < kRowValuesPerLane; ++i) {
+      const int j = lane + i * kWarpSize;
+      values[i] = 0.0f;
+      if (real_row && j < int(lk)) {
+        values[i] = s[j] * scale + bias_row[j];
+        row_max = fmaxf(row_max, values[i]);
       }
+    }
     for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
       row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+    __syncwarp();  // every lane has read its part of the row before any lane writes P over it
     float total = 0.0f;
-    for (int64_t j = lane; j < l.keys_padded; j += kWarpSize) {
-      const float p = (row < lq && j < lk) ? __expf(s[j] - row_max) : 0.0f;
-      total += p;
-      const __nv_bfloat16 hi = __float2bfloat16_rn(p);
-      p_hi[r * keys_ld + j] = hi;
-      p_lo[r * keys_ld + j] = __float2bfloat16_rn(p - __bfloat162float(hi));
+    __nv_bfloat16* hi_row = p_hi + r * 2 * keys_ld;
+    __nv_bfloat16* lo_row = p_lo + r * 2 * keys_ld;
+#pragma unroll
+    for (int i = 0; i < kRowValuesPerLane; ++i) {
+      const int j = lane + i * kWarpSize;
+      if (j < keys_ld) {
+        const float p = (real_row && j < int(lk)) ? __expf(values[i] - row_max) : 0.0f;
+        total += p;
+        const __nv_bfloat16 hi = __float2bfloat16_rn(p);
+        hi_row[j] = hi;
+        lo_row[j] = __float2bfloat16_rn(p - __bfloat162float(hi));
+      }
     }
     for (int offset = kWarpSize / 2; offset > 0; offset /= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
     if (lane == 0) sums[r] = total;
@@ -223,8 +241,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       for (int kk = 0; kk < kStageKeys; kk += 16) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a_hi, a_lo;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
-        wmma::load_matrix_sync(a_hi, p_hi + key0 + kk, keys_ld);
-        wmma::load_matrix_sync(a_lo, p_lo + key0 + kk, keys_ld);
+        wmma::load_matrix_sync(a_hi, p_hi + key0 + kk, 2 * keys_ld);
+        wmma::load_matrix_sync(a_lo, p_lo + key0 + kk, 2 * keys_ld);
         wmma::load_matrix_sync(b, stage + kk * ld + c * 16, ld);
         wmma::mma_sync(out_acc[t], a_hi, b, out_acc[t]);
         wmma::mma_sync(out_acc[t], a_lo, b, out_acc[t]);
@@ -301,7 +319,8 @@ void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v
   const TiledLayout layout = tiled_layout(lk, head_dim);
   // 16-byte loads of q/k/v rows: the bases must be 16-byte aligned (head_dim % 16 keeps every row so).
   const bool aligned = (reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) % 16 == 0;
-  if (head_dim % 16 == 0 && aligned && layout.bytes <= kTiledSharedLimit) {
+  if (head_dim % 16 == 0 && aligned && layout.bytes <= kTiledSharedLimit &&
+      layout.keys_padded <= int64_t(kRowValuesPerLane) * kWarpSize) {
     LF_CUDA_CHECK(cudaFuncSetAttribute(attention_with_bias_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        int(layout.bytes)),
                   "attention_with_bias: {} bytes of shared memory", layout.bytes);

@@ -16,12 +16,12 @@ recipe; warping error: numpy's own bilinear sampling vs cv2.remap). Tensors in t
 - warping_<name>: f64 [2]: numpy bilinear sampling (the exact definition), cv2.remap (what eval/metrics.cpp calls:
   it quantises sample positions to 1/32 pixel, so the two differ slightly; the test bounds each difference).
 """
-import json
 import pathlib
-import struct
 
 import cv2
 import numpy as np
+
+from numpy_safetensors import write_safetensors
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "metrics" / "metrics_reference.safetensors"
 
@@ -143,21 +143,6 @@ def warping_error(video, use_remap):
         difference = np.abs(video[t].astype(np.float64) - warped.astype(np.float64))[inside]
         errors.append(difference.sum() / (inside.sum() * 3 * 255.0))
     return float(np.mean(errors))
-
-
-def write_safetensors(path, tensors, metadata):
-    dtypes = {np.dtype(np.uint8): "U8", np.dtype(np.float64): "F64"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": dtypes[array.dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def main():

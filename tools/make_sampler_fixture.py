@@ -25,11 +25,11 @@ computed in float64 and stored as float32, as the engine's CPU ops do.
 Tensors: noise_initial [6, 3, 4, 6] and renoise_c{0,1}_s{1,2,3} [3, 3, 4, 6] (the file doubles as a --noise file),
 head_bias [12], and per case timesteps_<case>, sigmas_<case> (f64 [steps]) and latents_<case> (f32 [6, 3, 4, 6]).
 """
-import json
 import pathlib
-import struct
 
 import numpy as np
+
+from numpy_safetensors import write_safetensors
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "sampler" / "sampler_reference.safetensors"
 FRAMES, CHUNK_FRAMES, CHANNELS, HEIGHT, WIDTH, PATCH = 6, 3, 3, 4, 6, 2
@@ -86,21 +86,6 @@ def sample(sampler, sigmas, noise, v):
                     x = f32(x + (following - sigma) * v)
         latents[frames] = x0
     return latents
-
-
-def write_safetensors(path, tensors, metadata):
-    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": dtypes[array.dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def main():

@@ -261,7 +261,6 @@ int batch(int argc, char** argv) {
     return 0;
   }
   RunFlags run_flags = read_run_flags(result);
-  if (result.count("fps")) run_flags.config.overrides.push_back(fmt::format("output.fps={}", result["fps"].as<int>()));
   BatchOptions options;
   options.prompts = result.count("prompts") ? result["prompts"].as<std::string>() : "";
   options.out_dir = result.count("out-dir") ? result["out-dir"].as<std::string>() : "";

@@ -10,6 +10,7 @@
 #include "attention/attention_backend.h"
 #include "bench_decoder.h"
 #include "bench_text_encoder.h"
+#include "run_setup.h"
 #include "commands.h"
 #include "config/config.h"
 #include "core/digest.h"
@@ -100,8 +101,7 @@ int bench(int argc, char** argv) {
   sources.model = result["model"].as<std::string>();
   if (result.count("attention")) sources.attention = result["attention"].as<std::string>();
   sources.overrides = {"model.weights=random", fmt::format("pipeline.frames={}", result["frames"].as<int64_t>())};
-  if (result.count("set"))
-    for (const auto& assignment : result["set"].as<std::vector<std::string>>()) sources.overrides.push_back(assignment);
+  for (const auto& assignment : set_overrides(result)) sources.overrides.push_back(assignment);
   const RunConfig base = load_run_config(sources);
   if (result.count("decoder")) decoder_entry(result["decoder"].as<std::string>());  // a bad name fails before the DiT
 

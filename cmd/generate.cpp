@@ -59,7 +59,6 @@ int generate(int argc, char** argv) {
     return 0;
   }
   RunFlags run_flags = read_run_flags(result);
-  if (result.count("fps")) run_flags.config.overrides.push_back(fmt::format("output.fps={}", result["fps"].as<int>()));
   OutputOptions options;
   auto text = [&](const char* name) { return result.count(name) ? result[name].as<std::string>() : std::string(); };
   options.output = text("output");

@@ -68,7 +68,7 @@ int plan_mask(int argc, char** argv) {
   check_distinct_outputs({{"--out", out}, {"its JSON summary", json_path}});
   ConfigSources sources;
   sources.attention = result["attention"].as<std::string>();
-  if (result.count("set")) sources.overrides = result["set"].as<std::vector<std::string>>();
+  sources.overrides = set_overrides(result);
   for (const auto& assignment : sources.overrides)
     LF_CHECK(assignment.rfind("attention.", 0) == 0 || assignment.rfind("pipeline.frames=", 0) == 0 ||
                  assignment.rfind("pipeline.chunk_frames=", 0) == 0,

@@ -170,16 +170,36 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv)
   }
 }
 
+std::vector<std::string> set_overrides(const cxxopts::ParseResult& result) {
+  std::vector<std::string> assignments;
+  if (!result.count("set")) return assignments;
+  for (const std::string& piece : result["set"].as<std::vector<std::string>>()) {
+    if (piece.find('=') == std::string::npos && !assignments.empty())
+      assignments.back() += "," + piece;
+    else
+      assignments.push_back(piece);
+  }
+  return assignments;
+}
+
 RunFlags read_run_flags(const cxxopts::ParseResult& result) {
   if (!result.unmatched().empty()) fail("unexpected argument '{}'", result.unmatched().front());
+  // Settings repeated on one line keep the last value (a script appends an override to a base command), but a
+  // second prompt is almost always a user expecting two videos or a prompt change: refused, naming the ways to
+  // get those.
+  for (const char* once : {"prompt", "text-embeddings"})
+    LF_CHECK(result.count(once) <= 1, "--{} given {} times: give it once (prompts over time: --prompt-schedule; many "
+             "videos: lightforce batch)", once, result.count(once));
   RunFlags flags;
   flags.config.model = result["model"].as<std::string>();
   if (result.count("attention")) flags.config.attention = result["attention"].as<std::string>();
-  if (result.count("set")) flags.config.overrides = result["set"].as<std::vector<std::string>>();
+  flags.config.overrides = set_overrides(result);
   // Flags that are config values become overrides, so the config is the one source of truth.
   if (result.count("seed")) flags.config.overrides.push_back(fmt::format("pipeline.seed={}", result["seed"].as<uint64_t>()));
   if (result.count("frames"))
     flags.config.overrides.push_back(fmt::format("pipeline.frames={}", result["frames"].as<int64_t>()));
+  // --fps where the command has it (generate, batch): after --set, so the flag wins (docs/cli.md).
+  if (result.count("fps")) flags.config.overrides.push_back(fmt::format("output.fps={}", result["fps"].as<int>()));
   auto text = [&](const char* name) { return result.count(name) ? result[name].as<std::string>() : std::string(); };
   flags.prompt = text("prompt");
   flags.text_embeddings = text("text-embeddings");

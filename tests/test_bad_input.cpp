@@ -302,6 +302,7 @@ std::vector<Row> catalogue() {
       {"unknown flag", quick + "--frobnicate -o " + out, 2, "frobnicate", out},
       {"unparsable number", quick + "--seed banana -o " + out, 2, "--seed: cannot parse 'banana'", out},
       {"stray argument", quick + "stray -o " + out, 1, "'stray'", out},
+      {"second --prompt", quick + "--prompt 'a blue square falls' -o " + out, 1, "--prompt given 2 times", out},
       // --- prompt schedules (generate --prompt-schedule) ---
       {"schedule past the last chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule '0:a red circle;5:a blue "
        "square' -o " + out, 1, "chunk 5 is past the last chunk 1", out},

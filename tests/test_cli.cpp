@@ -50,6 +50,15 @@ const std::string kQuickArgs = "-m tiny --quiet --prompt 'a red circle moves rig
 
 }  // namespace
 
+TEST_CASE("--set takes a YAML list (the flag parser's comma split is undone)") {
+  const RunResult printed = run("generate -m tiny --set pipeline.denoising_steps=[1000,500] --set pipeline.shift=8,"
+                                "pipeline.seed=3 --print-config");
+  REQUIRE_MESSAGE(printed.exit_code == 0, printed.err);
+  CHECK(printed.out.find("denoising_steps: [1000, 500]") != std::string::npos);
+  CHECK(printed.out.find("shift: 8") != std::string::npos);  // two assignments in one --set still split
+  CHECK(printed.out.find("seed: 3") != std::string::npos);
+}
+
 TEST_CASE("help and version") {
   CHECK(run("--help").exit_code == 0);
   CHECK(run("--version").out.find("lightforce") != std::string::npos);

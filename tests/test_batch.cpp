@@ -27,18 +27,8 @@ namespace {
 using lf::test::run;
 using lf::test::RunResult;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << file.rdbuf();
-  return bytes.str();
-}
-
-std::string fresh(const std::string& name) {
-  const std::string path = lf::test::tmp_path(name);
-  fs::remove_all(path);
-  return path;
-}
+using lf::test::read_bytes;
+std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
 std::string sha256_of(const std::string& path) {
   const std::string bytes = read_bytes(path);

@@ -22,18 +22,8 @@ namespace {
 using lf::test::run;
 using lf::test::RunResult;
 
-[[maybe_unused]] std::string read_bytes(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << file.rdbuf();
-  return bytes.str();
-}
-
-std::string fresh(const std::string& name) {
-  const std::string path = lf::test::tmp_path(name);
-  fs::remove_all(path);
-  return path;
-}
+using lf::test::read_bytes;
+std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
 bool has_temp_leftovers(const std::string& final_path) {
   const fs::path dir = fs::path(final_path).parent_path();

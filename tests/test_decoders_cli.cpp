@@ -20,11 +20,7 @@ using test::run;
 
 namespace {
 
-std::string fresh(const std::string& name) {
-  const std::string path = test::tmp_path(name);
-  fs::remove_all(path);
-  return path;
-}
+std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
 // Latents [frames, channels, 4, 6] in the layout generate --save-latents writes.
 std::string write_latents(const std::string& name, int64_t frames, int64_t channels, float poison = 0.0f) {

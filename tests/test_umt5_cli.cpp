@@ -23,19 +23,9 @@ const std::string kTokenizer = kFixtures + "test-spiece.model";
 const std::string kTiny = "encode-text --quiet --cache off --encoder umt5-tiny --t5-weights random:5 --tokenizer " +
                           kTokenizer + " ";
 
-std::string fresh(const std::string& name) {
-  const std::string path = lf::test::tmp_path(name);
-  fs::remove_all(path);
-  return path;
-}
+std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << file.rdbuf();
-  return bytes.str();
-}
-
+using lf::test::read_bytes;
 std::vector<int64_t> fixture_ids(const std::string& name) {
   std::ifstream file(kFixtures + "tokenizer-ids.json");
   const nlohmann::json table = nlohmann::json::parse(file);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -43,6 +44,19 @@ inline double rel_l2(const Tensor& a, const Tensor& b) {
 }
 
 inline std::string tmp_path(const std::string& name) { return std::string(LF_TEST_TMP) + "/" + name; }
+// tmp_path(name) with whatever an earlier run left there removed.
+inline std::string fresh_tmp_path(const std::string& name) {
+  const std::string path = tmp_path(name);
+  std::filesystem::remove_all(path);
+  return path;
+}
+// A file's whole contents ("" when it cannot be read).
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << file.rdbuf();
+  return bytes.str();
+}
 
 struct RunResult {
   int exit_code;

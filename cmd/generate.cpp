@@ -85,9 +85,11 @@ int generate(int argc, char** argv) {
   }
   // Every output location is checked before any work, so a typo costs nothing and leaves nothing behind.
   // With --save-latents the video is optional: it is written only when -o asks for it.
+  LF_CHECK(!result.count("output") || !options.output.empty(), "-o/--output is empty: give an .mp4 path (or --no-video)");
   const bool write_video = !options.no_video && (!options.output.empty() || options.save_latents.empty());
   if (write_video && options.output.empty()) options.output = "lightforce.mp4";
   if (write_video) check_output_writable(options.output, "--output");
+  if (write_video) check_video_extension(options.output, "--output");
   if (!options.save_latents.empty()) check_output_writable(options.save_latents, "--save-latents");
   if (!options.save_noise.empty()) check_output_writable(options.save_noise, "--save-noise");
   check_distinct_outputs({{"--output", write_video ? options.output : ""}, {"--save-latents", options.save_latents},

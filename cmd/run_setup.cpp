@@ -170,6 +170,17 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv)
   }
 }
 
+void check_video_extension(const std::string& path, const char* flag) {
+  // Devices and FIFOs are written in place under their own names (check_output_writable has decided about them).
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  if (!error && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) return;
+  std::string extension = std::filesystem::path(path).extension().string();
+  for (char& c : extension) c = char(std::tolower(static_cast<unsigned char>(c)));
+  LF_CHECK(extension == ".mp4", "{} '{}': the video is written as MP4 (H.264); name it *.mp4 (frames as images: "
+           "--frames-dir DIR)", flag, path);
+}
+
 std::vector<std::string> set_overrides(const cxxopts::ParseResult& result) {
   std::vector<std::string> assignments;
   if (!result.count("set")) return assignments;

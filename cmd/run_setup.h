@@ -29,6 +29,9 @@ void add_run_flags(cxxopts::Options& flags, bool with_prompt = true);
 // Parses argv, naming the flag whose value does not parse (cxxopts names only the value).
 cxxopts::ParseResult parse_flags(cxxopts::Options& flags, int argc, char** argv);
 RunFlags read_run_flags(const cxxopts::ParseResult& result);
+// The video writer makes H.264 in an MP4 container whatever the name says: a path not ending in .mp4 (an image name,
+// .mkv, no extension) is refused, naming the flag, rather than given an MP4 under another name.
+void check_video_extension(const std::string& path, const char* flag);
 // The --set assignments as given. cxxopts splits a repeatable flag's value at commas, which cuts a YAML list
 // (`--set pipeline.denoising_steps=[1000,500]`) in two: a piece without '=' continues the assignment before it.
 std::vector<std::string> set_overrides(const cxxopts::ParseResult& result);

@@ -303,6 +303,8 @@ std::vector<Row> catalogue() {
       {"unparsable number", quick + "--seed banana -o " + out, 2, "--seed: cannot parse 'banana'", out},
       {"stray argument", quick + "stray -o " + out, 1, "'stray'", out},
       {"second --prompt", quick + "--prompt 'a blue square falls' -o " + out, 1, "--prompt given 2 times", out},
+      {"video named .png", quick + "-o " + at("video.png"), 1, "name it *.mp4", at("video.png")},
+      {"empty -o", quick + "-o ''", 1, "-o/--output is empty", ""},
       // --- prompt schedules (generate --prompt-schedule) ---
       {"schedule past the last chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule '0:a red circle;5:a blue "
        "square' -o " + out, 1, "chunk 5 is past the last chunk 1", out},

@@ -146,6 +146,21 @@ TEST_CASE("PPM frame writer round-trips pixels and creates its directory") {
   CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 3);
 }
 
+TEST_CASE("frame writer removes an earlier run's frames from its directory, and nothing else") {
+  const std::string dir = test::tmp_path("video_reused");
+  remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* name : {"frame_00009.ppm", "frame_00003.png", "frame_123456.ppm", "notes.txt", "frame_00001.jpg",
+                           "frame_x.ppm", "myframe_00001.ppm"})
+    std::ofstream(dir + "/" + name) << "old";
+  FrameWriter writer(dir, FrameFormat::PPM);
+  writer.write(gradient_video(4, 4, 1).front());
+  CHECK(fs::exists(dir + "/frame_00000.ppm"));
+  for (const char* gone : {"frame_00009.ppm", "frame_00003.png", "frame_123456.ppm"}) CHECK(!fs::exists(dir + "/" + gone));
+  for (const char* kept : {"notes.txt", "frame_00001.jpg", "frame_x.ppm", "myframe_00001.ppm"})
+    CHECK(fs::exists(dir + "/" + kept));
+}
+
 TEST_CASE("frame writer refuses a directory it cannot create") {
   const std::string file = test::tmp_path("video_not_a_dir");
   std::ofstream(file) << "x";

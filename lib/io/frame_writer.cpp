@@ -61,6 +61,17 @@ FrameWriter::FrameWriter(std::string dir, FrameFormat format) : dir_(std::move(d
     LF_CHECK(!error, "cannot create frame directory '{}': {}", dir_, error.message());
   }
   LF_CHECK(::access(dir_.c_str(), W_OK) == 0, "frame directory '{}' is not writable", dir_);
+  // Frames an earlier run left here (this writer's own names only: frame_<5+ digits>.png / .ppm) would sit beside
+  // the new ones and read as part of this video; nothing else in the directory is touched.
+  for (const auto& entry : fs::directory_iterator(dir_, error)) {
+    const std::string name = entry.path().filename().string();
+    const size_t dot = name.rfind('.');
+    if (name.rfind("frame_", 0) != 0 || dot == std::string::npos || dot < 11 || !entry.is_regular_file(error)) continue;
+    const std::string digits = name.substr(6, dot - 6), extension = name.substr(dot + 1);
+    if ((extension == "png" || extension == "ppm") &&
+        digits.find_first_not_of("0123456789") == std::string::npos)
+      fs::remove(entry.path(), error);
+  }
 }
 
 std::string FrameWriter::frame_path(int64_t index) const {

@@ -20,7 +20,8 @@ std::string encode_ppm(const Frame& frame);
 class FrameWriter {
  public:
   // Creates `dir` (and its parents) when missing; fails with lf::Error when it cannot be created or written, or
-  // when PNG is asked of a build without OpenCV.
+  // when PNG is asked of a build without OpenCV. Frames of an earlier run there (frame_<digits>.png / .ppm) are
+  // removed; other files are left alone.
   FrameWriter(std::string dir, FrameFormat format);
 
   // Writes the next frame as "<dir>/frame_<index, 5 digits>.<ext>" and returns that path.

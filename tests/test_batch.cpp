@@ -25,10 +25,10 @@ namespace fs = std::filesystem;
 namespace {
 
 using lf::test::run;
+using lf::test::fresh_tmp_path;
 using lf::test::RunResult;
 
 using lf::test::read_bytes;
-std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
 std::string sha256_of(const std::string& path) {
   const std::string bytes = read_bytes(path);
@@ -115,7 +115,7 @@ int wait_exit_code(pid_t pid) {
 // The uninterrupted run the other cases compare with (made once).
 const std::string& reference_dir() {
   static const std::string dir = [] {
-    const std::string out = fresh("batch_reference");
+    const std::string out = fresh_tmp_path("batch_reference");
     const RunResult result = run(kTiny + "--quiet --prompts " + six_prompts() + " --out-dir " + out);
     REQUIRE(result.exit_code == 0);
     return out;
@@ -128,7 +128,7 @@ const std::string& reference_dir() {
 TEST_CASE("batch writes the same bytes as generate for the same entry and seed (testbed, reused decoder)") {
   const std::string prompts = lf::test::tmp_path("batch_two.txt");
   write_text(prompts, "a red circle moves right\na blue square falls\n");
-  const std::string out = fresh("batch_same");
+  const std::string out = fresh_tmp_path("batch_same");
   const RunResult batch = run("batch --frames 3 --seed 7 --save-latents --quiet --json --prompts " + prompts +
                               " --out-dir " + out);
   CAPTURE(batch.err);
@@ -140,7 +140,7 @@ TEST_CASE("batch writes the same bytes as generate for the same entry and seed (
   // Entry 1 (the second video through the same model, encoder and decoder) has seed 7 + 1.
   CHECK(lines[1]["seed"] == 8);
   CHECK(lines[1]["name"] == "00001-a-blue-square-falls");
-  const std::string video = fresh("batch_same_generate.mp4"), latents = fresh("batch_same_generate.safetensors");
+  const std::string video = fresh_tmp_path("batch_same_generate.mp4"), latents = fresh_tmp_path("batch_same_generate.safetensors");
   const RunResult generate = run("generate --frames 3 --seed 8 --quiet --prompt 'a blue square falls' -o " + video +
                                  " --save-latents " + latents);
   REQUIRE(generate.exit_code == 0);
@@ -155,7 +155,7 @@ TEST_CASE("a batch killed with kill -9 mid-way and resumed equals an uninterrupt
   REQUIRE(reference.size() == 6);
   check_outputs(ref, reference);
 
-  const std::string out = fresh("batch_killed");
+  const std::string out = fresh_tmp_path("batch_killed");
   const std::string args = kTiny + "--quiet --prompts " + six_prompts() + " --out-dir " + out;
   const pid_t pid = spawn(args);
   // Kill once two entries are in the manifest, while the third is being written.
@@ -204,7 +204,7 @@ TEST_CASE("a batch killed with kill -9 mid-way and resumed equals an uninterrupt
 
 TEST_CASE("two shards together cover every entry exactly once, and their merged manifest is the whole batch") {
   const std::string& ref = reference_dir();
-  const std::string out = fresh("batch_shards");
+  const std::string out = fresh_tmp_path("batch_shards");
   // Both shards at once into one directory, as two GPUs of one host would run them.
   const pid_t first = spawn(kTiny + "--quiet --shard 0/2 --prompts " + six_prompts() + " --out-dir " + out);
   const pid_t second = spawn(kTiny + "--quiet --shard 1/2 --prompts " + six_prompts() + " --out-dir " + out);
@@ -235,7 +235,7 @@ TEST_CASE("two shards together cover every entry exactly once, and their merged 
   for (size_t i = 0; i < whole.size(); ++i) CHECK(whole[i]["entry"] == int64_t(i));
   CHECK(by_entry(whole) == by_entry(manifest_lines(ref + "/manifest.jsonl")));
   // One shard alone is an incomplete batch: exit 3, the missing entries named.
-  const RunResult half = run("merge-manifests -o " + fresh("batch_half.jsonl") + " " + out +
+  const RunResult half = run("merge-manifests -o " + fresh_tmp_path("batch_half.jsonl") + " " + out +
                              "/manifest.shard-1-of-2.jsonl");
   CHECK(half.exit_code == 3);
   CHECK(half.err.find("3 missing (entries 0 2 4)") != std::string::npos);
@@ -248,7 +248,7 @@ TEST_CASE("a failed entry is recorded with its error, the others complete, and t
 {"prompt": "a green triangle moves left", "out": "named/triangle.mp4", "set": {"pipeline.denoising_steps": [1000, 500]}}
 {"prompt_schedule": "0:a red circle;1:a blue square", "frames": 6}
 )");
-  const std::string out = fresh("batch_bad_entry");
+  const std::string out = fresh_tmp_path("batch_bad_entry");
   const RunResult result = run("batch -m tiny --frames 3 --quiet --prompts " + prompts + " --out-dir " + out);
   CHECK(result.exit_code == 3);
   CHECK(result.err == "lightforce batch: entry 1 (line 2) failed: unknown config key 'pipeline.shfit'\n");

@@ -20,10 +20,10 @@ namespace fs = std::filesystem;
 namespace {
 
 using lf::test::run;
+using lf::test::fresh_tmp_path;
 using lf::test::RunResult;
 
 using lf::test::read_bytes;
-std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
 bool has_temp_leftovers(const std::string& final_path) {
   const fs::path dir = fs::path(final_path).parent_path();
@@ -63,8 +63,8 @@ TEST_CASE("help and version") {
 
 #if LF_WITH_FFMPEG
 TEST_CASE("generate writes an MP4 with the right frames and size, deterministically") {
-  const std::string video_a = fresh("cli_a.mp4"), video_b = fresh("cli_b.mp4");
-  const std::string latents_a = fresh("cli_a_latents.safetensors"), latents_b = fresh("cli_b_latents.safetensors");
+  const std::string video_a = fresh_tmp_path("cli_a.mp4"), video_b = fresh_tmp_path("cli_b.mp4");
+  const std::string latents_a = fresh_tmp_path("cli_a_latents.safetensors"), latents_b = fresh_tmp_path("cli_b_latents.safetensors");
   const RunResult a = run(kQuick + "--seed 3 --json -o " + video_a + " --save-latents " + latents_a);
   REQUIRE(a.exit_code == 0);
   CHECK(a.out.find("\"video_frames\": 6") != std::string::npos);
@@ -76,7 +76,7 @@ TEST_CASE("generate writes an MP4 with the right frames and size, deterministica
   REQUIRE(run(kQuick + "--seed 3 -o " + video_b + " --save-latents " + latents_b).exit_code == 0);
   CHECK(read_bytes(video_a) == read_bytes(video_b));
   CHECK(read_bytes(latents_a) == read_bytes(latents_b));
-  const std::string video_c = fresh("cli_c.mp4");
+  const std::string video_c = fresh_tmp_path("cli_c.mp4");
   REQUIRE(run(kQuick + "--seed 4 -o " + video_c).exit_code == 0);
   CHECK(read_bytes(video_a) != read_bytes(video_c));
   CHECK_FALSE(has_temp_leftovers(video_a));
@@ -84,9 +84,9 @@ TEST_CASE("generate writes an MP4 with the right frames and size, deterministica
 #endif
 
 TEST_CASE("saved noise replays to the same latents; frames directory") {
-  const std::string noise = fresh("cli_noise.safetensors");
-  const std::string latents_a = fresh("cli_n_a.safetensors"), latents_b = fresh("cli_n_b.safetensors");
-  const std::string frames = fresh("cli_frames");
+  const std::string noise = fresh_tmp_path("cli_noise.safetensors");
+  const std::string latents_a = fresh_tmp_path("cli_n_a.safetensors"), latents_b = fresh_tmp_path("cli_n_b.safetensors");
+  const std::string frames = fresh_tmp_path("cli_frames");
   REQUIRE(run(kQuick + "--seed 11 --no-video --save-latents " + latents_a + " --save-noise " + noise +
               " --frames-dir " + frames).exit_code == 0);
   REQUIRE(run(kQuick + "--seed 999 --no-video --save-latents " + latents_b + " --noise " + noise).exit_code == 0);
@@ -112,7 +112,7 @@ TEST_CASE("saved noise replays to the same latents; frames directory") {
 // tests/test_bad_input.cpp.
 
 TEST_CASE("inspect reads headers and detects the layout") {
-  const std::string weights = fresh("cli_weights.safetensors");
+  const std::string weights = fresh_tmp_path("cli_weights.safetensors");
   // A checkpoint made by the engine itself: save the default model's random weights through generate? No such
   // command; use the I/O fixture with generator / generator_ema dicts instead.
   const RunResult result = run("inspect --json " + std::string(LF_FIXTURES_DIR) + "/io/state_dict.pt");
@@ -125,7 +125,7 @@ TEST_CASE("inspect reads headers and detects the layout") {
 }
 
 TEST_CASE("profile-sparsity and compare-dense produce their reports end to end") {
-  const std::string profile = fresh("cli_profile"), compare = fresh("cli_compare");
+  const std::string profile = fresh_tmp_path("cli_profile"), compare = fresh_tmp_path("cli_compare");
   const RunResult p = run("profile-sparsity " + kQuickArgs + "--frames 9 --attention lightforcing-short --recall-row-stride 4 --json --out-dir " +
                           profile);
   REQUIRE(p.exit_code == 0);

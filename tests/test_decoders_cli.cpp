@@ -17,16 +17,16 @@
 namespace fs = std::filesystem;
 using namespace lf;
 using test::run;
+using test::fresh_tmp_path;
 
 namespace {
 
-std::string fresh(const std::string& name) { return lf::test::fresh_tmp_path(name); }
 
 // Latents [frames, channels, 4, 6] in the layout generate --save-latents writes.
 std::string write_latents(const std::string& name, int64_t frames, int64_t channels, float poison = 0.0f) {
   Tensor latents = test::random_tensor({frames, channels, 4, 6}, 7, 2.0f);
   if (poison != 0.0f) latents.f32()[latents.numel() / 2] = poison;
-  const std::string path = fresh(name);
+  const std::string path = fresh_tmp_path(name);
   write_safetensors(path, {{"latents", latents}}, {{"format", "lightforce-latents"}});
   return path;
 }
@@ -39,10 +39,10 @@ TEST_CASE("decode: lightvae and taehv write an MP4, frames and a [3, F, H, W] te
   const std::string latents = write_latents("dec_z.safetensors", 5, 16);
   for (const char* decoder : {"lightvae", "taehv"}) {
     CAPTURE(decoder);
-    const std::string mp4 = fresh(std::string("dec_") + decoder + ".mp4");
-    const std::string frames = fresh(std::string("dec_frames_") + decoder);
-    const std::string tensor_a = fresh(std::string("dec_a_") + decoder + ".safetensors");
-    const std::string tensor_b = fresh(std::string("dec_b_") + decoder + ".safetensors");
+    const std::string mp4 = fresh_tmp_path(std::string("dec_") + decoder + ".mp4");
+    const std::string frames = fresh_tmp_path(std::string("dec_frames_") + decoder);
+    const std::string tensor_a = fresh_tmp_path(std::string("dec_a_") + decoder + ".safetensors");
+    const std::string tensor_b = fresh_tmp_path(std::string("dec_b_") + decoder + ".safetensors");
     const auto result =
         run(fmt::format("decode --latents {} --decoder {} --vae-weights random -o {} --frames-dir {} "
                         "--save-video-tensor {} --chunk-frames 3 -q",
@@ -75,7 +75,7 @@ TEST_CASE("decode: bad input is one line, exit 1, and nothing at the output path
   const std::string nan = write_latents("dec_nan.safetensors", 2, 16, NAN);
   const std::string inf = write_latents("dec_inf.safetensors", 2, 16, INFINITY);
   const std::string three = write_latents("dec_3ch.safetensors", 2, 3);
-  const std::string wrong_weights = fresh("dec_wrong_weights.safetensors");
+  const std::string wrong_weights = fresh_tmp_path("dec_wrong_weights.safetensors");
   write_safetensors(wrong_weights, {{"conv2.weight", test::random_tensor({16, 16, 1, 1, 2}, 3)}}, {});
   struct Case {
     std::string args, culprit;
@@ -92,7 +92,7 @@ TEST_CASE("decode: bad input is one line, exit 1, and nothing at the output path
   };
   for (const Case& c : cases) {
     CAPTURE(c.args);
-    const std::string mp4 = fresh("dec_bad.mp4"), tensor = fresh("dec_bad.safetensors"), dir = fresh("dec_bad_dir");
+    const std::string mp4 = fresh_tmp_path("dec_bad.mp4"), tensor = fresh_tmp_path("dec_bad.safetensors"), dir = fresh_tmp_path("dec_bad_dir");
     const auto result =
         run(fmt::format("decode {} -o {} --save-video-tensor {} --frames-dir {} -q", c.args, mp4, tensor, dir));
     CHECK(result.exit_code == 1);
@@ -106,11 +106,11 @@ TEST_CASE("decode: bad input is one line, exit 1, and nothing at the output path
 }
 
 TEST_CASE("generate: --decoder is checked before any work and names the decoder") {
-  const auto unknown = run("generate -m tiny --frames 3 --decoder nope -o " + fresh("gen_bad.mp4") + " -q");
+  const auto unknown = run("generate -m tiny --frames 3 --decoder nope -o " + fresh_tmp_path("gen_bad.mp4") + " -q");
   CHECK(unknown.exit_code == 1);
   CHECK(unknown.err.find("'nope'") != std::string::npos);
   // The tiny model makes 3-channel latents: the Wan VAE refuses them by name, and no MP4 appears.
-  const std::string mp4 = fresh("gen_vae.mp4");
+  const std::string mp4 = fresh_tmp_path("gen_vae.mp4");
   const auto mismatch =
       run("generate -m tiny --frames 3 -p \"a red circle\" --decoder lightvae --vae-weights random -q -o " + mp4);
   CHECK(mismatch.exit_code == 1);

@@ -44,6 +44,8 @@ void op_timer_end(int slot, const char* op_class, void* stream) {
 
 std::map<std::string, double> op_timer_report_ms() {
   std::map<std::string, double> totals;
+  // Nothing recorded (a CPU run in a CUDA build, possibly on a machine without a driver): no CUDA call at all.
+  if (g_used == 0) return totals;
   LF_CUDA_CHECK(cudaDeviceSynchronize(), "op timer report");
   for (size_t i = 0; i < g_used; ++i) {
     float ms = 0;

@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <memory>
+#include <optional>
+
 #include "core/error.h"
 #include "model/decoder.h"
+#include "attention/backend_registry.h"
 #include "pipeline/ar_pipeline.h"
 
 namespace lf::cmd {
@@ -22,9 +26,24 @@ BackendRun run_backend(const PreparedModel& prepared, const AttentionConfig& att
   ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
   auto noise = make_philox_noise(options.seed.value_or(run.pipeline.seed), noise_shape_of(run));
   BackendRun result;
+  std::optional<TeacherForcing> teacher;
+  std::unique_ptr<AttentionBackend> teacher_attention;
+  if (options.teacher_latents != nullptr) {
+    AttentionConfig dense = attention;
+    dense.backend = dense_attention_backend().name;
+    teacher_attention = make_attention_backend(dense, &run.pipeline);
+    teacher = TeacherForcing{*options.teacher_latents, teacher_attention.get()};
+  }
   GenerateCallbacks callbacks;
   callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
     result.seconds += report.seconds;
+    if (teacher) {
+      // A causal decoder's state after chunk i-1 must be the dense video's too: replay the dense chunks before
+      // this one (quadratic in the chunks, but exact whatever the decoder's temporal reach).
+      decoder->reset();
+      for (int64_t past = 0; past < report.chunk; ++past)
+        decoder->decode_chunk(teacher->latents.slice_rows(past * report.frames, (past + 1) * report.frames));
+    }
     const auto images = decoder->decode_chunk(latents);
     for (const Tensor& image : images)
       result.frames.push_back(frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
@@ -34,7 +53,8 @@ BackendRun run_backend(const PreparedModel& prepared, const AttentionConfig& att
       fmt::print(stderr, "  {} chunk {}/{}  {}\n", options.label, report.chunk + 1, report.chunks,
                  format_seconds(report.seconds));
   };
-  result.latents = pipeline.generate(options.context ? *options.context : prepared.context, *noise, callbacks);
+  const Tensor& context = options.context ? *options.context : prepared.context;
+  result.latents = pipeline.generate({{0, context}}, *noise, callbacks, teacher ? &*teacher : nullptr);
   double density_sum = 0, recall_sum = 0;
   int64_t density_count = 0, recall_count = 0;
   for (const AttentionRecord& record : stats.records) {

@@ -30,6 +30,10 @@ struct BackendRunOptions {
   int64_t recall_row_stride = 0;  // 0: no recall; 1: exact; n: every n-th query row
   const Tensor* context = nullptr;  // text context; default prepared.context
   std::optional<uint64_t> seed = std::nullopt;  // default: the pipeline's seed
+  // Teacher forcing from these latents (a dense run's, same seed): every chunk is predicted by `attention` from
+  // the dense run's KV history, and decoded after the dense run's earlier chunks, so each chunk's error against
+  // dense is its own (ArPipeline's TeacherForcing).
+  const Tensor* teacher_latents = nullptr;
 };
 
 BackendRun run_backend(const PreparedModel& prepared, const AttentionConfig& attention,

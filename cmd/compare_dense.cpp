@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -128,6 +129,9 @@ int compare_dense(int argc, char** argv) {
        "off; timings then include it)", cxxopts::value<int64_t>()->default_value("0"))
       ("sweep", "sweep mode: attention.KEY=v1,v2,... (repeatable; the grid of all combinations) -> sweep.csv",
        cxxopts::value<std::vector<std::string>>())
+      ("no-teacher-forced", "skip the teacher-forced pass (each sparse chunk from the dense run's history)")
+      ("drift-db", "flag the first chunk whose free-running PSNR is this many dB below its teacher-forced PSNR",
+       cxxopts::value<double>()->default_value("3"))
       ("json", "print the report JSON on stdout")
       ("q,quiet", "no progress")
       ("h,help", "show this help");
@@ -140,6 +144,8 @@ int compare_dense(int argc, char** argv) {
   LF_CHECK(!run_flags.config.attention.empty(), "compare-dense needs --attention (the backend to compare with dense)");
   const bool quiet = result.count("quiet"), videos = !result.count("no-videos") && LF_WITH_FFMPEG;
   const std::string out_dir = result["out-dir"].as<std::string>();
+  const double drift_db = result["drift-db"].as<double>();
+  LF_CHECK(std::isfinite(drift_db) && drift_db >= 0, "--drift-db {}: expected a finite number of dB >= 0", drift_db);
   std::filesystem::create_directories(out_dir);
   check_output_writable(out_dir + "/compare-dense.json", "--out-dir");
   const PreparedModel prepared = prepare_model(run_flags, quiet);
@@ -157,6 +163,11 @@ int compare_dense(int argc, char** argv) {
   // attention output's error (it would distort the timing). Same seed and noise: the same trajectory.
   const BackendRun sparse_run = run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
   const BackendRun error_run = run_backend(prepared, run.attention, {.measure_output_error = true});
+  // Teacher-forced: every chunk from the dense run's own history, so its error is its own (no compounding).
+  std::optional<BackendRun> forced_run;
+  if (!result.count("no-teacher-forced"))
+    forced_run = run_backend(prepared, run.attention,
+                             {.quiet = quiet, .label = "teacher-forced", .teacher_latents = &dense_run.latents});
 
   eval::ChunkLayout layout;
   layout.video_frames = dense_run.frames_per_chunk;
@@ -165,6 +176,10 @@ int compare_dense(int argc, char** argv) {
   report.chunks = eval::per_chunk_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents,
                                           layout);
   report.total = eval::overall_metrics(sparse_run.frames, dense_run.frames, sparse_run.latents, dense_run.latents);
+  report.drift_db = drift_db;
+  if (forced_run)
+    report.teacher_forced_chunks = eval::per_chunk_metrics(forced_run->frames, dense_run.frames, forced_run->latents,
+                                                           dense_run.latents, layout);
   auto summarise = [&](const BackendRun& r, const std::string& name) {
     eval::RunSummary summary;
     summary.backend = name;
@@ -198,6 +213,14 @@ int compare_dense(int argc, char** argv) {
     fmt::print(stderr, "{} vs dense: PSNR {:.2f} dB, SSIM {:.4f}, latent rel-L2 {:.4f}, speedup {}\nwrote {}\n",
                run.attention.backend, report.total.psnr, report.total.ssim, report.total.latent_rel_l2,
                speedup ? fmt::format("{:.2f}x", *speedup) : "n/a", fmt::join(written, ", "));
+  if (!quiet && forced_run) {
+    std::vector<std::string> psnr;
+    for (const eval::ChunkMetrics& chunk : report.teacher_forced_chunks) psnr.push_back(fmt::format("{:.2f}", chunk.psnr));
+    const std::optional<int64_t> drift = eval::first_drift_chunk(report.chunks, report.teacher_forced_chunks, drift_db);
+    fmt::print(stderr, "teacher-forced PSNR per chunk: {} dB; {}\n", fmt::join(psnr, ", "),
+               drift ? fmt::format("the rollout drifts at chunk {} (> {} dB below teacher-forced)", *drift, drift_db)
+                     : std::string("no drift"));
+  }
   if (result.count("json")) fmt::print("{}\n", eval::compare_dense_json(report).dump(2));
   return 0;
 }

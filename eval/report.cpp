@@ -127,6 +127,17 @@ void put_text_centered(cv::Mat& canvas, const std::string& text, cv::Point cente
 
 }  // namespace
 
+std::optional<int64_t> first_drift_chunk(const std::vector<ChunkMetrics>& free_running,
+                                         const std::vector<ChunkMetrics>& teacher_forced, double drift_db) {
+  for (size_t i = 0; i < std::min(free_running.size(), teacher_forced.size()); ++i) {
+    // Capped: two identical chunks (both at the cap) never count as a drift.
+    const double free_psnr = capped_psnr(free_running[i].psnr), forced_psnr = capped_psnr(teacher_forced[i].psnr);
+    if (std::isfinite(free_psnr) && std::isfinite(forced_psnr) && free_psnr < forced_psnr - drift_db)
+      return free_running[i].chunk;
+  }
+  return std::nullopt;
+}
+
 std::optional<double> speedup(const CompareDenseReport& report) {
   return ratio(report.dense.seconds, report.sparse.seconds);
 }
@@ -140,11 +151,18 @@ json compare_dense_json(const CompareDenseReport& report) {
   for (const ChunkMetrics& metrics : report.chunks) chunks.push_back(chunk_json(metrics));
   json variants = json::object();
   for (const auto& [name, text] : metric_variants()) variants[name] = text;
+  json teacher_forced = json::array();
+  for (const ChunkMetrics& metrics : report.teacher_forced_chunks) teacher_forced.push_back(chunk_json(metrics));
+  const std::optional<int64_t> drift =
+      first_drift_chunk(report.chunks, report.teacher_forced_chunks, report.drift_db);
   json out = {{"sparse", run_json(report.sparse)},
               {"dense", run_json(report.dense)},
               {"speedup", number(speedup(report))},
               {"attention_speedup", number(attention_speedup(report))},
               {"chunks", chunks},
+              {"teacher_forced_chunks", teacher_forced},
+              {"drift", {{"threshold_db", report.drift_db},
+                         {"first_chunk", drift ? json(*drift) : json(nullptr)}}},
               {"total", chunk_json(report.total)},
               {"psnr_cap_db", kPsnrCapDb},
               {"metric_variants", variants}};
@@ -181,6 +199,27 @@ std::string compare_dense_markdown(const CompareDenseReport& report, const std::
   md += fmt::format("\nPSNR is capped at {:.0f} dB per frame (identical frames count as {:.0f}).\n\n", kPsnrCapDb,
                     kPsnrCapDb);
 
+  if (!report.teacher_forced_chunks.empty()) {
+    const std::optional<int64_t> drift =
+        first_drift_chunk(report.chunks, report.teacher_forced_chunks, report.drift_db);
+    md += "## Teacher-forced fidelity, per chunk\n\n";
+    md += "Each sparse chunk predicted from the dense run's own history: its error is that chunk's alone. The "
+          "free-running PSNR is the table above.\n\n";
+    md += "| chunk | teacher-forced PSNR (dB) | SSIM | latent rel-L2 | free-running PSNR (dB) |\n"
+          "|---|---|---|---|---|\n";
+    for (size_t i = 0; i < report.teacher_forced_chunks.size(); ++i) {
+      const ChunkMetrics& forced = report.teacher_forced_chunks[i];
+      const std::string free_psnr = i < report.chunks.size() ? fixed(capped_psnr(report.chunks[i].psnr), 2) : "";
+      md += fmt::format("| {}{} | {} | {} | {} | {} |\n", forced.chunk,
+                        drift && *drift == forced.chunk ? " (drift)" : "", fixed(capped_psnr(forced.psnr), 2),
+                        fixed(forced.ssim, 4), fixed(forced.latent_rel_l2, 5), free_psnr);
+    }
+    md += drift ? fmt::format("\nThe rollout drifts at chunk **{}**: its free-running PSNR is more than {:.1f} dB below "
+                              "its teacher-forced PSNR.\n\n", *drift, report.drift_db)
+                : fmt::format("\nNo chunk's free-running PSNR falls more than {:.1f} dB below its teacher-forced "
+                              "PSNR.\n\n", report.drift_db);
+  }
+
   md += "## Plots\n\n";
   if (plot_files.empty()) {
     md += have_opencv() ? "_No plots were written._\n\n"
@@ -202,18 +241,27 @@ std::string compare_dense_markdown(const CompareDenseReport& report, const std::
   return md;
 }
 
+namespace {
+PlotSeries chunk_series(const std::string& name, const std::vector<ChunkMetrics>& chunks,
+                        double (*value)(const ChunkMetrics&)) {
+  PlotSeries series;
+  series.name = name;
+  for (const ChunkMetrics& metrics : chunks) series.values.push_back(value(metrics));
+  return series;
+}
+}  // namespace
+
 LinePlot psnr_plot(const CompareDenseReport& report) {
   LinePlot plot;
   plot.title = fmt::format("PSNR per chunk: {} vs {}", report.sparse.backend, report.dense.backend);
   plot.x_label = "chunk";
   plot.y_label = "PSNR (dB)";
-  PlotSeries series;
-  series.name = "PSNR";
-  for (const ChunkMetrics& metrics : report.chunks) {
-    plot.x.push_back(double(metrics.chunk));
-    series.values.push_back(capped_psnr(metrics.psnr));
-  }
-  plot.series.push_back(std::move(series));
+  for (const ChunkMetrics& metrics : report.chunks) plot.x.push_back(double(metrics.chunk));
+  plot.series.push_back(chunk_series(report.teacher_forced_chunks.empty() ? "PSNR" : "PSNR, free-running",
+                                     report.chunks, [](const ChunkMetrics& m) { return capped_psnr(m.psnr); }));
+  if (!report.teacher_forced_chunks.empty())
+    plot.series.push_back(chunk_series("PSNR, teacher-forced", report.teacher_forced_chunks,
+                                       [](const ChunkMetrics& m) { return capped_psnr(m.psnr); }));
   return plot;
 }
 
@@ -222,13 +270,12 @@ LinePlot ssim_plot(const CompareDenseReport& report) {
   plot.title = fmt::format("SSIM per chunk: {} vs {}", report.sparse.backend, report.dense.backend);
   plot.x_label = "chunk";
   plot.y_label = "SSIM";
-  PlotSeries series;
-  series.name = "SSIM";
-  for (const ChunkMetrics& metrics : report.chunks) {
-    plot.x.push_back(double(metrics.chunk));
-    series.values.push_back(metrics.ssim);
-  }
-  plot.series.push_back(std::move(series));
+  for (const ChunkMetrics& metrics : report.chunks) plot.x.push_back(double(metrics.chunk));
+  plot.series.push_back(chunk_series(report.teacher_forced_chunks.empty() ? "SSIM" : "SSIM, free-running",
+                                     report.chunks, [](const ChunkMetrics& m) { return m.ssim; }));
+  if (!report.teacher_forced_chunks.empty())
+    plot.series.push_back(chunk_series("SSIM, teacher-forced", report.teacher_forced_chunks,
+                                       [](const ChunkMetrics& m) { return m.ssim; }));
   return plot;
 }
 

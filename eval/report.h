@@ -27,10 +27,20 @@ struct CompareDenseReport {
   RunSummary dense;
   std::vector<ChunkMetrics> chunks;  // per_chunk_metrics()
   ChunkMetrics total;                // overall_metrics()
+  // Teacher-forced, per chunk (empty when not run): each sparse chunk predicted from the dense run's own KV history,
+  // so its error is that chunk's alone; `chunks` above is the free-running rollout, where errors compound.
+  std::vector<ChunkMetrics> teacher_forced_chunks;
+  double drift_db = 3.0;               // see first_drift_chunk()
   // Anything else the caller wants recorded (seed, prompt, config, commit, paths): merged into the top level of the
   // JSON object and listed in the Markdown; a key that collides with a report field is an error.
   nlohmann::json extra = nlohmann::json::object();
 };
+
+// The first chunk where the free-running rollout has drifted: its PSNR lies more than `drift_db` below the same
+// chunk's teacher-forced PSNR, so most of its error was inherited from earlier chunks rather than made there.
+// nullopt when no chunk does (or teacher-forced metrics are missing).
+std::optional<int64_t> first_drift_chunk(const std::vector<ChunkMetrics>& free_running,
+                                         const std::vector<ChunkMetrics>& teacher_forced, double drift_db);
 
 // dense / sparse of the matching seconds; nullopt when either is unknown (<= 0) or not finite.
 std::optional<double> speedup(const CompareDenseReport& report);

@@ -1,5 +1,6 @@
 // The binary end to end: what a user or a CI script sees (exit codes, one-line errors, files or their absence).
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/wait.h>
 
@@ -140,6 +141,19 @@ TEST_CASE("profile-sparsity and compare-dense produce their reports end to end")
   CHECK(c.out.find("\"speedup\"") != std::string::npos);
   CHECK(c.out.find("\"ssim\"") != std::string::npos);
   CHECK(c.out.find("\"attention_output_rel_l2\"") != std::string::npos);
+  {
+    // Teacher-forced chunks beside the free-running ones; chunk 0 has no history, so the two agree there.
+    const nlohmann::json report = nlohmann::json::parse(c.out);
+    const auto& free_running = report.at("chunks");
+    const auto& forced = report.at("teacher_forced_chunks");
+    REQUIRE(forced.size() == free_running.size());
+    REQUIRE(forced.size() == 2);
+    CHECK(forced[0].at("latent_rel_l2") == free_running[0].at("latent_rel_l2"));
+    CHECK(forced[0].at("psnr") == free_running[0].at("psnr"));
+    CHECK(forced[1].at("latent_rel_l2").get<double>() > 0);
+    CHECK(report.at("drift").at("threshold_db") == 3.0);
+    CHECK(report.at("drift").contains("first_chunk"));
+  }
   CHECK(fs::exists(compare + "/compare-dense.json"));
   CHECK(fs::exists(compare + "/compare-dense.md"));
 #if LF_WITH_FFMPEG

@@ -4,11 +4,13 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <memory>
 
 #include "config/config.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/wan_dit.h"
+#include "ops/ops.h"
 #include "pipeline/ar_pipeline.h"
 #include "pipeline/prompt_schedule.h"
 #include "pipeline/scheduler.h"
@@ -362,4 +364,65 @@ TEST_CASE("context_noise > 0: later chunks see the earlier chunks' clean x0 at t
   }
   // Chunk 0 sees no context: identical either way.
   CHECK(test::rel_l2(noised.slice_rows(0, 3).clone(), clean.slice_rows(0, 3).clone()) == 0.0);
+}
+
+namespace {
+// A stand-in for a sparse backend with a known, chunk-local error: dense attention scaled by 0.9. `exact_below`:
+// chunks before it (denoising and refresh alike) run exact dense, so a free-running run of it has dense history
+// up to that chunk, which is what teacher forcing promises for every chunk.
+class ScaledDenseAttention : public AttentionBackend {
+ public:
+  explicit ScaledDenseAttention(int64_t exact_below = 0) : exact_below_(exact_below) {}
+  std::string name() const override { return "scaled-dense"; }
+  Tensor run(const AttentionCall& call) override {
+    const Tensor out = dense_->run(call);
+    return call.chunk < exact_below_ ? out : ops::axpby(0.9, out, 0.0, out);
+  }
+
+ private:
+  int64_t exact_below_;
+  std::unique_ptr<AttentionBackend> dense_ = make_attention_backend(AttentionConfig{});
+};
+}  // namespace
+
+TEST_CASE("teacher forcing: each chunk from the reference's history, equal to a run whose history was dense") {
+  const RunConfig run = tiny_run(12);  // 4 chunks of 3 latent frames
+  const WanDiT model(run.model, random_weights(run.model));
+  const Tensor context = test::random_tensor({5, 12}, 31);
+  auto rollout = [&](AttentionBackend& attention, const TeacherForcing* teacher) {
+    auto noise = make_philox_noise(11, noise_shape(run));
+    ArPipeline pipeline(run.pipeline, model, attention);
+    return pipeline.generate({{0, context}}, *noise, {}, teacher);
+  };
+  auto dense_attention = make_attention_backend(run.attention);
+  REQUIRE(dense_attention->name() == "dense");
+  const Tensor dense = rollout(*dense_attention, nullptr);
+  const TeacherForcing teacher{dense, dense_attention.get()};
+
+  // Dense under teacher forcing by dense is dense, bit for bit: the refresh passes rebuild the same cache.
+  const Tensor dense_forced = rollout(*dense_attention, &teacher);
+  CHECK(std::memcmp(dense_forced.raw(), dense.raw(), dense.nbytes()) == 0);
+
+  ScaledDenseAttention scaled;
+  const Tensor free_running = rollout(scaled, nullptr);
+  const Tensor forced = rollout(scaled, &teacher);
+  auto chunk = [](const Tensor& latents, int64_t i) { return latents.slice_rows(3 * i, 3 * i + 3).clone(); };
+  // Chunk 0 has no history: forced and free-running agree exactly.
+  CHECK(std::memcmp(chunk(forced, 0).raw(), chunk(free_running, 0).raw(), chunk(forced, 0).nbytes()) == 0);
+  for (int64_t i = 1; i < 4; ++i) {
+    CAPTURE(i);
+    // The definition, built without teacher forcing: a free run whose attention is exact dense before chunk i
+    // and scaled from chunk i on has the dense history at chunk i; its chunk i is the teacher-forced chunk i.
+    ScaledDenseAttention from_i(i);
+    const Tensor reference = rollout(from_i, nullptr);
+    CHECK(test::rel_l2(chunk(forced, i), chunk(reference, i)) == 0.0);
+    // The history matters: the free-running chunk (scaled history) differs from the teacher-forced one.
+    CHECK(test::rel_l2(chunk(forced, i), chunk(free_running, i)) > 1e-4);
+  }
+  // The error of a teacher-forced chunk against dense is its own: every chunk is off, none exact.
+  for (int64_t i = 0; i < 4; ++i) CHECK(test::rel_l2(chunk(forced, i), chunk(dense, i)) > 1e-4);
+
+  // A reference of another length is refused.
+  const TeacherForcing short_teacher{dense.slice_rows(0, 6).clone(), dense_attention.get()};
+  CHECK_THROWS_WITH_AS(rollout(scaled, &short_teacher), doctest::Contains("teacher forcing"), Error);
 }

@@ -12,12 +12,12 @@ ArPipeline::ArPipeline(const PipelineConfig& config, const WanDiT& model, Attent
     : config_(config), model_(model), attention_(attention), schedule_(config) {}
 
 void ArPipeline::refresh(KvCache& cache, const CrossAttentionCache& cross, int64_t chunk,
-                         const Tensor& clean_latents) {
+                         const Tensor& clean_latents, AttentionBackend& attention) {
   const ModelConfig& mc = model_.config();
   const int64_t chunk_frames = config_.chunk_frames;
   const int64_t steps = int64_t(schedule_.timesteps().size());
   cache.begin_forward(chunk * chunk_frames, chunk_frames);
-  CachedSelfAttention self_attention(cache, attention_, model_.rope_grid(), mc.head_dim(), {chunk, steps, true});
+  CachedSelfAttention self_attention(cache, attention, model_.rope_grid(), mc.head_dim(), {chunk, steps, true});
   model_.forward(clean_latents, std::vector<double>(size_t(chunk_frames), schedule_.context_timestep()), cross,
                  self_attention);
 }
@@ -28,6 +28,11 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
 
 Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise,
                             const GenerateCallbacks& callbacks) {
+  return generate(contexts, noise, callbacks, nullptr);
+}
+
+Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise,
+                            const GenerateCallbacks& callbacks, const TeacherForcing* teacher) {
   const ModelConfig& mc = model_.config();
   const int64_t chunk_frames = config_.chunk_frames, chunks = config_.frames / chunk_frames;
   const Device device = model_.device();
@@ -42,6 +47,15 @@ Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSou
   size_t next_switch = 1;
   CrossAttentionCache cross = model_.build_cross_cache(contexts[0].context);
   Tensor latents = Tensor::empty({config_.frames, mc.out_channels, mc.latent_height, mc.latent_width});
+  if (teacher != nullptr) {
+    LF_CHECK(teacher->attention != nullptr, "teacher forcing needs the reference run's attention backend");
+    LF_CHECK(teacher->latents.shape() == latents.shape(),
+             "teacher forcing: the reference latents are {}, this run makes {}", shape_str(teacher->latents.shape()),
+             shape_str(latents.shape()));
+  }
+  // What the KV cache is built from: this run's own chunks, or under teacher forcing the reference's.
+  const Tensor& history = teacher != nullptr ? teacher->latents : latents;
+  AttentionBackend& history_attention = teacher != nullptr ? *teacher->attention : attention_;
   const std::vector<double>& timesteps = schedule_.timesteps();
   const std::vector<double>& sigmas = schedule_.sigmas();
   const int64_t steps = int64_t(timesteps.size());
@@ -56,8 +70,8 @@ Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSou
         // Replay from an empty cache, so a rolling window evicts exactly as it did the first time.
         cache.reset();
         for (int64_t past = 0; past < chunk; ++past, ++forwards)
-          refresh(cache, cross, past,
-                  latents.slice_rows(past * chunk_frames, (past + 1) * chunk_frames).to(device));
+          refresh(cache, cross, past, history.slice_rows(past * chunk_frames, (past + 1) * chunk_frames).to(device),
+                  history_attention);
       }
     }
     // Noise is drawn on the host (the same numbers on every device) and moved to the model's device.
@@ -92,7 +106,11 @@ Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSou
     // Clean refresh: the same chunk at t = context_noise rewrites its K/V slot; the output is discarded. The last
     // chunk's refresh feeds nothing, so it runs only when asked (refresh_last_chunk).
     if (chunk + 1 < chunks || config_.refresh_last_chunk) {
-      refresh(cache, cross, chunk, x0);
+      if (teacher != nullptr)
+        refresh(cache, cross, chunk, history.slice_rows(start_frame, start_frame + chunk_frames).to(device),
+                history_attention);
+      else
+        refresh(cache, cross, chunk, x0, attention_);
       ++forwards;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -33,6 +33,16 @@ struct GenerateCallbacks {
   std::function<void(const ChunkReport&, const Tensor& latents)> on_chunk;
 };
 
+// Teacher forcing (compare-dense): each chunk is still denoised with this pipeline's attention backend, but the
+// KV history it attends to is a reference run's own. Every refresh pass (and every recache replay at a prompt
+// switch) takes the reference's clean latents of that chunk and runs with the reference's attention backend, so
+// after chunk i the cache holds exactly what the reference run's held, and chunk i's error against the reference
+// is that chunk's alone rather than compounded over the rollout.
+struct TeacherForcing {
+  Tensor latents;                           // the reference run's clean latents [frames, C, H, W]
+  AttentionBackend* attention = nullptr;    // the reference run's backend (dense for compare-dense)
+};
+
 class ArPipeline {
  public:
   ArPipeline(const PipelineConfig& config, const WanDiT& model, AttentionBackend& attention);
@@ -44,6 +54,10 @@ class ArPipeline {
   // context changes and, with pipeline.recache_on_switch (LongLive's recache), the KV cache is rebuilt for the new
   // prompt by replaying the clean refresh pass of every earlier chunk under it, in order (docs/long-video.md).
   Tensor generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise, const GenerateCallbacks& callbacks);
+  // Either of the above under teacher forcing: the returned latents are this backend's chunk predictions, each
+  // made from the reference's history.
+  Tensor generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise, const GenerateCallbacks& callbacks,
+                  const TeacherForcing* teacher);
 
  private:
   PipelineConfig config_;
@@ -52,7 +66,8 @@ class ArPipeline {
   FlowMatchSchedule schedule_;
 
   // The clean pass at t = context_noise over a chunk's final latents: rewrites its K/V slot, output discarded.
-  void refresh(KvCache& cache, const CrossAttentionCache& cross, int64_t chunk, const Tensor& clean_latents);
+  void refresh(KvCache& cache, const CrossAttentionCache& cross, int64_t chunk, const Tensor& clean_latents,
+               AttentionBackend& attention);
 };
 
 }  // namespace lf

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "core/embedded.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "io/frame.h"
 #include "io/frame_writer.h"
 #include "io/safetensors.h"
@@ -79,8 +80,10 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
         ++result.video_frames;
       }
     }
+    // Memory after each chunk, so a long run shows whether it stays flat (docs/long-video.md).
     chunk_reports.push_back({{"chunk", report.chunk}, {"frames", report.frames}, {"seconds", report.seconds},
-                             {"forwards", report.forwards}});
+                             {"forwards", report.forwards}, {"host_rss_bytes", host_rss_bytes()},
+                             {"device_peak_bytes", ops::device_memory_stats().peak_bytes}});
     if (!quiet) {
       const double rate = double((report.chunk + 1) * report.frames) / result.generation_seconds;
       const double eta =
@@ -118,6 +121,8 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
       {"generation_seconds", result.generation_seconds},
       {"latent_frames_per_second", double(run.pipeline.frames) / result.generation_seconds},
       {"per_chunk", chunk_reports},
+      {"host_peak_rss_bytes", host_peak_rss_bytes()},
+      {"device_peak_bytes", ops::device_memory_stats().peak_bytes},
       {"outputs",
        {{"video", outputs.video},
         {"frames_dir", outputs.frames_dir},

@@ -307,7 +307,7 @@ std::vector<Row> catalogue() {
       {"empty -o", quick + "-o ''", 1, "-o/--output is empty", ""},
       // -o - owns stdout (the TTY and broken-pipe cases need a terminal or a pipe: tests/test_stream.cpp)
       {"-o - with --json", quick + "--json -o -", 2, "--json prints to stdout, which -o - uses", ""},
-      {"batch takes no -o", batch + f.batch_prompts + " -o -", 2, "'o'", batch_out},
+      {"batch takes no -o", batch + f.batch_prompts + " -o -", 2, "Option \u2018o\u2019 does not exist", batch_out},
       // --- prompt schedules (generate --prompt-schedule) ---
       {"schedule past the last chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule '0:a red circle;5:a blue "
        "square' -o " + out, 1, "chunk 5 is past the last chunk 1", out},

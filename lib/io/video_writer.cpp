@@ -132,6 +132,7 @@ struct VideoWriter::Impl {
   AVStream* stream = nullptr;
   int64_t frames = 0;
   int64_t frames_in_fragment = 0;  // a stream's frames since the last flush()
+  int64_t frames_sent = 0;         // a stream's frames in complete fragments that reached the descriptor
   bool finished = false;
 
   explicit Impl(const Options& opts) : options(opts), name(output_name(opts)) {
@@ -151,7 +152,7 @@ struct VideoWriter::Impl {
   [[noreturn]] void av_fail(const char* what, int code) const {
     // The one failure a stream's user causes on purpose (closing the player, `| head -c N`): said plainly.
     if (streaming() && stream_target.error_number == EPIPE)
-      fail("cannot write MP4 {}: the reader closed the pipe after {} frames", name, frames);
+      fail("cannot write MP4 {}: the reader closed the pipe after {} frames", name, frames_sent);
     fail("cannot write MP4 {}: {}: {}", name, what, av::error_string(code));
   }
 
@@ -314,6 +315,7 @@ struct VideoWriter::Impl {
     if (status < 0) av_fail("cannot write a fragment", status);
     push_to_descriptor();
     frames_in_fragment = 0;
+    frames_sent = frames;
   }
 };
 

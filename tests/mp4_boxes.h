@@ -57,7 +57,8 @@ inline int64_t moof_samples(const std::string& bytes, const Box& moof) {
   for (const Box& traf : boxes_in(bytes, moof.payload, moof.end)) {
     if (traf.type != "traf") continue;
     for (const Box& trun : boxes_in(bytes, traf.payload, traf.end))
-      if (trun.type == "trun" && trun.payload + 8 <= trun.end) samples += int64_t(big_endian(bytes, trun.payload + 4, 4));
+      if (trun.type == "trun" && trun.payload + 8 <= trun.end)
+        samples += int64_t(big_endian(bytes, trun.payload + 4, 4));
   }
   return samples;
 }

@@ -2,7 +2,6 @@
 // pipe"), and --frames-dir written chunk by chunk. The binary end to end, with the reader at the other end of a
 // pipe, a terminal, or a file that the test reads while the run goes on.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -50,9 +49,7 @@ bool has_temp_leftovers(const std::string& final_path) {
   return false;
 }
 
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_file(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 // Starts the binary through `sh -c "exec ..."` with the given descriptors as its stdout and stderr, and SIGPIPE at
 // its default (so a binary that forgot to ignore it would die of it, as under a shell).
@@ -165,7 +162,8 @@ TEST_CASE("-o - streams fragmented MP4 to stdout: one fragment per chunk, the vi
   REQUIRE(from_stream.size() == 6);
   REQUIRE(from_file.size() == 6);
   const std::vector<lf::Frame> exact = read_frame_files(frames_dir, 6);
-  const double stream_error = mean_abs_difference(from_stream, exact), file_error = mean_abs_difference(from_file, exact);
+  const double stream_error = mean_abs_difference(from_stream, exact);
+  const double file_error = mean_abs_difference(from_file, exact);
   MESSAGE("tiny: stream " << first.out.size() << " bytes, file " << fs::file_size(file) << " bytes; mean abs error "
                           << "against the exact frames: stream " << stream_error << ", file " << file_error
                           << "; stream against file " << mean_abs_difference(from_stream, from_file));
@@ -258,8 +256,8 @@ TEST_CASE("-o - into a pipe whose reader is gone: one error line, exit 1, no sig
     REQUIRE(::pipe2(ends, O_CLOEXEC) == 0);  // the child keeps only the end it is given
     const int err_fd = open_for_writing(err_path);
     // 3 chunks: the reader closes after chunk 0's fragment, seconds before chunk 1's is written.
-    const pid_t pid = spawn("generate -m tiny --quiet --prompt 'a red circle' --frames 9 -o - --save-latents " +
-                            latents, ends[1], err_fd);
+    const pid_t pid = spawn(
+        "generate -m tiny --quiet --prompt 'a red circle' --frames 9 -o - --save-latents " + latents, ends[1], err_fd);
     ::close(ends[1]);
     ::close(err_fd);
     std::string head;
@@ -289,11 +287,12 @@ TEST_CASE("-o - into a pipe whose reader is gone: one error line, exit 1, no sig
 TEST_CASE("the stream and --frames-dir carry each chunk's frames before the chunk's progress line") {
   // stdout a file the test reads while the run goes on; stderr the progress, one "  chunk i/4" line per chunk,
   // printed after that chunk's frames were written. Whenever k lines are there, 3k frames must be out already.
-  const std::string stream_path = fresh_tmp_path("stream_progress.mp4"), err_path = fresh_tmp_path("stream_progress.txt");
+  const std::string stream_path = fresh_tmp_path("stream_progress.mp4");
+  const std::string err_path = fresh_tmp_path("stream_progress.txt");
   const std::string frames_dir = fresh_tmp_path("stream_progress_frames");
   const int out_fd = open_for_writing(stream_path), err_fd = open_for_writing(err_path);
-  const pid_t pid = spawn("generate -m tiny --prompt 'a red circle' --frames 12 -o - --frames-dir " + frames_dir,
-                          out_fd, err_fd);
+  const pid_t pid =
+      spawn("generate -m tiny --prompt 'a red circle' --frames 12 -o - --frames-dir " + frames_dir, out_fd, err_fd);
   ::close(out_fd);
   ::close(err_fd);
   int64_t mid_run_looks = 0, behind = 0;

@@ -382,7 +382,8 @@ struct StreamFile {
 };
 
 void write_stream(const StreamFile& file, const std::vector<Frame>& frames, int frames_per_flush) {
-  VideoWriter writer({.path = "test stream", .width = frames[0].width, .height = frames[0].height, .stream_fd = file.fd});
+  VideoWriter writer(
+      {.path = "test stream", .width = frames[0].width, .height = frames[0].height, .stream_fd = file.fd});
   for (size_t i = 0; i < frames.size(); ++i) {
     writer.write(frames[i]);
     if ((i + 1) % size_t(frames_per_flush) == 0) writer.flush();
@@ -478,7 +479,8 @@ TEST_CASE("MP4 stream to a pipe whose reader is gone: one error saying so, at th
   int ends[2];
   REQUIRE(::pipe(ends) == 0);
   ::close(ends[0]);
-  std::string message = error_of([&] { VideoWriter({.path = "stdout", .width = 64, .height = 48, .stream_fd = ends[1]}); });
+  std::string message =
+      error_of([&] { VideoWriter({.path = "stdout", .width = 64, .height = 48, .stream_fd = ends[1]}); });
   CHECK(message == "cannot write MP4 to stdout: the reader closed the pipe after 0 frames");
   ::close(ends[1]);
 

@@ -2,8 +2,14 @@
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "commands.h"
 #include "config/config.h"
@@ -33,7 +39,8 @@ cxxopts::Options generate_flags() {
   flags.add_options("input")("noise", "read every random draw from this safetensors file (noise_initial, "
                              "renoise_c{c}_s{s})", cxxopts::value<std::string>());
   flags.add_options("output")
-      ("o,output", "MP4 path (H.264); default lightforce.mp4, none with --save-latents unless -o is given",
+      ("o,output", "MP4 path (H.264); '-': fragmented MP4 to stdout as each chunk finishes (pipe it into ffplay -); "
+       "default lightforce.mp4, none with --save-latents unless -o is given",
        cxxopts::value<std::string>())
       ("no-video", "do not write an MP4 (use with --save-latents or --frames-dir)")
       ("frames-dir", "also write each frame as an image into this directory (PNG; PPM without OpenCV)",
@@ -47,6 +54,34 @@ cxxopts::Options generate_flags() {
       ("print-config", "print the merged config as YAML and exit")
       ("h,help", "show this help");
   return flags;
+}
+
+// `-o -`: the video goes to stdout as each chunk finishes (docs/cli.md, "Streaming to a pipe"). Refuses what would
+// mix other bytes into the video or pour it onto a terminal, before any work (usage errors, exit 2). Returns the
+// descriptor to write the video to: a duplicate of stdout, while fd 1 itself now points at stderr, so a stray
+// print from any library lands on the terminal instead of inside the MP4.
+int open_stdout_stream(const OutputOptions& options) {
+  if (options.json)
+    throw cxxopts::exceptions::parsing("--json prints to stdout, which -o - uses for the video: drop --json or give "
+                                       "-o a file");
+  LF_CHECK(::fcntl(STDOUT_FILENO, F_GETFL) != -1, "-o -: stdout is closed");
+  if (::isatty(STDOUT_FILENO))
+    throw cxxopts::exceptions::parsing("-o - writes binary video to stdout, which is a terminal: pipe it into a "
+                                       "player (lightforce generate ... -o - | ffplay -) or give -o a file");
+  // A reader that exits early (a closed player, `| head -c N`) must give one error line from the failed write, not
+  // a silent death by SIGPIPE; nothing else here writes to a pipe or socket.
+  ::signal(SIGPIPE, SIG_IGN);
+  std::fflush(stdout);
+  const int video_fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  LF_CHECK(video_fd >= 0, "-o -: cannot duplicate stdout: {}", std::strerror(errno));
+  if (::dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    // No stderr either: stray prints go nowhere rather than into the video.
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    LF_CHECK(null_fd >= 0 && ::dup2(null_fd, STDOUT_FILENO) >= 0, "-o -: cannot detach stdout: {}",
+             std::strerror(errno));
+    ::close(null_fd);
+  }
+  return video_fd;
 }
 
 }  // namespace
@@ -88,14 +123,18 @@ int generate(int argc, char** argv) {
   LF_CHECK(!result.count("output") || !options.output.empty(), "-o/--output is empty: give an .mp4 path (or --no-video)");
   const bool write_video = !options.no_video && (!options.output.empty() || options.save_latents.empty());
   if (write_video && options.output.empty()) options.output = "lightforce.mp4";
-  if (write_video) check_output_writable(options.output, "--output");
-  if (write_video) check_video_extension(options.output, "--output");
+  const bool to_stdout = write_video && options.output == "-";
+  if (write_video && !to_stdout) check_output_writable(options.output, "--output");
+  if (write_video && !to_stdout) check_video_extension(options.output, "--output");
   if (!options.save_latents.empty()) check_output_writable(options.save_latents, "--save-latents");
   if (!options.save_noise.empty()) check_output_writable(options.save_noise, "--save-noise");
-  check_distinct_outputs({{"--output", write_video ? options.output : ""}, {"--save-latents", options.save_latents},
+  check_distinct_outputs({{"--output", write_video && !to_stdout ? options.output : ""},
+                          {"--save-latents", options.save_latents},
                           {"--save-noise", options.save_noise}, {"--frames-dir", options.frames_dir}});
   LF_CHECK(write_video || !options.frames_dir.empty() || !options.save_latents.empty(),
            "--no-video without --frames-dir or --save-latents would write nothing");
+  // Last of the checks: from here on stdout is the video's.
+  const int video_fd = to_stdout ? open_stdout_stream(options) : -1;
 
   PreparedModel prepared = prepare_model(run_flags, options.quiet);
   const RunConfig& run = prepared.run;
@@ -114,6 +153,7 @@ int generate(int argc, char** argv) {
   }
   VideoOutputs outputs;
   outputs.video = write_video ? options.output : "";
+  outputs.video_fd = video_fd;
   outputs.frames_dir = options.frames_dir;
   outputs.latents = options.save_latents;
   outputs.noise = options.noise;
@@ -126,8 +166,8 @@ int generate(int argc, char** argv) {
     fmt::print(stderr, "lightforce: {} latent frames in {} ({:.2f} frames/s generation), total {}\n",
                run.pipeline.frames, format_seconds(video.generation_seconds),
                double(run.pipeline.frames) / video.generation_seconds, format_seconds(total_seconds));
-    if (write_video) fmt::print(stderr, "wrote {} ({} frames, {}x{}, {} fps)\n", options.output, video.video_frames,
-                                decoder->width(), decoder->height(), run.output.fps);
+    if (write_video) fmt::print(stderr, "wrote {} ({} frames, {}x{}, {} fps)\n", to_stdout ? "stdout" : options.output,
+                                video.video_frames, decoder->width(), decoder->height(), run.output.fps);
   }
   if (options.json) {
     video.summary["total_seconds"] = total_seconds;

@@ -42,9 +42,15 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
   if (decodes) decoder->reset();  // a decoder carried over from the previous video starts a fresh stream
 
   std::optional<VideoWriter> video;
-  if (!outputs.video.empty())
-    video.emplace(VideoWriter::Options{outputs.video, int(decoder->width()), int(decoder->height()), run.output.fps,
-                                       run.output.crf, "medium"});
+  if (!outputs.video.empty()) {
+    VideoWriter::Options video_options{outputs.video, int(decoder->width()), int(decoder->height()), run.output.fps,
+                                       run.output.crf, "medium"};
+    if (outputs.video_fd >= 0) {
+      video_options.stream_fd = outputs.video_fd;
+      video_options.path = "stdout";  // how its messages name it
+    }
+    video.emplace(video_options);
+  }
   std::optional<FrameWriter> frame_writer;
   if (!outputs.frames_dir.empty())
     frame_writer.emplace(outputs.frames_dir, LF_WITH_OPENCV ? FrameFormat::PNG : FrameFormat::PPM);
@@ -76,9 +82,11 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
         const Frame frame = frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
                                            int(image.dim(2)));
         if (video) video->write(frame);
-        if (frame_writer) frame_writer->write(frame);
+        if (frame_writer) frame_writer->write(frame);  // each PNG complete on disk now, not at the end of the run
         ++result.video_frames;
       }
+      // A stream's fragment ends here: the chunk's frames are in the pipe before its progress line is printed.
+      if (video) video->flush();
     }
     // Memory after each chunk, so a long run shows whether it stays flat (docs/long-video.md).
     chunk_reports.push_back({{"chunk", report.chunk}, {"frames", report.frames}, {"seconds", report.seconds},

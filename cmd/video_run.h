@@ -17,6 +17,7 @@ namespace lf::cmd {
 // (temporary + rename), so a run stopped at any point leaves nothing partial at these paths.
 struct VideoOutputs {
   std::string video;       // MP4
+  int video_fd = -1;       // >= 0: stream the MP4 to this descriptor (generate -o -) instead of the file `video`
   std::string frames_dir;  // numbered PNG (PPM) frames
   std::string latents;     // final latents as safetensors
   std::string noise;       // read every random draw from this file instead of Philox(pipeline.seed)

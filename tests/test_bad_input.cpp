@@ -305,6 +305,9 @@ std::vector<Row> catalogue() {
       {"second --prompt", quick + "--prompt 'a blue square falls' -o " + out, 1, "--prompt given 2 times", out},
       {"video named .png", quick + "-o " + at("video.png"), 1, "name it *.mp4", at("video.png")},
       {"empty -o", quick + "-o ''", 1, "-o/--output is empty", ""},
+      // -o - owns stdout (the TTY and broken-pipe cases need a terminal or a pipe: tests/test_stream.cpp)
+      {"-o - with --json", quick + "--json -o -", 2, "--json prints to stdout, which -o - uses", ""},
+      {"batch takes no -o", batch + f.batch_prompts + " -o -", 2, "Option \u2018o\u2019 does not exist", batch_out},
       // --- prompt schedules (generate --prompt-schedule) ---
       {"schedule past the last chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule '0:a red circle;5:a blue "
        "square' -o " + out, 1, "chunk 5 is past the last chunk 1", out},
@@ -483,6 +486,7 @@ std::vector<Row> catalogue() {
 #if LF_WITH_FFMPEG
   rows.push_back({"full disk (video)", quick + "-o " + f.full_node, 1, "'" + f.full_node + "'", ""});
   rows.push_back({"video to a device in place", quick + "-o " + f.null_node, 0, "", ""});
+  rows.push_back({"video streamed to stdout (here /dev/null)", quick + "-o -", 0, "", ""});
   // Long enough (60 frames) that the signal lands mid-run, after the MP4's temporary was created.
   rows.push_back({"SIGINT mid-run", "generate -m tiny --quiet --prompt 'a red circle' --frames 60 -o " + out, 0,
                   "SIGINT", out, SIGINT});

@@ -1,4 +1,6 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "io/frame_writer.h"
 #include "io/video_reader.h"
 #include "io/video_writer.h"
+#include "mp4_boxes.h"
 #include "test_util.h"
 
 #if LF_WITH_OPENCV
@@ -362,6 +365,139 @@ TEST_CASE("MP4 file grows while frames are written") {
   CHECK(fs::file_size(temp_path_of(path)) > size_after_header);
   writer.finish();
   CHECK(probe_video(path).frames == 80);
+}
+
+namespace {
+
+// A regular file opened for a stream: it receives exactly the bytes a pipe would (the stream never seeks), and the
+// test can read them back at any moment.
+struct StreamFile {
+  std::string path;
+  int fd = -1;
+  explicit StreamFile(const std::string& name) : path(test::tmp_path(name)) {
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+  }
+  ~StreamFile() { ::close(fd); }
+};
+
+void write_stream(const StreamFile& file, const std::vector<Frame>& frames, int frames_per_flush) {
+  VideoWriter writer(
+      {.path = "test stream", .width = frames[0].width, .height = frames[0].height, .stream_fd = file.fd});
+  for (size_t i = 0; i < frames.size(); ++i) {
+    writer.write(frames[i]);
+    if ((i + 1) % size_t(frames_per_flush) == 0) writer.flush();
+  }
+  writer.finish();
+}
+
+// SIGPIPE ignored for one scope, as lightforce generate does for -o -: a write to a closed pipe then fails with EPIPE.
+struct IgnoreSigpipe {
+  struct sigaction previous {};
+  IgnoreSigpipe() {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, &previous);
+  }
+  ~IgnoreSigpipe() { ::sigaction(SIGPIPE, &previous, nullptr); }
+};
+
+double mean_abs_difference(const std::vector<Frame>& a, const std::vector<Frame>& b) {
+  double sum = 0, count = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    for (size_t k = 0; k < a[i].rgb.size() && k < b[i].rgb.size(); ++k, ++count)
+      sum += std::abs(int(a[i].rgb[k]) - int(b[i].rgb[k]));
+  return count > 0 ? sum / count : INFINITY;
+}
+
+}  // namespace
+
+TEST_CASE("MP4 stream: the index first, then one fragment per flush, each readable when flush() returns") {
+  StreamFile file("video_stream.mp4");
+  const std::vector<Frame> frames = gradient_video(64, 48, 15);
+  {
+    VideoWriter writer({.path = "test stream", .width = 64, .height = 48, .fps = 16, .stream_fd = file.fd});
+    // The player learns size and codec before any frame is generated.
+    CHECK(test::read_mp4_fragments(read_bytes(file.path)).boxes == std::vector<std::string>{"ftyp", "moov"});
+    for (int chunk = 0; chunk < 3; ++chunk) {
+      for (int i = 0; i < 5; ++i) writer.write(frames[size_t(chunk * 5 + i)]);
+      writer.flush();
+      writer.flush();  // nothing new since the last: no empty fragment
+      CAPTURE(chunk);
+      // Every frame of every flushed chunk is out (the default encoder's lookahead would still hold them all).
+      CHECK(test::read_mp4_fragments(read_bytes(file.path)).samples_per_fragment ==
+            std::vector<int64_t>(size_t(chunk + 1), 5));
+      CHECK(read_video_frames(file.path).size() == size_t(5 * (chunk + 1)));  // FFmpeg reads it as it stands
+    }
+    writer.finish();
+    CHECK_THROWS_AS(writer.flush(), Error);
+  }
+  CHECK(::fcntl(file.fd, F_GETFD) != -1);  // the caller's descriptor is left open
+  const test::Mp4Fragments done = test::read_mp4_fragments(read_bytes(file.path));
+  CHECK(done.samples_per_fragment == std::vector<int64_t>{5, 5, 5});
+  const VideoInfo info = probe_video(file.path);
+  CHECK(info.frames == 15);
+  CHECK(info.width == 64);
+  CHECK(info.height == 48);
+  CHECK(info.fps == doctest::Approx(16.0));
+}
+
+TEST_CASE("MP4 stream: deterministic bytes, the same pixels as a low-latency file, close to the default file") {
+  const std::vector<Frame> frames = gradient_video(64, 48, 20);
+  StreamFile first("video_stream_a.mp4"), second("video_stream_b.mp4");
+  write_stream(first, frames, 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // a wall-clock time in the bytes would differ
+  write_stream(second, frames, 4);
+  const std::string bytes = read_bytes(first.path);
+  CHECK(bytes.size() > 1000);
+  CHECK(bytes == read_bytes(second.path));
+
+  // The same encoder settings in a plain file: the container differs, the decoded pixels may not.
+  const std::string low_latency = test::tmp_path("video_low_latency.mp4");
+  VideoWriter writer({.path = low_latency, .width = 64, .height = 48, .low_latency = true});
+  for (const Frame& frame : frames) writer.write(frame);
+  writer.finish();
+  const std::vector<Frame> streamed = read_video_frames(first.path);
+  const std::vector<Frame> from_file = read_video_frames(low_latency);
+  REQUIRE(streamed.size() == 20);
+  REQUIRE(from_file.size() == 20);
+  for (size_t i = 0; i < streamed.size(); ++i) CHECK(streamed[i].rgb == from_file[i].rgb);
+
+  // The default file (lookahead, B-frames) encodes the same frames a little differently.
+  const std::string default_file = test::tmp_path("video_default_settings.mp4");
+  write_mp4(default_file, frames);
+  const double difference = mean_abs_difference(streamed, read_video_frames(default_file));
+  MESSAGE("stream " << bytes.size() << " bytes, default file " << fs::file_size(default_file)
+                    << " bytes, mean abs pixel difference " << difference);
+  CHECK(difference < 2.0);
+}
+
+TEST_CASE("MP4 stream to a pipe whose reader is gone: one error saying so, at the header or at the next flush") {
+  IgnoreSigpipe ignore;
+  const std::vector<Frame> frames = gradient_video(64, 48, 6);
+  int ends[2];
+  REQUIRE(::pipe(ends) == 0);
+  ::close(ends[0]);
+  std::string message =
+      error_of([&] { VideoWriter({.path = "stdout", .width = 64, .height = 48, .stream_fd = ends[1]}); });
+  CHECK(message == "cannot write MP4 to stdout: the reader closed the pipe after 0 frames");
+  ::close(ends[1]);
+
+  REQUIRE(::pipe(ends) == 0);
+  {
+    VideoWriter writer({.path = "stdout", .width = 64, .height = 48, .stream_fd = ends[1]});
+    for (int i = 0; i < 3; ++i) writer.write(frames[size_t(i)]);
+    writer.flush();  // fits the pipe's buffer: nobody needs to read yet
+    ::close(ends[0]);  // the player quits
+    for (int i = 3; i < 6; ++i) writer.write(frames[size_t(i)]);
+    message = error_of([&] { writer.flush(); });
+    CHECK(message == "cannot write MP4 to stdout: the reader closed the pipe after 3 frames");  // the first flush's
+  }
+  ::close(ends[1]);
+
+  message = error_of([&] { VideoWriter({.path = "", .width = 64, .height = 48, .stream_fd = 999}); });
+  CHECK(message == "cannot write MP4 to descriptor 999: descriptor 999 is not open");
 }
 
 #else  // !LF_WITH_FFMPEG

@@ -11,6 +11,7 @@ packages=(
   libcxxopts-dev libyaml-cpp-dev libfmt-dev doctest-dev nlohmann-json3-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libopencv-dev
+  ffmpeg  # ffprobe: test_stream pipes `generate -o -` into it
   libsentencepiece-dev
   clang libclang-rt-14-dev libomp-dev  # the fuzz harnesses (tests/fuzz, -DLF_FUZZ=ON; docs/fuzzing.md)
 )

@@ -150,6 +150,27 @@ TEST_CASE("Light Forcing HSA selection equals a brute-force reference (1-stage a
   CHECK(planner->plan(first.call).density() == 1.0);
 }
 
+TEST_CASE("Light Forcing keeps at least one block a row where int((1 - sparsity) K) truncates to 0") {
+  // lightforcing-long's 0.85 / 0.95 on 6 one-block frames: the released formula keeps int(<= 0.15 x 6) = 0 blocks,
+  // and a row would attend to nothing. The CPU planner keeps the best block, as the GPU planner does.
+  AttentionConfig config;
+  config.backend = "lightforcing";
+  config.keep_frames = 3, config.keep_sink = 1, config.keep_near = 1;
+  config.sparsity = 0.85, config.sparsity_base = 0.95;
+  auto planner = make_planner(config, 6, 3);
+  REQUIRE(topk_for(planner->target_sparsity(1), 6) == 0);
+  const CallData data = random_call(1, 6, 64, 2, 16, 41);
+  const BlockMask mask = planner->plan(data.call);
+  validate(mask);
+  // The definition with a budget of one block (int(0.25 x 6) = 1): the row's best-scoring block.
+  const auto expected = brute_force_hsa(data, config, 0.75);
+  REQUIRE(int64_t(expected.size()) == mask.rows());
+  for (int64_t row = 0; row < mask.rows(); ++row) {
+    CHECK(expected[size_t(row)].size() == 1);
+    CHECK(mask_row(mask, row) == expected[size_t(row)]);
+  }
+}
+
 TEST_CASE("the budget invariant is enforced with a clear error") {
   AttentionConfig config;
   config.backend = "lightforcing";

@@ -169,7 +169,9 @@ class LightForcingPlanner final : public MaskPlanner {
     const int64_t past = call.frames_visible - call.frames_in_chunk;
     if (plans_dense(call)) return BlockMask::dense(heads, geometry);
     const int64_t key_blocks = geometry.key_blocks(), per_frame = geometry.blocks_per_frame();
-    const int64_t topk = topk_for(target_sparsity(call.chunk), key_blocks);
+    // At least one block a row, as the GPU planner does: with fewer than 1 / (1 - sparsity) key blocks (short videos
+    // of small models) the released code's truncation keeps none, and a row would attend to nothing.
+    const int64_t topk = std::max<int64_t>(1, topk_for(target_sparsity(call.chunk), key_blocks));
     const PooledBlocks pooled = pool_blocks(*call.q, *call.k, geometry);
     BlockMask mask = empty_mask(heads, geometry);
     const bool two_stage = past > config_.keep_frames;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "core/digest.h"
 #include "core/embedded.h"
@@ -116,9 +117,13 @@ nlohmann::json read_reference_description(const std::string& dir,
     const auto found = map.find(key);
     return found == map.end() ? std::string("(absent)") : "'" + found->second + "'";
   };
-  std::map<std::string, std::string> keys = saved;
-  keys.insert(identity.begin(), identity.end());
-  for (const auto& [key, ignored] : keys)
+  // The settings a user changes on purpose are named first (a different model differs in a dozen keys; "model.name"
+  // says more than the alphabetically first of them), then every other key.
+  std::vector<std::string> keys = {"model.name", "weights", "prompt", "text_embeddings_sha256", "pipeline.seed",
+                                   "pipeline.frames", "model.latent_height", "model.latent_width"};
+  for (const std::map<std::string, std::string>* map : {&std::as_const(saved), &identity})
+    for (const auto& [key, ignored] : *map) keys.push_back(key);
+  for (const std::string& key : keys)
     LF_CHECK(shown(saved, key) == shown(identity, key),
              "--reference '{}' was made with {} {}, this run has {}: a reference is compared only with a run of the "
              "same model, weights, prompt, seed, frames and resolution", dir, key, shown(saved, key),

@@ -127,7 +127,7 @@ TEST_CASE("--reference: a saved run is the baseline; other settings are refused 
         Mismatch{"--frames 9", "pipeline.frames '6', this run has '9'"},
         Mismatch{"--prompt 'a blue square falls'", "prompt 'a red circle moves right', this run has 'a blue square falls'"},
         Mismatch{"--set model.latent_height=16", "model.latent_height"},
-        Mismatch{"-m testbed", "model."}}) {
+        Mismatch{"-m testbed", "model.name 'tiny-random', this run has 'testbed'"}}) {
     CAPTURE(mismatch.flags);
     std::string command = "compare-dense " + kTiny + kFaithful + "--reference " + reference + " --out-dir " + out +
                           " " + mismatch.flags;

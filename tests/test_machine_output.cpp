@@ -119,7 +119,7 @@ TEST_CASE("batch (summary, manifest lines, per-entry summary), merge-manifests, 
   check_versioned(encoded);
   CHECK(encoded["outputs"][0]["prompt"] == kPrompt);
 #if LF_WITH_OPENCV
-  const nlohmann::json checked = printed("check-prompts -m tiny --quiet --frames 3 --seeds 1 --json --prompt '" +
+  const nlohmann::json checked = printed("check-prompts -m tiny --quiet --frames 6 --seeds 1 --json --prompt '" +
                                          kPrompt + "'");
   check_versioned(checked);
   CHECK(checked["runs"][0]["prompt"] == kPrompt);
@@ -166,6 +166,7 @@ TEST_CASE("usage errors exit 2 on every subcommand: unknown flag, missing requir
       {"plan-mask --chunk x", "--chunk: cannot parse 'x'"},
       {"check-prompts --seeds x", "--seeds: cannot parse 'x'"},
       {"bench --frames x", "--frames: cannot parse 'x'"},
+      {"generate -m tiny --threads many", "--threads: cannot parse 'many'"},
       // stray arguments and flags that exclude each other
       {"generate -m tiny --quiet --prompt a stray", "'stray'"},
       {"inspect a.pt b.pt", "'b.pt'"},
@@ -185,4 +186,15 @@ TEST_CASE("usage errors exit 2 on every subcommand: unknown flag, missing requir
   // The other codes, for contrast: a run that fails on its input is 1, not 2.
   CHECK(run("inspect /nonexistent.pt").exit_code == 1);
   CHECK(run("--help").exit_code == 0);
+}
+
+TEST_CASE("--threads: every command takes it, and the bytes do not depend on it") {
+  const std::string one = fresh_tmp_path("threads_1.safetensors"), three = fresh_tmp_path("threads_3.safetensors");
+  REQUIRE(run("generate " + kTiny + "--threads 1 --no-video --save-latents " + one).exit_code == 0);
+  REQUIRE(run("generate --threads=3 " + kTiny + "--no-video --save-latents " + three).exit_code == 0);
+  CHECK(read_bytes(one) == read_bytes(three));
+  CHECK(run("inspect --threads 2 --json " + std::string(LF_FIXTURES_DIR) + "/io/state_dict.pt").exit_code == 0);
+  const RunResult zero = run("generate " + kTiny + "--threads 0 --no-video --save-latents " + one);
+  CHECK(zero.exit_code == 1);
+  CHECK(zero.err.find("--threads 0") != std::string::npos);
 }

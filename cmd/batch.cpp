@@ -78,6 +78,15 @@ std::string manifest_file_name(const Shard& shard) {
 
 // The entry's config: the batch's flags, then its default seed (batch seed + entry index), then its own seed,
 // frames and overrides, so an entry's fields win over the command line.
+// What the whole batch ran with: weights, model, base attention settings; "seed" is the batch seed (an entry without
+// its own gets it + its index). Prompts are per entry (the manifest, NAME.json).
+nlohmann::json batch_provenance(const RunFlags& flags, const RunConfig& run) {
+  nlohmann::json provenance = run_provenance(flags, run);
+  provenance.erase("prompt");
+  provenance.erase("text_embeddings");
+  return provenance;
+}
+
 RunConfig entry_config(const ConfigSources& batch_sources, uint64_t batch_seed, const BatchEntry& entry) {
   ConfigSources sources = batch_sources;
   sources.overrides.push_back(fmt::format("pipeline.seed={}", batch_seed + uint64_t(entry.index)));
@@ -370,7 +379,7 @@ int batch(int argc, char** argv) {
         {"entries", file.entries.size()}, {"shard", options.shard.text()}, {"in_shard", share.size()},
         {"ok", ok}, {"failed", failed}, {"skipped", skipped}, {"manifest", manifest_path},
         {"total_seconds", total_seconds},
-    });
+    }, batch_provenance(run_flags, batch_run));
     fmt::print("{}\n", summary.dump(2));
   }
   return failed > 0 ? kExitSomeEntriesFailed : 0;

@@ -47,11 +47,15 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 
 TEST_CASE("compare-dense --fail-below passes a faithful backend and fails a wrong one, report written either way") {
   const std::string good = fresh_tmp_path("gates_good"), bad = fresh_tmp_path("gates_bad");
-  const RunResult pass = run("compare-dense " + kTiny + kFaithful + "--no-videos --fail-below psnr=40,ssim=0.99 "
-                             "--fail-below mean:psnr=40 --out-dir " + good);
+  // Not quiet: each pass, the attention-error pass included, reports its chunks.
+  const RunResult pass = run("compare-dense -m tiny --prompt 'a red circle moves right' --frames 6 --seed 5 " +
+                             kFaithful + "--no-videos --fail-below psnr=40,ssim=0.99 --fail-below mean:psnr=40 "
+                             "--out-dir " + good);
   CAPTURE(pass.err);
   CHECK(pass.exit_code == 0);
-  CHECK(pass.err.empty());
+  CHECK(pass.err.find("dense  chunk 2/2") != std::string::npos);
+  CHECK(pass.err.find("error pass chunk 2/2") != std::string::npos);
+  CHECK(pass.err.find("gate failed") == std::string::npos);
   const nlohmann::json passed = read_json(good + "/compare-dense.json");
   CHECK(passed["gates"]["passed"] == true);
   CHECK(passed["gates"]["thresholds"].size() == 3);
@@ -190,3 +194,18 @@ TEST_CASE("--expect-sha256 on generate's MP4 (the default kind when a video is w
   CHECK(sha256sum(video) == digest);  // kept, and the same bytes as before
 }
 #endif
+
+TEST_CASE("a bad sweep is refused before the dense baseline runs") {
+  // Not quiet: had the dense run started, its chunk lines would be on stderr before the error.
+  for (const std::string& sweep : {std::string("--sweep attention.sparsity=0.5,2"),
+                                   std::string("--sweep attention.backend=block-topk,magic"),
+                                   std::string("--sweep attention.sparsity=0.5 --sweep attention.sparsity=0.6")}) {
+    CAPTURE(sweep);
+    const RunResult refused = run("compare-dense -m tiny --prompt 'a red circle' --frames 6 --attention block-topk " +
+                                  sweep + " --out-dir " + fresh_tmp_path("gates_sweep"));
+    CAPTURE(refused.err);
+    CHECK(refused.exit_code == 1);
+    CHECK(lines(refused.err) == 1);
+    CHECK(refused.err.find("chunk") == std::string::npos);
+  }
+}

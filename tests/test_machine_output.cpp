@@ -84,6 +84,9 @@ TEST_CASE("batch (summary, manifest lines, per-entry summary), merge-manifests, 
   const nlohmann::json batch =
       printed("batch -m tiny --quiet --frames 3 --seed 9 --save-summary --json --prompts " + prompts + " --out-dir " + out);
   check_versioned(batch);
+  CHECK(batch["seed"] == 9);
+  CHECK(batch["weights"] == "random");
+  CHECK(batch["attention_settings"]["backend"] == "dense");
   std::ifstream manifest(out + "/manifest.jsonl");
   int lines = 0;
   for (std::string line; std::getline(manifest, line); ++lines) check_versioned(nlohmann::json::parse(line));

@@ -242,9 +242,12 @@ int compare_dense(int argc, char** argv) {
   // Everything that can be refused is refused before the model loads and before the baseline runs.
   const std::optional<SweepGrid> grid =
       sweeping ? std::optional(sweep_grid(run_flags, result["sweep"].as<std::vector<std::string>>())) : std::nullopt;
-  nlohmann::json reference_description;
+  // A reference is read whole (settings, then the frames against their digest) before the model loads.
+  std::optional<SavedReference> reference;
   if (!reference_dir.empty())
-    reference_description = read_reference_description(reference_dir, reference_identity(run_flags, planned));
+    reference = load_reference(reference_dir,
+                               read_reference_description(reference_dir, reference_identity(run_flags, planned)));
+  const nlohmann::json reference_description = reference ? reference->description : nlohmann::json::object();
   if (!save_reference_dir.empty()) {
     check_reference_output(save_reference_dir);
   } else {
@@ -260,8 +263,9 @@ int compare_dense(int argc, char** argv) {
   const bool exact_dense = attention_backend_entry(run.attention.backend).exact_dense;
   if (!save_reference_dir.empty()) {
     const BackendRun saved = run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
-    save_reference(save_reference_dir, run_flags, prepared, saved);
+    const nlohmann::json description = save_reference(save_reference_dir, run_flags, prepared, saved);
     if (!quiet) fmt::print(stderr, "saved the {} run as a reference in {}\n", run.attention.backend, save_reference_dir);
+    if (json) fmt::print("{}\n", description.dump(2));
     return 0;
   }
 
@@ -269,7 +273,7 @@ int compare_dense(int argc, char** argv) {
   const bool against_reference = !reference_dir.empty();
   const BackendRun baseline_run =
       against_reference
-          ? load_reference(reference_dir, reference_description).run
+          ? std::move(reference->run)
           : [&] {
               AttentionConfig dense = run.attention;
               dense.backend = dense_attention_backend().name;

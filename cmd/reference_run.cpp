@@ -58,8 +58,8 @@ void check_reference_output(const std::string& dir) {
   check_output_writable(in_dir(dir, kDataFile), "--save-reference");
 }
 
-void save_reference(const std::string& dir, const RunFlags& flags, const PreparedModel& prepared,
-                    const BackendRun& run) {
+nlohmann::json save_reference(const std::string& dir, const RunFlags& flags, const PreparedModel& prepared,
+                              const BackendRun& run) {
   LF_CHECK(!run.frames.empty(), "--save-reference: the run has no frames");
   const int64_t height = run.frames.front().height, width = run.frames.front().width;
   Tensor frames = Tensor::empty({int64_t(run.frames.size()), height, width, 3}, DType::U8);
@@ -86,6 +86,7 @@ void save_reference(const std::string& dir, const RunFlags& flags, const Prepare
        {"data_sha256", sha256_file_hex(in_dir(dir, kDataFile))}},
       run_provenance(flags, prepared.run));
   write_file_atomic(in_dir(dir, kDescriptionFile), description.dump(2) + "\n");
+  return description;
 }
 
 nlohmann::json read_reference_description(const std::string& dir,

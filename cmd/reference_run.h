@@ -22,8 +22,9 @@ std::map<std::string, std::string> reference_identity(const RunFlags& flags, con
 
 // Checks DIR can take a reference (created when missing; reference.json / run.safetensors writable).
 void check_reference_output(const std::string& dir);
-void save_reference(const std::string& dir, const RunFlags& flags, const PreparedModel& prepared,
-                    const BackendRun& run);
+// Returns the description written (reference.json).
+nlohmann::json save_reference(const std::string& dir, const RunFlags& flags, const PreparedModel& prepared,
+                              const BackendRun& run);
 
 struct SavedReference {
   std::string dir;

@@ -95,9 +95,10 @@ TEST_CASE("compare-dense gates on the whole video (mean:) and on metrics that mu
 TEST_CASE("--reference: a saved run is the baseline; other settings are refused before any work") {
   const std::string reference = fresh_tmp_path("gates_reference"), out = fresh_tmp_path("gates_vs_reference");
   // The good commit: the faithful backend's run, saved.
-  const RunResult saved = run("compare-dense " + kTiny + kFaithful + "--save-reference " + reference);
+  const RunResult saved = run("compare-dense " + kTiny + kFaithful + "--json --save-reference " + reference);
   CAPTURE(saved.err);
   REQUIRE(saved.exit_code == 0);
+  CHECK(nlohmann::json::parse(saved.out) == read_json(reference + "/reference.json"));
   CHECK(fs::exists(reference + "/reference.json"));
   CHECK(fs::exists(reference + "/run.safetensors"));
   CHECK(!fs::exists(reference + "/compare-dense.json"));  // saving compares nothing

@@ -283,7 +283,7 @@ int batch(int argc, char** argv) {
   options.shard = parse_shard(result["shard"].as<std::string>());
   parse_device(run_flags.device);
   LF_USAGE_CHECK(!options.no_video || options.save_latents || options.save_noise,
-           "--no-video without --save-latents or --save-noise would write nothing");
+                 "--no-video without --save-latents or --save-noise would write nothing");
   // Said once here rather than as the same failure of every entry.
   LF_CHECK(options.no_video || LF_WITH_FFMPEG, "this build has no FFmpeg, so it writes no MP4: pass --no-video with "
            "--save-latents (decode them later with lightforce decode)");

@@ -262,9 +262,11 @@ int compare_dense(int argc, char** argv) {
   const RunConfig& run = prepared.run;
   const bool exact_dense = attention_backend_entry(run.attention.backend).exact_dense;
   if (!save_reference_dir.empty()) {
-    const BackendRun saved = run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
+    const BackendRun saved =
+        run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
     const nlohmann::json description = save_reference(save_reference_dir, run_flags, prepared, saved);
-    if (!quiet) fmt::print(stderr, "saved the {} run as a reference in {}\n", run.attention.backend, save_reference_dir);
+    if (!quiet)
+      fmt::print(stderr, "saved the {} run as a reference in {}\n", run.attention.backend, save_reference_dir);
     if (json) fmt::print("{}\n", description.dump(2));
     return 0;
   }
@@ -285,7 +287,8 @@ int compare_dense(int argc, char** argv) {
   // The timed run and, separately, one that also runs dense attention at every call to measure the attention
   // output's error (it would distort the timing). Same seed and noise: the same trajectory. A dense backend has
   // no such error to measure.
-  const BackendRun sparse_run = run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
+  const BackendRun sparse_run =
+      run_backend(prepared, run.attention, {.quiet = quiet, .label = run.attention.backend.c_str()});
   BackendRun error_run;
   if (!exact_dense) {
     if (!quiet) fmt::print(stderr, "attention output error pass (dense attention beside every call):\n");
@@ -347,10 +350,11 @@ int compare_dense(int argc, char** argv) {
                speedup ? fmt::format("{:.2f}x", *speedup) : "n/a", fmt::join(written, ", "));
   if (json) fmt::print("{}\n", eval::compare_dense_json(report).dump(2));
   if (!crossed.empty()) {
-    fmt::print(stderr, "lightforce compare-dense: gate failed: {}{}\n", crossed.front(),
-               crossed.size() > 1 ? fmt::format(" (and {} more crossings, listed under \"gates\" in {}/compare-dense.json)",
-                                                crossed.size() - 1, out_dir)
-                                  : "");
+    const std::string more =
+        crossed.size() > 1 ? fmt::format(" (and {} more crossings, listed under \"gates\" in {}/compare-dense.json)",
+                                         crossed.size() - 1, out_dir)
+                           : "";
+    fmt::print(stderr, "lightforce compare-dense: gate failed: {}{}\n", crossed.front(), more);
     return 1;
   }
   return 0;

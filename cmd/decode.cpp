@@ -113,7 +113,7 @@ int decode(int argc, char** argv) {
   const int fps = result["fps"].as<int>();
   LF_USAGE_CHECK(!latents_path.empty(), "no input: pass --latents FILE (written by generate --save-latents)");
   LF_USAGE_CHECK(!output.empty() || !frames_dir.empty() || !tensor_path.empty(),
-           "nothing to write: pass -o VIDEO.mp4, --frames-dir DIR or --save-video-tensor FILE");
+                 "nothing to write: pass -o VIDEO.mp4, --frames-dir DIR or --save-video-tensor FILE");
   LF_CHECK(chunk_frames > 0, "--chunk-frames {}: must be positive", chunk_frames);
   LF_CHECK(fps > 0, "--fps {}: must be positive", fps);
   if (!output.empty()) check_output_writable(output, "--output");

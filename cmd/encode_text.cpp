@@ -118,7 +118,8 @@ int encode_text(int argc, char** argv) {
     fmt::print("{}", flags.help());
     return 0;
   }
-  LF_USAGE_CHECK(result.unmatched().empty(), "unexpected argument '{}'", result.unmatched().empty() ? "" : result.unmatched().front());
+  LF_USAGE_CHECK(result.unmatched().empty(), "unexpected argument '{}'",
+                 result.unmatched().empty() ? "" : result.unmatched().front());
   const int inputs = int(result.count("prompt") + result.count("prompts") + result.count("ids"));
   LF_USAGE_CHECK(inputs == 1, "give exactly one of --prompt, --prompts or --ids");
   LF_USAGE_CHECK(result.count("output"), "no output: pass -o FILE.safetensors (a directory with --prompts)");

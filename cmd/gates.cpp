@@ -107,7 +107,8 @@ std::vector<std::string> crossed_thresholds(const std::vector<MetricThreshold>& 
       if (!worse) continue;
       crossed.push_back(fmt::format("{}: {} {} is {} {} ({} {})",
                                     threshold.mean ? std::string("mean") : fmt::format("chunk {}", measured->chunk),
-                                    threshold.metric, std::isfinite(value) ? fmt::format("{:.6g}", value) : "not measured",
+                                    threshold.metric,
+                                    std::isfinite(value) ? fmt::format("{:.6g}", value) : "not measured",
                                     threshold.fail_below ? "below" : "above", threshold.value, threshold.flag,
                                     threshold.spec));
     }

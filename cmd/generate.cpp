@@ -77,7 +77,7 @@ int generate(int argc, char** argv) {
   const std::string prompt_schedule = text("prompt-schedule");
   if (!prompt_schedule.empty()) {
     LF_USAGE_CHECK(run_flags.prompt.empty() && run_flags.text_embeddings.empty(),
-             "--prompt-schedule replaces --prompt and --text-embeddings: give one of them");
+                   "--prompt-schedule replaces --prompt and --text-embeddings: give one of them");
     // The model is prepared with the first prompt; the schedule is parsed again once the chunk count is known.
     run_flags.prompt = parse_prompt_schedule(prompt_schedule, INT64_MAX).front().prompt;
   }
@@ -99,7 +99,7 @@ int generate(int argc, char** argv) {
   check_distinct_outputs({{"--output", write_video ? options.output : ""}, {"--save-latents", options.save_latents},
                           {"--save-noise", options.save_noise}, {"--frames-dir", options.frames_dir}});
   LF_USAGE_CHECK(write_video || !options.frames_dir.empty() || !options.save_latents.empty(),
-           "--no-video without --frames-dir or --save-latents would write nothing");
+                 "--no-video without --frames-dir or --save-latents would write nothing");
   const std::vector<std::pair<std::string, std::string>> digest_outputs = {
       {"video", write_video ? options.output : ""}, {"latents", options.save_latents}, {"noise", options.save_noise}};
   const auto expected_digests =

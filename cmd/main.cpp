@@ -48,8 +48,10 @@ void take_threads_flag(std::vector<char*>& args) {
     const bool joined = arg.rfind("--threads=", 0) == 0;
     if (arg != "--threads" && !joined) continue;
     std::string value = joined ? arg.substr(10) : (i + 1 < args.size() ? args[i + 1] : "");
-    const bool digits = !value.empty() && value.size() <= 4 && value.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits) throw lf::cmd::UsageError(fmt::format("--threads: cannot parse '{}' (expected a thread count)", value));
+    const bool digits =
+        !value.empty() && value.size() <= 4 && value.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits)
+      throw lf::cmd::UsageError(fmt::format("--threads: cannot parse '{}' (expected a thread count)", value));
     const int threads = std::stoi(value);
     LF_CHECK(threads >= 1, "--threads {}: expected 1 or more", threads);
     omp_set_num_threads(threads);

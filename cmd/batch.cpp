@@ -17,6 +17,7 @@
 #include "batch_entries.h"
 #include "batch_manifest.h"
 #include "commands.h"
+#include "machine_output.h"
 #include "config/config.h"
 #include "core/digest.h"
 #include "core/error.h"
@@ -77,6 +78,15 @@ std::string manifest_file_name(const Shard& shard) {
 
 // The entry's config: the batch's flags, then its default seed (batch seed + entry index), then its own seed,
 // frames and overrides, so an entry's fields win over the command line.
+// What the whole batch ran with: weights, model, base attention settings; "seed" is the batch seed (an entry without
+// its own gets it + its index). Prompts are per entry (the manifest, NAME.json).
+nlohmann::json batch_provenance(const RunFlags& flags, const RunConfig& run) {
+  nlohmann::json provenance = run_provenance(flags, run);
+  provenance.erase("prompt");
+  provenance.erase("text_embeddings");
+  return provenance;
+}
+
 RunConfig entry_config(const ConfigSources& batch_sources, uint64_t batch_seed, const BatchEntry& entry) {
   ConfigSources sources = batch_sources;
   sources.overrides.push_back(fmt::format("pipeline.seed={}", batch_seed + uint64_t(entry.index)));
@@ -115,18 +125,6 @@ std::string entry_key(const RunConfig& run, const BatchEntry& entry, const RunFl
   return sha256_hex(text.data(), text.size());
 }
 
-std::string sha256_of_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  LF_CHECK(file.good(), "cannot read '{}' to hash it", path);
-  Sha256 hash;
-  std::vector<char> buffer(1 << 20);
-  while (file) {
-    file.read(buffer.data(), std::streamsize(buffer.size()));
-    hash.update(buffer.data(), size_t(file.gcount()));
-  }
-  LF_CHECK(file.eof(), "cannot read '{}' to hash it", path);
-  return hash.hex_digest();
-}
 
 // An entry is complete when its last manifest line is ok with today's key and every output it lists is still
 // there with the bytes it had (a file replaced or truncated since makes it run again).
@@ -137,7 +135,7 @@ bool is_complete(const ManifestLine* last, const std::string& key, const std::st
     std::error_code error;
     if (!fs::is_regular_file(file, error)) return false;
     const auto expected = last->sha256.find(kind);
-    if (expected == last->sha256.end() || sha256_of_file(file) != expected->second) return false;
+    if (expected == last->sha256.end() || sha256_file_hex(file) != expected->second) return false;
   }
   return true;
 }
@@ -170,7 +168,7 @@ int remove_stale_temporaries(const std::set<fs::path>& final_paths) {
 // Refuses an --out-dir that cannot become a directory before anything is loaded: an existing non-directory, or a
 // missing one whose nearest existing parent is not a writable directory.
 void check_out_dir(const std::string& out_dir) {
-  LF_CHECK(!out_dir.empty(), "no output directory: pass --out-dir DIR");
+  LF_USAGE_CHECK(!out_dir.empty(), "no output directory: pass --out-dir DIR");
   std::error_code error;
   fs::path probe = fs::absolute(out_dir, error);
   if (fs::exists(probe, error)) {
@@ -219,8 +217,15 @@ class EntryRunner {
     for (const auto& [kind, path] : outputs)
       fs::create_directories((fs::path(options_.out_dir) / path).parent_path());  // "out": "sub/name"
     const VideoResult video = run_video(prepared_, run, contexts, files, decoder_, /*quiet=*/true);
-    if (options_.save_summary) write_file_atomic(at("summary"), video.summary.dump(2) + "\n");
-    for (const auto& [kind, path] : outputs) line.sha256[kind] = sha256_of_file(at(kind.c_str()));
+    if (options_.save_summary) {
+      // generate's --json document for this entry: its own prompt (or schedule), seed and settings.
+      RunFlags entry_flags = run_flags_;
+      entry_flags.prompt = entry.prompt;
+      nlohmann::json summary = versioned(video.summary, run_provenance(entry_flags, run));
+      if (!entry.prompt_schedule.empty()) summary["prompt_schedule"] = entry.prompt_schedule;
+      write_file_atomic(at("summary"), summary.dump(2) + "\n");
+    }
+    for (const auto& [kind, path] : outputs) line.sha256[kind] = sha256_file_hex(at(kind.c_str()));
     line.outputs = outputs;
     line.status = "ok";
     return Outcome::Done;
@@ -274,11 +279,11 @@ int batch(int argc, char** argv) {
 
   // Everything that can be checked without the model is checked first, so a typo costs no loading and leaves no
   // directory behind.
-  LF_CHECK(!options.prompts.empty(), "no prompts file: pass --prompts FILE");
+  LF_USAGE_CHECK(!options.prompts.empty(), "no prompts file: pass --prompts FILE");
   options.shard = parse_shard(result["shard"].as<std::string>());
   parse_device(run_flags.device);
-  LF_CHECK(!options.no_video || options.save_latents || options.save_noise,
-           "--no-video without --save-latents or --save-noise would write nothing");
+  LF_USAGE_CHECK(!options.no_video || options.save_latents || options.save_noise,
+                 "--no-video without --save-latents or --save-noise would write nothing");
   // Said once here rather than as the same failure of every entry.
   LF_CHECK(options.no_video || LF_WITH_FFMPEG, "this build has no FFmpeg, so it writes no MP4: pass --no-video with "
            "--save-latents (decode them later with lightforce decode)");
@@ -370,11 +375,11 @@ int batch(int argc, char** argv) {
     fmt::print(stderr, "lightforce batch: {} ok, {} failed, {} skipped (complete before) in {}; manifest {}\n", ok,
                failed, skipped, format_seconds(total_seconds), manifest_path);
   if (options.json) {
-    const nlohmann::json summary = {
+    const nlohmann::json summary = versioned({
         {"entries", file.entries.size()}, {"shard", options.shard.text()}, {"in_shard", share.size()},
         {"ok", ok}, {"failed", failed}, {"skipped", skipped}, {"manifest", manifest_path},
         {"total_seconds", total_seconds},
-    };
+    }, batch_provenance(run_flags, batch_run));
     fmt::print("{}\n", summary.dump(2));
   }
   return failed > 0 ? kExitSomeEntriesFailed : 0;

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "machine_output.h"
 
 namespace lf::cmd {
 
@@ -43,6 +44,7 @@ namespace {
 
 nlohmann::ordered_json ordered(const ManifestLine& line) {
   nlohmann::ordered_json object;
+  object["schema_version"] = kJsonSchemaVersion;
   object["entry"] = line.entry;
   object["line"] = line.line;
   object["name"] = line.name;
@@ -66,6 +68,10 @@ nlohmann::ordered_json ordered(const ManifestLine& line) {
 
 ManifestLine manifest_line_from_json(const nlohmann::json& object) {
   LF_CHECK(object.is_object(), "not a JSON object");
+  // Lines written before schema_version existed have none; they read as version 1.
+  if (object.contains("schema_version"))
+    LF_CHECK(object["schema_version"] == kJsonSchemaVersion, "\"schema_version\" {} (this build reads {})",
+             object["schema_version"].dump(), kJsonSchemaVersion);
   ManifestLine line;
   line.entry = field<int64_t>(object, "entry");
   line.line = field<int64_t>(object, "line");

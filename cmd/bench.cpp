@@ -12,6 +12,7 @@
 #include "bench_text_encoder.h"
 #include "run_setup.h"
 #include "commands.h"
+#include "machine_output.h"
 #include "config/config.h"
 #include "core/digest.h"
 #include "core/embedded.h"
@@ -86,11 +87,12 @@ int bench(int argc, char** argv) {
       ("json", "print the JSON report on stdout")
       ("q,quiet", "no progress")
       ("h,help", "show this help");
-  const auto result = flags.parse(argc, argv);
+  const auto result = parse_flags(flags, argc, argv);
   if (result.count("help")) {
     fmt::print("{}", flags.help());
     return 0;
   }
+  if (!result.unmatched().empty()) usage_fail("unexpected argument '{}'", result.unmatched().front());
   const auto sizes = parse_sizes(result["sizes"].as<std::string>());
   const std::string out_path = result.count("out") ? result["out"].as<std::string>() : "";
   if (!out_path.empty()) check_output_writable(out_path, "--out");
@@ -229,6 +231,9 @@ int bench(int argc, char** argv) {
                            {"weight_init_seconds", init_seconds},
                            {"rows", rows}};
   if (!text_encoder.is_null()) report["text_encoder"] = text_encoder;
+  report["attention_settings"] = config_json(base)["attention"];
+  report["seed"] = base.pipeline.seed;
+  report = versioned(report);
   if (!out_path.empty()) write_file_atomic(out_path, report.dump(2) + "\n");
   if (result.count("json")) fmt::print("{}\n", report.dump(2));
   return 0;

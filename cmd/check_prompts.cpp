@@ -10,6 +10,7 @@
 
 #include "backend_run.h"
 #include "commands.h"
+#include "machine_output.h"
 #include "core/embedded.h"
 #include "core/error.h"
 #include "eval/metrics.h"
@@ -93,7 +94,7 @@ int check_prompts(int argc, char** argv) {
     }
   }
   const double rate = double(passed) / double(total);
-  const nlohmann::json report{{"backend", prepared.run.attention.backend},
+  nlohmann::json report{{"backend", prepared.run.attention.backend},
                               {"model", prepared.run.model.name},
                               {"commit", kGitCommit},
                               {"device", device_name(prepared.device)},
@@ -105,6 +106,11 @@ int check_prompts(int argc, char** argv) {
                               {"mean_density", density / double(total)},
                               {"generation_seconds", seconds},
                               {"runs", runs}};
+  // Each run names its own prompt and seed; the run-wide ones would only mislead.
+  nlohmann::json provenance = run_provenance(run_flags, prepared.run);
+  provenance.erase("prompt");
+  provenance.erase("seed");
+  report = versioned(report, provenance);
   if (!out.empty()) write_file_atomic(out, report.dump(2) + "\n");
   if (!quiet)
     fmt::print(stderr, "{}: {}/{} videos follow their prompts ({:.1f}%)\n", prepared.run.attention.backend, passed,

@@ -3,11 +3,30 @@
 // for batch / merge-manifests 3: the batch ran, but some entries failed (or are missing from the merge).
 #include <string>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace lf::cmd {
 
 constexpr int kExitSomeEntriesFailed = 3;
+
+// The command line itself is wrong, whatever the files and values it names hold: a required flag missing, a stray
+// argument, flags that exclude each other, nothing to write. main() prints it like cxxopts' own parse errors and
+// exits 2, so a script can tell "I called it wrong" from "the run failed" (1).
+struct UsageError : Error {
+  using Error::Error;
+};
+
+template <typename... Args>
+[[noreturn]] void usage_fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw UsageError(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// LF_CHECK for the command line: a usage error (exit 2) when `cond` is false.
+#define LF_USAGE_CHECK(cond, ...)                   \
+  do {                                              \
+    if (!(cond)) ::lf::cmd::usage_fail(__VA_ARGS__); \
+  } while (0)
 
 // --device auto|cpu|cuda|cuda:N -> the device to run on (initialises CUDA on GPU N when chosen); errors name the
 // flag. parse_device checks the spelling only (no GPU needed), so a bad value fails before any work.

@@ -9,6 +9,8 @@
 #include <optional>
 
 #include "commands.h"
+#include "gates.h"
+#include "machine_output.h"
 #include "core/embedded.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -45,7 +47,9 @@ cxxopts::Options decode_flags() {
       ("save-video-tensor", "write the video as float [3, F, H, W] in [0, 1] (safetensors, tensor 'video')",
        cxxopts::value<std::string>())
       ("fps", "video frame rate", cxxopts::value<int>()->default_value("16"))
-      ("crf", "x264 constant rate factor", cxxopts::value<int>()->default_value("18"));
+      ("crf", "x264 constant rate factor", cxxopts::value<int>()->default_value("18"))
+      ("expect-sha256", "exit 1 when an output's sha256 differs: [video=|video_tensor=]HEX (bare: the MP4, else the "
+       "video tensor); the file stays written", cxxopts::value<std::vector<std::string>>());
   flags.add_options("reporting")("q,quiet", "no progress on stderr")("json", "print a JSON summary on stdout")(
       "op-times", "with --json on the GPU: GPU time per op class (conv, norm, attention, ...) in the summary; adds a "
       "pair of CUDA events per op")("h,help", "show this help");
@@ -100,21 +104,26 @@ int decode(int argc, char** argv) {
     fmt::print("{}", flags.help());
     return 0;
   }
-  if (!result.unmatched().empty()) fail("unexpected argument '{}'", result.unmatched().front());
+  if (!result.unmatched().empty()) usage_fail("unexpected argument '{}'", result.unmatched().front());
   auto text = [&](const char* name) { return result.count(name) ? result[name].as<std::string>() : std::string(); };
   const std::string latents_path = text("latents"), output = text("output"), frames_dir = text("frames-dir"),
                     tensor_path = text("save-video-tensor");
   const bool quiet = result.count("quiet"), json = result.count("json");
   const int64_t chunk_frames = result["chunk-frames"].as<int64_t>();
   const int fps = result["fps"].as<int>();
-  LF_CHECK(!latents_path.empty(), "no input: pass --latents FILE (written by generate --save-latents)");
-  LF_CHECK(!output.empty() || !frames_dir.empty() || !tensor_path.empty(),
-           "nothing to write: pass -o VIDEO.mp4, --frames-dir DIR or --save-video-tensor FILE");
+  LF_USAGE_CHECK(!latents_path.empty(), "no input: pass --latents FILE (written by generate --save-latents)");
+  LF_USAGE_CHECK(!output.empty() || !frames_dir.empty() || !tensor_path.empty(),
+                 "nothing to write: pass -o VIDEO.mp4, --frames-dir DIR or --save-video-tensor FILE");
   LF_CHECK(chunk_frames > 0, "--chunk-frames {}: must be positive", chunk_frames);
   LF_CHECK(fps > 0, "--fps {}: must be positive", fps);
   if (!output.empty()) check_output_writable(output, "--output");
   if (!tensor_path.empty()) check_output_writable(tensor_path, "--save-video-tensor");
   check_distinct_outputs({{"--output", output}, {"--save-video-tensor", tensor_path}, {"--frames-dir", frames_dir}});
+  const std::vector<std::pair<std::string, std::string>> digest_outputs = {{"video", output},
+                                                                           {"video_tensor", tensor_path}};
+  const auto expected_digests =
+      parse_expected_digests(result, {"video", "video_tensor"}, output.empty() ? "video_tensor" : "video");
+  check_expected_digests(expected_digests, digest_outputs, /*hash=*/false);
   const auto started = std::chrono::steady_clock::now();
 
   const Tensor latents = read_latents(latents_path);
@@ -209,7 +218,14 @@ int decode(int argc, char** argv) {
         {"outputs", {{"video", output}, {"frames_dir", frames_dir}, {"video_tensor", tensor_path}}},
     };
     if (op_times) summary["op_class_ms"] = op_class_ms;
-    fmt::print("{}\n", summary.dump(2));
+    summary["latents"] = latents_path;
+    summary["weights"] = sources.weights;
+    fmt::print("{}\n", versioned(summary).dump(2));
+  }
+  const std::string mismatch = check_expected_digests(expected_digests, digest_outputs, /*hash=*/true);
+  if (!mismatch.empty()) {
+    fmt::print(stderr, "lightforce decode: {}\n", mismatch);
+    return 1;
   }
   return 0;
 }

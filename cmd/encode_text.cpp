@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "machine_output.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
@@ -117,10 +118,11 @@ int encode_text(int argc, char** argv) {
     fmt::print("{}", flags.help());
     return 0;
   }
-  LF_CHECK(result.unmatched().empty(), "unexpected argument '{}'", result.unmatched().empty() ? "" : result.unmatched().front());
+  LF_USAGE_CHECK(result.unmatched().empty(), "unexpected argument '{}'",
+                 result.unmatched().empty() ? "" : result.unmatched().front());
   const int inputs = int(result.count("prompt") + result.count("prompts") + result.count("ids"));
-  LF_CHECK(inputs == 1, "give exactly one of --prompt, --prompts or --ids");
-  LF_CHECK(result.count("output"), "no output: pass -o FILE.safetensors (a directory with --prompts)");
+  LF_USAGE_CHECK(inputs == 1, "give exactly one of --prompt, --prompts or --ids");
+  LF_USAGE_CHECK(result.count("output"), "no output: pass -o FILE.safetensors (a directory with --prompts)");
   const std::string output = result["output"].as<std::string>();
   const bool many = result.count("prompts") > 0;
   if (many) {
@@ -221,9 +223,11 @@ int encode_text(int argc, char** argv) {
   if (result.count("json")) {
     nlohmann::json entries = nlohmann::json::array();
     for (size_t i = 0; i < items.size(); ++i)
-      entries.push_back({{"path", written[i]}, {"tokens", items[i].ids.size()}, {"cached", items[i].cache_hit}});
-    nlohmann::json summary = {{"encoder", config.name}, {"device", device_name(options.device)},
-                              {"encode_seconds", seconds}, {"outputs", entries}};
+      entries.push_back({{"path", written[i]}, {"prompt", items[i].prompt}, {"tokens", items[i].ids.size()},
+                         {"cached", items[i].cache_hit}});
+    nlohmann::json summary = versioned({{"encoder", config.name}, {"device", device_name(options.device)},
+                                        {"weights", options.weights}, {"tokenizer", options.tokenizer},
+                                        {"encode_seconds", seconds}, {"outputs", entries}});
     if (repeat > 0) {
       summary["load_seconds"] = encoder.load_seconds();
       summary["weights_bytes"] = encoder.weights_bytes();

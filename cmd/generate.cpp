@@ -14,6 +14,8 @@
 #include "commands.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "gates.h"
+#include "machine_output.h"
 #include "io/atomic_file.h"
 #include "model/decoder.h"
 #include "pipeline/prompt_schedule.h"
@@ -47,7 +49,9 @@ cxxopts::Options generate_flags() {
        cxxopts::value<std::string>())
       ("save-latents", "write the final latents [F, C, H, W] as safetensors", cxxopts::value<std::string>())
       ("save-noise", "write every random draw as safetensors (replay with --noise)", cxxopts::value<std::string>())
-      ("fps", "video frame rate (sets output.fps)", cxxopts::value<int>());
+      ("fps", "video frame rate (sets output.fps)", cxxopts::value<int>())
+      ("expect-sha256", "exit 1 when an output's sha256 differs: [video=|latents=|noise=]HEX (bare: the video, "
+       "else the latents); the file stays written", cxxopts::value<std::vector<std::string>>());
   flags.add_options("reporting")
       ("q,quiet", "no progress on stderr")
       ("json", "print a JSON summary on stdout")
@@ -107,8 +111,8 @@ int generate(int argc, char** argv) {
   options.print_config = result.count("print-config");
   const std::string prompt_schedule = text("prompt-schedule");
   if (!prompt_schedule.empty()) {
-    LF_CHECK(run_flags.prompt.empty() && run_flags.text_embeddings.empty(),
-             "--prompt-schedule replaces --prompt and --text-embeddings: give one of them");
+    LF_USAGE_CHECK(run_flags.prompt.empty() && run_flags.text_embeddings.empty(),
+                   "--prompt-schedule replaces --prompt and --text-embeddings: give one of them");
     // The model is prepared with the first prompt; the schedule is parsed again once the chunk count is known.
     run_flags.prompt = parse_prompt_schedule(prompt_schedule, INT64_MAX).front().prompt;
   }
@@ -131,8 +135,13 @@ int generate(int argc, char** argv) {
   check_distinct_outputs({{"--output", write_video && !to_stdout ? options.output : ""},
                           {"--save-latents", options.save_latents},
                           {"--save-noise", options.save_noise}, {"--frames-dir", options.frames_dir}});
-  LF_CHECK(write_video || !options.frames_dir.empty() || !options.save_latents.empty(),
-           "--no-video without --frames-dir or --save-latents would write nothing");
+  LF_USAGE_CHECK(write_video || !options.frames_dir.empty() || !options.save_latents.empty(),
+                 "--no-video without --frames-dir or --save-latents would write nothing");
+  const std::vector<std::pair<std::string, std::string>> digest_outputs = {
+      {"video", write_video ? options.output : ""}, {"latents", options.save_latents}, {"noise", options.save_noise}};
+  const auto expected_digests =
+      parse_expected_digests(result, {"video", "latents", "noise"}, write_video ? "video" : "latents");
+  check_expected_digests(expected_digests, digest_outputs, /*hash=*/false);
   // Last of the checks: from here on stdout is the video's.
   const int video_fd = to_stdout ? open_stdout_stream(options) : -1;
 
@@ -171,7 +180,12 @@ int generate(int argc, char** argv) {
   }
   if (options.json) {
     video.summary["total_seconds"] = total_seconds;
-    fmt::print("{}\n", video.summary.dump(2));
+    fmt::print("{}\n", versioned(video.summary, run_provenance(run_flags, run)).dump(2));
+  }
+  const std::string mismatch = check_expected_digests(expected_digests, digest_outputs, /*hash=*/true);
+  if (!mismatch.empty()) {
+    fmt::print(stderr, "lightforce generate: {}\n", mismatch);
+    return 1;
   }
   return 0;
 }

@@ -8,9 +8,11 @@
 #include <set>
 
 #include "commands.h"
+#include "machine_output.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "model/wan_weights.h"
+#include "run_setup.h"
 
 namespace lf::cmd {
 
@@ -20,12 +22,14 @@ int inspect(int argc, char** argv) {
       "json", "print JSON instead of a table")("h,help", "show this help");
   flags.parse_positional({"checkpoint"});
   flags.positional_help("CHECKPOINT");
-  const auto result = flags.parse(argc, argv);
+  const auto result = parse_flags(flags, argc, argv);
   if (result.count("help")) {
     fmt::print("{}", flags.help());
     return 0;
   }
-  LF_CHECK(result.count("checkpoint"), "no checkpoint given (usage: lightforce inspect CHECKPOINT)");
+  if (!result.unmatched().empty()) usage_fail("unexpected argument '{}' (one checkpoint at a time)",
+                                              result.unmatched().front());
+  LF_USAGE_CHECK(result.count("checkpoint"), "no checkpoint given (usage: lightforce inspect CHECKPOINT)");
   const auto checkpoint = Checkpoint::open(result["checkpoint"].as<std::string>());
   const WeightLayout layout = detect_layout(*checkpoint, "auto");
 
@@ -70,7 +74,7 @@ int inspect(int argc, char** argv) {
                           {"tensors", tensors},           {"elements", total_elements},
                           {"elements_by_dtype", elements_by_dtype}, {"architecture", architecture},
                           {"metadata", checkpoint->metadata()}};
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", versioned(out).dump(2));
     return 0;
   }
   fmt::print("{}: {}, {} tensors, {} elements\n", checkpoint->path(), checkpoint->format(),

@@ -2,8 +2,11 @@
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 
+#include <omp.h>
+
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 #include "core/embedded.h"
@@ -31,7 +34,31 @@ commands:
 The default model is built in: the testbed (models/testbed/), a small Wan DiT this project trained on procedural
 videos, so `lightforce generate --prompt "a red circle moves right"` runs with nothing to download. `-m tiny` is a
 random-weight model for fast plumbing checks. Docs: docs/cli.md, docs/testbed.md.
+
+global option (any command): --threads N   CPU threads for OpenMP (default: OMP_NUM_THREADS, else one per CPU the
+                                           process may run on)
+exit codes: 0 ok, 1 the run failed (bad input, I/O, a CI gate), 2 usage error, 3 batch entries failed
 )";
+
+// --threads N (or --threads=N) anywhere after the command (args[0] is the binary, args[1] the command): taken out
+// of the arguments before the command parses its own flags, so every command has it without each declaring it.
+void take_threads_flag(std::vector<char*>& args) {
+  for (size_t i = 2; i < args.size(); ++i) {
+    const std::string arg = args[i];
+    const bool joined = arg.rfind("--threads=", 0) == 0;
+    if (arg != "--threads" && !joined) continue;
+    std::string value = joined ? arg.substr(10) : (i + 1 < args.size() ? args[i + 1] : "");
+    const bool digits =
+        !value.empty() && value.size() <= 4 && value.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits)
+      throw lf::cmd::UsageError(fmt::format("--threads: cannot parse '{}' (expected a thread count)", value));
+    const int threads = std::stoi(value);
+    LF_CHECK(threads >= 1, "--threads {}: expected 1 or more", threads);
+    omp_set_num_threads(threads);
+    args.erase(args.begin() + long(i), args.begin() + long(i) + (joined ? 1 : 2));
+    return;
+  }
+}
 
 }  // namespace
 
@@ -46,6 +73,11 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   try {
+    std::vector<char*> args(argv, argv + argc);
+    take_threads_flag(args);
+    argc = int(args.size());
+    args.push_back(nullptr);  // argv[argc] is null, as for main's own
+    argv = args.data();
     if (command == "generate") return lf::cmd::generate(argc - 1, argv + 1);
     if (command == "batch") return lf::cmd::batch(argc - 1, argv + 1);
     if (command == "merge-manifests") return lf::cmd::merge_manifests(argc - 1, argv + 1);
@@ -58,6 +90,9 @@ int main(int argc, char** argv) {
     if (command == "plan-mask") return lf::cmd::plan_mask(argc - 1, argv + 1);
     if (command == "check-prompts") return lf::cmd::check_prompts(argc - 1, argv + 1);
   } catch (const cxxopts::exceptions::exception& error) {
+    fmt::print(stderr, "lightforce {}: {} (see lightforce {} --help)\n", command, error.what(), command);
+    return 2;
+  } catch (const lf::cmd::UsageError& error) {
     fmt::print(stderr, "lightforce {}: {} (see lightforce {} --help)\n", command, error.what(), command);
     return 2;
   } catch (const lf::Error& error) {

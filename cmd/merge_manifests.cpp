@@ -9,6 +9,7 @@
 
 #include "batch_manifest.h"
 #include "commands.h"
+#include "machine_output.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "run_setup.h"
@@ -62,10 +63,10 @@ int merge_manifests(int argc, char** argv) {
     fmt::print("{}", flags.help());
     return 0;
   }
-  LF_CHECK(result.count("inputs"), "no manifests given: lightforce merge-manifests [-o FILE] MANIFEST_OR_DIR...");
+  LF_USAGE_CHECK(result.count("inputs"), "no manifests given: lightforce merge-manifests [-o FILE] MANIFEST_OR_DIR...");
   const std::string output = result.count("output") ? result["output"].as<std::string>() : "";
   const bool quiet = result.count("quiet"), json = result.count("json");
-  LF_CHECK(!json || !output.empty(), "--json prints on stdout, where the merged manifest goes without -o: give -o");
+  LF_USAGE_CHECK(!json || !output.empty(), "--json prints on stdout, where the merged manifest goes without -o: give -o");
   if (!output.empty()) check_output_writable(output, "--output");
 
   const std::vector<std::string> files = manifest_files(result["inputs"].as<std::vector<std::string>>(), output);
@@ -90,8 +91,8 @@ int merge_manifests(int argc, char** argv) {
                merged.missing.empty() ? "" : " (entries" + missing + ")");
   }
   if (json) {
-    const nlohmann::json summary = {{"manifests", files}, {"entries", merged.entries}, {"ok", ok},
-                                    {"failed", failed}, {"missing", merged.missing}, {"output", output}};
+    const nlohmann::json summary = versioned({{"manifests", files}, {"entries", merged.entries}, {"ok", ok},
+                                              {"failed", failed}, {"missing", merged.missing}, {"output", output}});
     fmt::print("{}\n", summary.dump(2));
   }
   return failed > 0 || !merged.missing.empty() ? kExitSomeEntriesFailed : 0;

@@ -11,6 +11,7 @@
 #include "attention/backend_registry.h"
 #include "attention/planners.h"
 #include "commands.h"
+#include "machine_output.h"
 #include "core/embedded.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -59,8 +60,9 @@ int plan_mask(int argc, char** argv) {
     fmt::print("{}", flags.help());
     return 0;
   }
+  if (!result.unmatched().empty()) usage_fail("unexpected argument '{}'", result.unmatched().front());
   for (const char* required : {"queries", "keys", "chunk", "tokens-per-frame", "out"})
-    LF_CHECK(result.count(required), "plan-mask needs --{}", required);
+    LF_USAGE_CHECK(result.count(required), "plan-mask needs --{}", required);
   const std::string out = result["out"].as<std::string>();
   // Beside the output, named by its stem only: a dot in a folder name must not cut the path short.
   const std::string json_path = std::filesystem::path(out).replace_extension(".json").string();
@@ -120,8 +122,11 @@ int plan_mask(int argc, char** argv) {
   if (indices.nbytes() > 0) std::memcpy(indices.raw(), mask.key_indices.data(), indices.nbytes());
   write_safetensors(out, {{"row_offsets", offsets}, {"key_indices", indices}, {"block_scores", scores}},
                     {{"format", "lightforce-block-mask"}, {"backend", config.attention.backend}});
-  const nlohmann::json summary = {
+  const nlohmann::json summary = versioned({
       {"commit", kGitCommit},
+      {"queries", result["queries"].as<std::string>()},
+      {"keys", result["keys"].as<std::string>()},
+      {"attention_settings", config_json(config)["attention"]},
       {"backend", config.attention.backend},
       {"chunk", call.chunk},
       {"target_sparsity", planner->target_sparsity(call.chunk)},
@@ -135,7 +140,7 @@ int plan_mask(int argc, char** argv) {
       {"density", mask.density()},
       {"token_density", mask.token_density()},
       {"layout", "row r = head * query_blocks + query_block selects key_indices[row_offsets[r] .. row_offsets[r+1]); "
-                 "key block b = frame b / blocks_per_frame, in-frame block b % blocks_per_frame"}};
+                 "key block b = frame b / blocks_per_frame, in-frame block b % blocks_per_frame"}});
   write_file_atomic(json_path, summary.dump(2) + "\n");
   fmt::print("{}\n", summary.dump(2));
   return 0;

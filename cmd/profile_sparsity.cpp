@@ -13,6 +13,7 @@
 #include "core/embedded.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "machine_output.h"
 #include "pipeline/ar_pipeline.h"
 #include "run_setup.h"
 #if LF_WITH_OPENCV
@@ -83,10 +84,9 @@ int profile_sparsity(int argc, char** argv) {
   const std::string out_dir = result["out-dir"].as<std::string>();
   std::filesystem::create_directories(out_dir);
   check_output_writable(out_dir + "/sparsity.json", "--out-dir");
-  PreparedModel prepared = prepare_model(run_flags, quiet);
-  const RunConfig& run = prepared.run;
-  const int64_t chunks = run.pipeline.frames / run.pipeline.chunk_frames;
-
+  // The heatmap lists are read before the model loads: a typo there costs nothing.
+  const RunConfig planned = load_run_config(run_flags.config);
+  const int64_t chunks = planned.pipeline.frames / planned.pipeline.chunk_frames;
   auto parse_list = [&](const char* name, std::vector<int64_t> fallback) {
     if (!result.count(name)) return fallback;
     std::vector<int64_t> values;
@@ -100,9 +100,11 @@ int profile_sparsity(int argc, char** argv) {
     }
     return values;
   };
-  const auto layers = parse_list("heatmap-layers", {0, run.model.layers - 1});
+  const auto layers = parse_list("heatmap-layers", {0, planned.model.layers - 1});
   const auto heat_chunks = parse_list("heatmap-chunks", {chunks - 1});
   const auto heads = parse_list("heatmap-heads", {0});
+  PreparedModel prepared = prepare_model(run_flags, quiet);
+  const RunConfig& run = prepared.run;
   AttentionStats stats;
   stats.measure_recall = !result.count("no-recall");
   stats.recall_row_stride = std::max<int64_t>(1, result["recall-row-stride"].as<int64_t>());
@@ -112,9 +114,19 @@ int profile_sparsity(int argc, char** argv) {
   auto backend = make_attention_backend(run.attention, &run.pipeline, &stats);
   ArPipeline pipeline(run.pipeline, *prepared.model, *backend);
   auto noise = make_philox_noise(run.pipeline.seed, noise_shape_of(run));
+  // Recall runs a dense attention beside every call (all query rows at stride 1): the first chunk can take many
+  // times a plain run's, so say so before it starts, and give an ETA after each chunk.
+  if (!quiet && stats.measure_recall)
+    fmt::print(stderr, "measuring recall on every {} query row(s): a dense attention beside every call, slower than a "
+               "plain run (--no-recall, or --recall-row-stride N for every N-th row)\n", stats.recall_row_stride);
+  double elapsed_seconds = 0;
   GenerateCallbacks callbacks;
   callbacks.on_chunk = [&](const ChunkReport& report, const Tensor&) {
-    if (!quiet) fmt::print(stderr, "  chunk {}/{}  {}\n", report.chunk + 1, report.chunks, format_seconds(report.seconds));
+    elapsed_seconds += report.seconds;
+    const double eta = elapsed_seconds / double(report.chunk + 1) * double(report.chunks - report.chunk - 1);
+    if (!quiet)
+      fmt::print(stderr, "  chunk {}/{}  {}  ETA {}\n", report.chunk + 1, report.chunks, format_seconds(report.seconds),
+                 format_seconds(eta));
   };
   pipeline.generate(prepared.context, *noise, callbacks);
 
@@ -154,6 +166,7 @@ int profile_sparsity(int argc, char** argv) {
                             {"seed", run.pipeline.seed},
                             {"recall_row_stride", stats.recall_row_stride},
                             {"chunks", chunk_rows}};
+  summary = versioned(summary, run_provenance(run_flags, run));
   std::vector<std::string> heatmaps;
   for (const auto& [key, mask] : stats.kept_masks)
     for (int64_t head : heads) {

@@ -81,9 +81,10 @@ std::unique_ptr<TextEncoder> make_text_encoder(const ModelConfig& model, const L
 }
 
 Tensor text_context(const ModelConfig& model, TextEncoder* encoder, const RunFlags& flags, bool quiet) {
-  LF_CHECK(flags.prompt.empty() || flags.text_embeddings.empty(), "give --prompt or --text-embeddings, not both");
+  LF_USAGE_CHECK(flags.prompt.empty() || flags.text_embeddings.empty(),
+                 "give --prompt or --text-embeddings, not both");
   if (!flags.text_embeddings.empty()) return load_text_embeddings(flags.text_embeddings, model);
-  LF_CHECK(!flags.prompt.empty(), "no prompt: pass --prompt TEXT (or --text-embeddings FILE)");
+  LF_USAGE_CHECK(!flags.prompt.empty(), "no prompt: pass --prompt TEXT (or --text-embeddings FILE)");
   LF_CHECK(encoder, "model '{}' has no built-in text encoder (model.text_encoder: {}): pass --text-embeddings with "
            "the encoder's output [L, {}]", model.name, model.text_encoder, model.text_dim);
   if (!quiet)
@@ -194,13 +195,13 @@ std::vector<std::string> set_overrides(const cxxopts::ParseResult& result) {
 }
 
 RunFlags read_run_flags(const cxxopts::ParseResult& result) {
-  if (!result.unmatched().empty()) fail("unexpected argument '{}'", result.unmatched().front());
+  if (!result.unmatched().empty()) usage_fail("unexpected argument '{}'", result.unmatched().front());
   // Settings repeated on one line keep the last value (a script appends an override to a base command), but a
   // second prompt is almost always a user expecting two videos or a prompt change: refused, naming the ways to
   // get those.
   for (const char* once : {"prompt", "text-embeddings"})
-    LF_CHECK(result.count(once) <= 1, "--{} given {} times: give it once (prompts over time: --prompt-schedule; many "
-             "videos: lightforce batch)", once, result.count(once));
+    LF_USAGE_CHECK(result.count(once) <= 1, "--{} given {} times: give it once (prompts over time: "
+                   "--prompt-schedule; many videos: lightforce batch)", once, result.count(once));
   RunFlags flags;
   flags.config.model = result["model"].as<std::string>();
   if (result.count("attention")) flags.config.attention = result["attention"].as<std::string>();

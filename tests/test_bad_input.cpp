@@ -82,6 +82,7 @@ struct Fixtures {
   std::string bad_yaml, unknown_key_yaml, wrong_type_yaml, duplicate_key_yaml, list_key_yaml;
   std::string q, k, q_nan, q_rank2, fifo, existing_dir, existing_file, null_node, full_node;
   std::string batch_prompts, batch_bad_json, batch_unknown_key, batch_negative_seed, batch_same_out;
+  std::string not_a_reference;
 };
 
 const Fixtures& fixtures() {
@@ -209,6 +210,11 @@ const Fixtures& fixtures() {
     write_text(f.batch_same_out, "{\"prompt\": \"a red circle\", \"out\": \"x\"}\n"
                                  "{\"prompt\": \"a blue square\", \"out\": \"x.mp4\"}\n");
 
+    // A directory whose reference.json is JSON but not a reference.
+    f.not_a_reference = at("not_a_reference");
+    fs::create_directories(f.not_a_reference);
+    write_text(f.not_a_reference + "/reference.json", "{\"kind\": \"something else\"}\n");
+
     f.fifo = at("fifo");
     REQUIRE(::mkfifo(f.fifo.c_str(), 0666) == 0);
     f.existing_dir = at("a_directory");
@@ -296,13 +302,15 @@ std::vector<Row> catalogue() {
   // batch: nothing may appear at its --out-dir (not even the directory) when the command line or file is wrong.
   const std::string batch_out = at("batch_out"), merged = at("merged.jsonl");
   const std::string batch = "batch -m tiny --quiet --frames 3 --out-dir " + batch_out + " --prompts ";
+  const std::string compare = "compare-dense -m tiny --quiet --prompt 'a red circle' --frames 6 --attention block-topk ";
+  const std::string hex64(64, 'a');
   std::vector<Row> rows = {
       // --- usage ---
       {"unknown command", "frobnicate", 2, "'frobnicate'", ""},
       {"unknown flag", quick + "--frobnicate -o " + out, 2, "frobnicate", out},
       {"unparsable number", quick + "--seed banana -o " + out, 2, "--seed: cannot parse 'banana'", out},
-      {"stray argument", quick + "stray -o " + out, 1, "'stray'", out},
-      {"second --prompt", quick + "--prompt 'a blue square falls' -o " + out, 1, "--prompt given 2 times", out},
+      {"stray argument", quick + "stray -o " + out, 2, "'stray'", out},
+      {"second --prompt", quick + "--prompt 'a blue square falls' -o " + out, 2, "--prompt given 2 times", out},
       {"video named .png", quick + "-o " + at("video.png"), 1, "name it *.mp4", at("video.png")},
       {"empty -o", quick + "-o ''", 1, "-o/--output is empty", ""},
       // -o - owns stdout (the TTY and broken-pipe cases need a terminal or a pipe: tests/test_stream.cpp)
@@ -313,7 +321,7 @@ std::vector<Row> catalogue() {
        "square' -o " + out, 1, "chunk 5 is past the last chunk 1", out},
       {"schedule entry without a chunk", "generate -m tiny --quiet --frames 6 --prompt-schedule 'a red circle' -o " + out,
        1, "not CHUNK:PROMPT", out},
-      {"schedule beside --prompt", quick + "--prompt-schedule '0:a blue square' -o " + out, 1,
+      {"schedule beside --prompt", quick + "--prompt-schedule '0:a blue square' -o " + out, 2,
        "--prompt-schedule replaces --prompt", out},
       // --- frames and sizes ---
       {"frames 0", quick + "--frames 0 -o " + out, 1, "frames must be > 0", out},
@@ -364,7 +372,7 @@ std::vector<Row> catalogue() {
       {"weights a FIFO", tiny + "--weights " + f.fifo + " -o " + out, 1, "not a regular file", out},
       {"weights a directory", tiny + "--weights " + f.existing_dir + " -o " + out, 1, "a_directory", out},
       // --- text embeddings ---
-      {"embeddings and prompt", tiny + "--prompt 'a red circle' -o " + out, 1, "not both", out},
+      {"embeddings and prompt", tiny + "--prompt 'a red circle' -o " + out, 2, "not both", out},
       {"embeddings missing", std::string("generate ") + kTinyEmbeddings +
        "--text-embeddings /nonexistent/e.safetensors -o " + out, 1, "/nonexistent/e.safetensors", out},
       {"embeddings wrong width", std::string("generate ") + kTinyEmbeddings + "--text-embeddings " + f.wide_embeddings +
@@ -388,7 +396,7 @@ std::vector<Row> catalogue() {
       {"output a FIFO", quick + "--no-video --save-latents " + f.fifo, 1, "is a FIFO", ""},
       {"output under a file", quick + "-o " + f.existing_file + "/out.mp4", 1, "does not exist", ""},
       {"two outputs one path", quick + "--save-noise " + latents + to_latents, 1, "name the same file", latents},
-      {"nothing to write", quick + "--no-video", 1, "would write nothing", ""},
+      {"nothing to write", quick + "--no-video", 2, "would write nothing", ""},
       // As root every directory passes access(W_OK), so /proc (where nothing can be created) is the unwritable
       // place: refused up front for other users, at the write for root; either way the path is named.
       {"unwritable path", quick + "--no-video --save-latents /proc/latents.safetensors", 1, "/proc/latents.safetensors",
@@ -396,7 +404,7 @@ std::vector<Row> catalogue() {
       {"full disk (latents)", quick + "--no-video --save-latents " + f.full_node, 1, "No space left on device", ""},
       {"device written in place", quick + "--no-video --save-latents " + f.null_node, 0, "", ""},
       // --- inspect ---
-      {"inspect without a file", "inspect", 1, "no checkpoint given", ""},
+      {"inspect without a file", "inspect", 2, "no checkpoint given", ""},
       {"inspect missing file", "inspect /nonexistent.pt", 1, "/nonexistent.pt", ""},
       {"inspect a FIFO", "inspect " + f.fifo, 1, "not a regular file", ""},
       {"inspect garbage", "inspect " + f.garbage, 1, "garbage.safetensors", ""},
@@ -412,9 +420,39 @@ std::vector<Row> catalogue() {
       {"compare-dense bad sweep", "compare-dense -m tiny --quiet --prompt 'a red circle' --frames 6 --attention "
        "block-topk --sweep pipeline.shift=1,2 --out-dir " + at("compare"), 1, "pipeline.shift",
        at("compare") + "/sweep.csv"},
+      // --- CI gates (compare-dense --fail-below / --fail-above / --reference, --expect-sha256) ---
+      {"gate unknown metric", compare + "--fail-below flicker=3 --out-dir " + at("compare"), 1,
+       "'flicker' is not a metric this flag takes", at("compare") + "/compare-dense.json"},
+      {"gate value not a number", compare + "--fail-below psnr=high --out-dir " + at("compare"), 1,
+       "'high' is not a number", at("compare") + "/compare-dense.json"},
+      {"gate without a value", compare + "--fail-below psnr --out-dir " + at("compare"), 1,
+       "expected METRIC=VALUE", at("compare") + "/compare-dense.json"},
+      {"gate metric of the other direction", compare + "--fail-below latent_rel_l2=0.1 --out-dir " + at("compare"), 1,
+       "--fail-below 'latent_rel_l2=0.1'", at("compare") + "/compare-dense.json"},
+      {"gate on a sweep", compare + "--sweep attention.sparsity=0.5 --fail-below psnr=30 --out-dir " + at("compare"),
+       2, "not a --sweep", at("compare") + "/sweep.csv"},
+      {"sweep key repeated", compare + "--sweep attention.sparsity=0.5 --sweep attention.sparsity=0.7 --out-dir " +
+       at("compare"), 1, "attention.sparsity given twice", at("compare") + "/sweep.csv"},
+      {"reference missing", compare + "--reference /nonexistent/ref --out-dir " + at("compare"), 1,
+       "'/nonexistent/ref': no reference.json", at("compare") + "/compare-dense.json"},
+      {"reference not a reference", compare + "--reference " + f.not_a_reference + " --out-dir " + at("compare"), 1,
+       "is not a lightforce reference", at("compare") + "/compare-dense.json"},
+      {"save and compare a reference at once", compare + "--save-reference " + at("ref") + " --reference " + at("ref"),
+       2, "--save-reference only saves a run", at("ref") + "/reference.json"},
+      {"save-reference under a file", compare + "--save-reference " + f.existing_file + "/ref", 1,
+       "--save-reference '" + f.existing_file + "/ref': cannot create it", ""},
+      {"expect-sha256 not hex", quick + "--expect-sha256 xyz -o " + out, 1, "'xyz': a sha256 is 64 hex digits", out},
+      {"expect-sha256 unknown output", quick + "--expect-sha256 audio=" + hex64 + " -o " + out, 1,
+       "'audio' is not an output of this command", out},
+      {"expect-sha256 output not written", quick + "--expect-sha256 noise=" + hex64 + " -o " + out, 2,
+       "this run writes no noise", out},
+      {"expect-sha256 twice for one output", quick + "--expect-sha256 video=" + hex64 + ",video=" + hex64 + " -o " +
+       out, 1, "the video is given two digests", out},
+      {"decode expect-sha256 not hex", "decode --decoder pixel --latents " + f.noise_nan + " --save-video-tensor " +
+       latents + " --expect-sha256 12", 1, "'12': a sha256 is 64 hex digits", latents},
       // --- plan-mask (no other test covers it) ---
       {"plan-mask without --queries", "plan-mask --keys " + f.k + " --chunk 1 --tokens-per-frame 64 --out " + latents,
-       1, "needs --queries", latents},
+       2, "needs --queries", latents},
       {"plan-mask q of rank 2", plan_on(f.q_rank2, f.k, 64, 1, latents), 1, "q_rank2.safetensors", latents},
       {"plan-mask q with NaN", plan_on(f.q_nan, f.k, 64, 1, latents), 1, "tensor 'q' has a non-finite", latents},
       {"plan-mask negative chunk", plan(64, -1), 1, "--chunk -1", latents},
@@ -426,8 +464,8 @@ std::vector<Row> catalogue() {
        at("mask.json")},
       {"plan-mask q a FIFO", plan_on(f.fifo, f.k, 64, 1, latents), 1, "not a regular file", latents},
       // --- decode / encode-text (each fails before reading any weights) ---
-      {"decode without latents", "decode -o " + out, 1, "no input: pass --latents", out},
-      {"decode nothing to write", "decode --latents " + latents, 1, "nothing to write", ""},
+      {"decode without latents", "decode -o " + out, 2, "no input: pass --latents", out},
+      {"decode nothing to write", "decode --latents " + latents, 2, "nothing to write", ""},
       {"decode latents a FIFO", "decode --decoder pixel --latents " + f.fifo + " --save-video-tensor " + latents, 1,
        "not a regular file", latents},
       {"decode latents with NaN", "decode --decoder pixel --latents " + f.nan_latents + " --save-video-tensor " +
@@ -436,12 +474,12 @@ std::vector<Row> catalogue() {
        " --save-video-tensor " + latents, 1, "name the same file", latents},
       {"decode chunk-frames 0", "decode --latents " + f.noise_nan + " --chunk-frames 0 -o " + out, 1,
        "--chunk-frames 0", out},
-      {"encode-text two inputs", "encode-text --prompt a --ids 1,2 -o " + latents, 1, "exactly one of", latents},
-      {"encode-text no output", "encode-text --prompt a", 1, "no output", ""},
+      {"encode-text two inputs", "encode-text --prompt a --ids 1,2 -o " + latents, 2, "exactly one of", latents},
+      {"encode-text no output", "encode-text --prompt a", 2, "no output", ""},
       {"encode-text output in a missing directory", "encode-text --prompt a -o /nonexistent_dir/e.safetensors", 1,
        "/nonexistent_dir", ""},
       // --- batch / merge-manifests (docs/batch.md) ---
-      {"batch without --prompts", "batch -m tiny --quiet --out-dir " + batch_out, 1, "--prompts FILE", batch_out},
+      {"batch without --prompts", "batch -m tiny --quiet --out-dir " + batch_out, 2, "--prompts FILE", batch_out},
       {"batch prompts file missing", batch + "/nonexistent/p.txt", 1, "/nonexistent/p.txt", batch_out},
       {"batch prompts file a FIFO", batch + f.fifo, 1, "not a regular file", batch_out},
       {"batch malformed JSONL line", batch + f.batch_bad_json, 1, "bad.jsonl' line 2: not valid JSON", batch_out},
@@ -455,7 +493,7 @@ std::vector<Row> catalogue() {
       {"batch device malformed", batch + f.batch_prompts + " --device cuda:x", 1, "--device 'cuda:x'", batch_out},
       {"batch device not there", batch + f.batch_prompts + " --device cuda:99", 1, "--device cuda:99", batch_out},
       {"batch bad --set", batch + f.batch_prompts + " --set pipeline.shfit=2", 1, "pipeline.shfit", batch_out},
-      {"batch nothing to write", batch + f.batch_prompts + " --no-video", 1, "would write nothing", batch_out},
+      {"batch nothing to write", batch + f.batch_prompts + " --no-video", 2, "would write nothing", batch_out},
       {"batch out-dir is a file", "batch -m tiny --quiet --prompts " + f.batch_prompts + " --out-dir " +
        f.existing_file, 1, "'" + f.existing_file + "' exists and is not a directory", ""},
       {"batch out-dir under a file", "batch -m tiny --quiet --prompts " + f.batch_prompts + " --out-dir " +

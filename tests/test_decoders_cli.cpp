@@ -102,7 +102,7 @@ TEST_CASE("decode: bad input is one line, exit 1, and nothing at the output path
     CHECK(!fs::exists(tensor));
     CHECK(!fs::exists(dir));
   }
-  CHECK(run("decode --latents " + good).exit_code == 1);  // nothing to write
+  CHECK(run("decode --latents " + good).exit_code == 2);  // nothing to write: a usage error
 }
 
 TEST_CASE("generate: --decoder is checked before any work and names the decoder") {

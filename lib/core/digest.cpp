@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <fstream>
+#include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace lf {
@@ -85,6 +88,19 @@ std::string sha256_hex(const void* data, size_t bytes) {
 std::string sha256_hex(const Tensor& tensor) {
   const Tensor host = tensor.is_cuda() ? tensor.to(Device::CPU) : tensor;
   return sha256_hex(host.raw(), host.nbytes());
+}
+
+std::string sha256_file_hex(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  LF_CHECK(file.good(), "cannot read '{}' to hash it", path);
+  Sha256 hash;
+  std::vector<char> buffer(1 << 20);
+  while (file) {
+    file.read(buffer.data(), std::streamsize(buffer.size()));
+    hash.update(buffer.data(), size_t(file.gcount()));
+  }
+  LF_CHECK(file.eof(), "cannot read '{}' to hash it", path);
+  return hash.hex_digest();
 }
 
 }  // namespace lf

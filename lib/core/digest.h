@@ -24,6 +24,8 @@ class Sha256 {
 };
 
 std::string sha256_hex(const void* data, size_t bytes);
+// Of a file's bytes, read in pieces (no whole-file buffer); an unreadable file is an lf::Error naming it.
+std::string sha256_file_hex(const std::string& path);
 // Of the tensor's bytes as stored (its dtype), copied to the host first when it lives on the GPU.
 std::string sha256_hex(const Tensor& tensor);
 

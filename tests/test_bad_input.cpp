@@ -417,6 +417,8 @@ std::vector<Row> catalogue() {
        "--heatmap-layers x --out-dir " + at("profile"), 1, "--heatmap-layers", at("profile") + "/sparsity.json"},
       {"compare-dense against itself", "compare-dense -m tiny --quiet --prompt 'a red circle' --frames 6 --attention "
        "dense --out-dir " + at("compare"), 1, "choose a sparse backend", at("compare") + "/compare-dense.json"},
+      {"compare-dense negative drift threshold", "compare-dense -m tiny --quiet --prompt 'a red circle' --frames 6 "
+       "--attention block-topk --drift-db -1 --out-dir " + at("drift"), 1, "--drift-db -1", at("drift") + "/compare-dense.json"},
       {"compare-dense bad sweep", "compare-dense -m tiny --quiet --prompt 'a red circle' --frames 6 --attention "
        "block-topk --sweep pipeline.shift=1,2 --out-dir " + at("compare"), 1, "pipeline.shift",
        at("compare") + "/sweep.csv"},

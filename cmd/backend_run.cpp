@@ -46,8 +46,7 @@ BackendRun run_backend(const PreparedModel& prepared, const AttentionConfig& att
     }
     const auto images = decoder->decode_chunk(latents);
     for (const Tensor& image : images)
-      result.frames.push_back(frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
-                                             int(image.dim(2))));
+      result.frames.push_back(frame_from_tensor(image));
     result.frames_per_chunk.push_back(int64_t(images.size()));
     if (!options.quiet)
       fmt::print(stderr, "  {} chunk {}/{}  {}\n", options.label, report.chunk + 1, report.chunks,

@@ -171,8 +171,7 @@ int decode(int argc, char** argv) {
     if (first_frame_seconds < 0 && !images.empty())
       first_frame_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - decode_started).count();
     for (const Tensor& image : images) {
-      const Frame frame = frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
-                                         int(image.dim(2)));
+      const Frame frame = frame_from_tensor(image);
       if (video) video->write(frame);
       if (frame_writer) frame_writer->write(frame);
       if (!tensor_path.empty()) kept.push_back(image);

@@ -79,8 +79,7 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
     result.generation_seconds += report.seconds;
     if (decodes) {
       for (const Tensor& image : decoder->decode_chunk(latents)) {
-        const Frame frame = frame_from_chw(image.f32(), image.dim(1) * image.dim(2), int(image.dim(1)),
-                                           int(image.dim(2)));
+        const Frame frame = frame_from_tensor(image);
         if (video) video->write(frame);
         if (frame_writer) frame_writer->write(frame);  // each PNG complete on disk now, not at the end of the run
         ++result.video_frames;

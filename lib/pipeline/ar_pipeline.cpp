@@ -27,11 +27,6 @@ Tensor ArPipeline::generate(const Tensor& context, NoiseSource& noise, const Gen
 }
 
 Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise,
-                            const GenerateCallbacks& callbacks) {
-  return generate(contexts, noise, callbacks, nullptr);
-}
-
-Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise,
                             const GenerateCallbacks& callbacks, const TeacherForcing* teacher) {
   const ModelConfig& mc = model_.config();
   const int64_t chunk_frames = config_.chunk_frames, chunks = config_.frames / chunk_frames;

@@ -53,11 +53,10 @@ class ArPipeline {
   // Prompt switches: `contexts` starts at chunk 0, first_chunk strictly increasing. At a switch the cross-attention
   // context changes and, with pipeline.recache_on_switch (LongLive's recache), the KV cache is rebuilt for the new
   // prompt by replaying the clean refresh pass of every earlier chunk under it, in order (docs/long-video.md).
-  Tensor generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise, const GenerateCallbacks& callbacks);
-  // Either of the above under teacher forcing: the returned latents are this backend's chunk predictions, each
+  // `teacher` (optional): teacher forcing; the returned latents are then this backend's chunk predictions, each
   // made from the reference's history.
   Tensor generate(const std::vector<ContextSwitch>& contexts, NoiseSource& noise, const GenerateCallbacks& callbacks,
-                  const TeacherForcing* teacher);
+                  const TeacherForcing* teacher = nullptr);
 
  private:
   PipelineConfig config_;

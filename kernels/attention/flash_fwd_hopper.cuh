@@ -41,7 +41,7 @@ constexpr int kHopperStubMarkerBytes = 16;
 // publishes the data (arrive has release, try_wait acquire semantics): the tile count of each item (double
 // buffered by item parity) and the valid keys of each stage. So the consumers never read the schedule (a CSR lookup
 // of two dependent global loads used to sit on their critical path for the ragged-tile mask).
-// Diagnostics (FlashKernelArgs::trace, lab_sparse --trace): clock64() stamps, one thread per role (consumer 0,
+// Diagnostics (HopperLab::trace, lab_sparse --trace): clock64() stamps, one thread per role (consumer 0,
 // consumer 1, producer), for the first kTraceItems work items of each CTA:
 // trace[((cta * kTraceItems + item slot) * kTraceRoles + role) * kTracePoints + point]. The points are the
 // kTrace* constants. SM clocks are per SM, so only differences within a CTA mean anything.
@@ -61,9 +61,18 @@ __device__ __forceinline__ void trace_stamp(long long* trace, int slot, int role
     trace[((int64_t(blockIdx.x) * kTraceItems + slot) * kTraceRoles + role) * kTracePoints + point] = clock64();
 }
 
-template <class Traits, class Schedule>
+// What only lab_sparse switches on inside the kernel: clock stamps (trace, null = off) and the early hand-over
+// experiment (take_turn below). Production instantiates NoHopperLab, whose constant answers compile both away, so
+// the kernel the engine runs carries neither; the lab instantiates its own struct with the same two members
+// (kernels/sparse/lab_sparse_hopper.cuh).
+struct NoHopperLab {
+  __host__ __device__ constexpr long long* trace() const { return nullptr; }
+  __host__ __device__ constexpr bool early_handover() const { return false; }
+};
+
+template <class Traits, class Schedule, class Lab = NoHopperLab>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
-    flash_fwd_hopper_kernel(const FlashKernelArgs args, const Schedule schedule,
+    flash_fwd_hopper_kernel(const FlashKernelArgs args, const Schedule schedule, const Lab lab,
                             const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
                             const __grid_constant__ CUtensorMap v_map, const __grid_constant__ CUtensorMap k_piece_map,
                             const __grid_constant__ CUtensorMap v_piece_map, const int piece_rows) {
@@ -138,7 +147,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       int loaded = 0;  // tiles put in the ring so far, over all items: the ring position carries across items
       int parity = 0;  // of the item count
       int slot = 0;    // items of this CTA so far (trace)
-      if (lane == 0) trace_stamp(args.trace, 0, 2, kTraceKernelStart);
+      if (lane == 0) trace_stamp(lab.trace(), 0, 2, kTraceKernelStart);
       for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1, ++slot) {
         const int q_block = item % query_blocks, head = item / query_blocks;
         int tiles;
@@ -147,12 +156,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         else
           tiles = schedule.count(head, q_block);
         if (lane == 0) {
-          trace_stamp(args.trace, slot, 2, kTraceItemStart);
+          trace_stamp(lab.trace(), slot, 2, kTraceItemStart);
           // Both consumers issued their last Q K^T of the item that used this Q buffer before (the previous
           // item with one buffer, the one before it with two).
           const int buffer = slot % kQBuffers;
           mbarrier_wait(q_empty(buffer), ((slot / kQBuffers) & 1) ^ 1);
-          trace_stamp(args.trace, slot, 2, kTraceQReady);
+          trace_stamp(lab.trace(), slot, 2, kTraceQReady);
           item_tiles[parity] = tiles;  // its previous reader (item slot - 2) read it before releasing its Q
           mbarrier_arrive_expect_tx(q_full(buffer), Traits::kQTileBytes);
           for (int slab = 0; slab < kSlabs; ++slab)
@@ -207,7 +216,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           } else {
             for (int i = 0; i < tiles; ++i) load_block(schedule.block(head, q_block, i));
           }
-          trace_stamp(args.trace, slot, 2, kTraceFirstK);
+          trace_stamp(lab.trace(), slot, 2, kTraceFirstK);
         }
         __syncwarp();
       }
@@ -235,7 +244,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // early_handover: consumer 1 also passes its last turn of an item, so consumer 0 may start the next item's
   // S = Q K^T while consumer 1 still finishes (last P V, softmax finish, store). The hand-over for the first item
   // is made before the loop, and the one left after the last item is taken by consumer 0 after it.
-  const bool early_handover = Traits::kPingPong && args.early_handover;
+  const bool early_handover = Traits::kPingPong && lab.early_handover();
   if constexpr (Traits::kPingPong)
     if (early_handover && consumer == 1) named_barrier_arrive<kConsumerThreads>(kTurnBarrier + 0);
 
@@ -285,7 +294,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   int consumed = 0;  // ring position, in step with the producer's `loaded`
   int parity = 0;
   int slot = 0;  // items of this CTA so far (trace)
-  long long* const trace = threadIdx.x % 128 == 0 ? args.trace : nullptr;  // one stamping thread per consumer
+  long long* const trace = threadIdx.x % 128 == 0 ? lab.trace() : nullptr;  // one stamping thread per consumer
   for (int item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1, ++slot) {
     const int q_block = item % query_blocks, head = item / query_blocks;
     trace_stamp(trace, slot, consumer, kTraceItemStart);
@@ -405,9 +414,9 @@ struct HopperLaunch {
 // One CTA per SM: the kernel takes 224 KB of shared memory.
 int hopper_persistent_ctas();
 
-template <class Traits, class Schedule>
+template <class Traits, class Schedule, class Lab = NoHopperLab>
 void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedule, cudaStream_t stream,
-                             HopperLaunch launch = {}) {
+                             HopperLaunch launch = {}, const Lab& lab = Lab{}) {
   constexpr int kHeadDim = Traits::kHeadDim;
   const CUtensorMap q_map = make_head_tensor_map(args.q, args.lq, args.heads, kHeadDim, args.q_row_stride,
                                                  Traits::kBlockM);
@@ -427,7 +436,7 @@ void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedu
       launch.piece_rows > 0
           ? make_head_tensor_map(args.v, args.lk, args.heads, kHeadDim, args.v_row_stride, launch.piece_rows)
           : v_map;
-  auto kernel = flash_fwd_hopper_kernel<Traits, Schedule>;
+  auto kernel = flash_fwd_hopper_kernel<Traits, Schedule, Lab>;
   // The attribute is per device and per kernel and never changes: set once, not on every call (host launch work).
   static std::atomic<uint64_t> configured_devices{0};
   int device = 0;
@@ -440,8 +449,8 @@ void launch_flash_fwd_hopper(const FlashKernelArgs& args, const Schedule& schedu
   }
   const int items = ((args.lq + Traits::kBlockM - 1) / Traits::kBlockM) * args.heads;
   const int ctas = launch.ctas > 0 ? (launch.ctas < items ? launch.ctas : items) : items;
-  kernel<<<ctas, Traits::kThreads, Traits::kSmemBytes, stream>>>(args, schedule, q_map, k_map, v_map, k_piece_map,
-                                                                  v_piece_map, launch.piece_rows);
+  kernel<<<ctas, Traits::kThreads, Traits::kSmemBytes, stream>>>(args, schedule, lab, q_map, k_map, v_map,
+                                                                  k_piece_map, v_piece_map, launch.piece_rows);
   LF_CUDA_LAUNCH_CHECK("flash attention (hopper) lq {} lk {} heads {} head_dim {} ctas {}", args.lq, args.lk,
                        args.heads, kHeadDim, ctas);
 }

@@ -19,12 +19,6 @@ struct FlashKernelArgs {
   int64_t q_row_stride, k_row_stride, v_row_stride, out_row_stride;  // elements
   int lq, lk, heads;
   float scale_log2;  // scale * log2(e): softmax runs on exp2
-  // Diagnostics only (lab_sparse --trace; null = off): the Hopper kernel writes SM clock stamps of each work
-  // item's phases here (flash_fwd_hopper.cuh, kTrace*).
-  long long* trace = nullptr;
-  // Experiment (lab_sparse, BlockSparseHopperExperiments::early_handover): consumer 1 hands consumer 0 the turn at its
-  // last P V of an item instead of at the start of the next one (flash_fwd_hopper.cuh, take_turn).
-  bool early_handover = false;
 };
 
 // The one conversion from the public parameters (dense and block-sparse entry points share it).
@@ -41,9 +35,7 @@ inline FlashKernelArgs make_kernel_args(const FlashAttentionParams& params) {
           params.lq,
           params.lk,
           params.heads,
-          float(double(params.scale) * kLog2e),
-          nullptr,
-          false};
+          float(double(params.scale) * kLog2e)};
 }
 
 // Version 1: mma.sync m16n8k16 (bf16 -> fp32). A warp owns kRowTiles x 16 query rows; K/V stream through a
@@ -103,7 +95,7 @@ struct HopperTileTraits {
   static constexpr bool kSplitPvN = kSplitPvN_;
   // Q tiles in shared memory. With 2 the producer loads the next work item's Q while the consumers still read this
   // one's (short sparse rows: the Q load is otherwise exposed once per item); at head_dim 128 that costs a K/V
-  // stage (2 Q + 3 stages is over 227 KB). Experiment (BlockSparseHopperExperiments::double_q).
+  // stage (2 Q + 3 stages is over 227 KB). Experiment: instantiated by lab_sparse only (kernels/sparse/lab_sparse_hopper.cuh).
   static constexpr int kQBuffers = kQBuffers_;
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kRowsPerConsumer = 64;  // the m64 of wgmma

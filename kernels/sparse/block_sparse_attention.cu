@@ -112,8 +112,7 @@ void flash_attention_block_sparse_forward(const FlashAttentionParams& params, co
   std::string why;
   if (!flash_attention_block_sparse_select(params, layout, variant, &chosen, &why)) throw Error(why);
   const flash::FlashKernelArgs args = flash::make_kernel_args(params);
-  const flash::FrameAlignedMask mask{layout.row_offsets, layout.key_indices,      layout.query_blocks,
-                                     layout.key_block,   layout.tokens_per_frame, params.lk / layout.tokens_per_frame};
+  const flash::FrameAlignedMask mask = flash::frame_aligned_mask(params, layout);
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   if (chosen == FlashVariant::Hopper)
     flash::run_block_sparse_hopper(args, mask, params.head_dim, cuda_stream);

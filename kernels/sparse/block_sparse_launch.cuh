@@ -7,6 +7,7 @@
 #include "kernels/attention/flash_attention.h"
 #include "kernels/attention/flash_block_schedule.cuh"
 #include "kernels/attention/flash_tile_traits.cuh"
+#include "kernels/sparse/block_sparse_attention.h"
 #include "core/block_geometry.h"
 
 namespace lf::gpu::flash {
@@ -20,6 +21,12 @@ struct FrameAlignedMask {
   int tokens_per_frame;
   int key_frames;
 };
+
+// The one conversion from the public layout (the selector and lab_sparse's experiments share it).
+inline FrameAlignedMask frame_aligned_mask(const FlashAttentionParams& params, const BlockSparseLayout& layout) {
+  return {layout.row_offsets, layout.key_indices,      layout.query_blocks,
+          layout.key_block,   layout.tokens_per_frame, params.lk / layout.tokens_per_frame};
+}
 
 // mma.sync with a 64-row query tile for query_block 64: one m16 row tile per warp, Q in registers, 3 stages.
 // tuned on the H200 as the dense "mma_q_in_registers" row of lab_attention (245-267 TFLOP/s against 272-289 for
@@ -44,15 +51,6 @@ FrameAlignedSparseKeyBlocks<kBlockN> frame_aligned_schedule(const FrameAlignedMa
 // query_block 64 or 128, key_block <= 2 x 64, head_dim 64 or 128.
 void run_block_sparse_mma(const FlashKernelArgs& args, const FrameAlignedMask& mask, int head_dim, int query_block,
                           cudaStream_t stream);
-// How the Hopper block-sparse kernel is launched (persistent CTAs, packed frame tails) are speed switches
-// (kernels/speed_switches.h). These are lab_sparse's experiments, off in every production run: set only by the lab.
-struct BlockSparseHopperExperiments {
-  long long* trace = nullptr;   // lab_sparse --trace: FlashKernelArgs::trace of the next launches
-  bool early_handover = false;  // FlashKernelArgs::early_handover
-  bool double_q = false;        // HopperTileTraits::kQBuffers = 2 with a 2-stage K/V ring
-};
-BlockSparseHopperExperiments& block_sparse_hopper_experiments();
-
 // Rows per packed piece for this mask on a kBlockN-key tile, 0 when its tails are not packed: only 128-key blocks
 // (one tile each) whose frame tail is a whole number of 8-row swizzle atoms and at most half a tile.
 int packed_tail_rows(const FrameAlignedMask& mask, int tile_keys);

@@ -37,7 +37,7 @@
 #include "kernels/device_info.h"
 #include "kernels/attention/flash_fwd_hopper.cuh"
 #include "kernels/sparse/block_sparse_attention.h"
-#include "kernels/sparse/block_sparse_launch.cuh"
+#include "kernels/sparse/block_sparse_hopper.cuh"
 #include "kernels/sparse/sparse_planner.h"
 #include "kernels/sparse/sparse_recall.h"
 #include "kernels/sparse/lab_sparse_planner.cuh"
@@ -46,6 +46,7 @@
 using namespace lf;
 using namespace lf::gpu;
 
+#include "kernels/sparse/lab_sparse_hopper.cuh"
 #include "kernels/sparse/lab_sparse_common.cuh"
 #include "kernels/sparse/lab_sparse_checks.cuh"
 #include "kernels/sparse/lab_sparse_trace.cuh"
@@ -243,7 +244,7 @@ void bench_lk(int lk, int reps, size_t l2_bytes, BenchResult& result) {
         break;
       }
       auto launch = [&](int i) {
-        flash_attention_block_sparse_forward(params[size_t(i % sets)], layout, combo.variant, nullptr);
+        sparse_forward(params[size_t(i % sets)], layout, combo.variant);
       };
       const double ms =
           time_queued_ms(launch, reps, fmt::format("sparse {} lk {} density {}", combo_name(combo), lk, density));

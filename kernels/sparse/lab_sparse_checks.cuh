@@ -96,7 +96,7 @@ int check_attention() {
         if (combo.variant != FlashVariant::Hopper && (tuning.persistent || tuning.pack_tails)) continue;
         apply_hopper_tuning(tuning);
         LF_CUDA_CHECK(cudaMemset(dout.ptr, 0xff, q.size() * 2), "poison");
-        flash_attention_block_sparse_forward(p, layout, combo.variant, nullptr);
+        sparse_forward(p, layout, combo.variant);
         synchronize_or_die("check " + what + " " + tuning.name);
         const auto got = download<uint16_t>(dout.ptr, q.size());
         const double error = rel_l2(got, want);
@@ -135,7 +135,7 @@ int check_attention() {
       continue;
     }
     LF_CUDA_CHECK(cudaMemset(sparse_out.ptr, 0xff, size_t(g.lq) * heads * kBenchDim * 2), "poison");
-    flash_attention_block_sparse_forward(p, device_mask.layout(g, heads), combo.variant, nullptr);
+    sparse_forward(p, device_mask.layout(g, heads), combo.variant);
     FlashVariant dense_variant = combo.variant;
     flash_attention_block_sparse_select(p, device_mask.layout(g, heads), combo.variant, &dense_variant, nullptr);
     p.out = dense_out.ptr;

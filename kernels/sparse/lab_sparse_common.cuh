@@ -165,7 +165,7 @@ void apply_hopper_tuning(const HopperTuning& tuning) {
   switches.block_sparse_persistent = tuning.persistent;
   switches.block_sparse_pack_tails = tuning.pack_tails;
   set_speed_switches(switches);
-  flash::block_sparse_hopper_experiments() = {nullptr, tuning.early_handover, tuning.double_q};
+  g_experiments = {{nullptr, tuning.early_handover}, tuning.double_q};
 }
 void reset_hopper_tuning() { apply_hopper_tuning({"default", true, true, false, false}); }
 

@@ -5,7 +5,7 @@
 namespace {
 
 // ---- trace (--trace): where a work item's time goes in the Hopper kernel ------------------------------------------
-// One launch per case with FlashKernelArgs::trace on (after an untraced warm-up launch of the same inputs), then
+// One launch per case with HopperLab::trace on (after an untraced warm-up launch of the same inputs), then
 // the mean of each phase over every (CTA, item, consumer) stamped, in microseconds of the SM clock.
 void trace_case(int lk, int per_row, int clock_khz, bool early_handover, bool double_q) {
   const int lq = kBenchLq, heads = kBenchHeads, dim = kBenchDim;
@@ -23,13 +23,13 @@ void trace_case(int lk, int per_row, int clock_khz, bool early_handover, bool do
   DeviceBuffer trace(stamps * sizeof(long long));
   LF_CUDA_CHECK(cudaMemset(trace.ptr, 0, stamps * sizeof(long long)), "trace clear");
   apply_hopper_tuning({"trace", true, true, early_handover, double_q});
-  flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);  // warm-up
+  sparse_forward(params, layout, FlashVariant::Hopper);  // warm-up
   cudaEvent_t start, stop;
   LF_CUDA_CHECK(cudaEventCreate(&start), "event");
   LF_CUDA_CHECK(cudaEventCreate(&stop), "event");
-  flash::block_sparse_hopper_experiments().trace = trace.as<long long>();
+  g_experiments.lab.stamps = trace.as<long long>();
   LF_CUDA_CHECK(cudaEventRecord(start), "event");
-  flash_attention_block_sparse_forward(params, layout, FlashVariant::Hopper, nullptr);
+  sparse_forward(params, layout, FlashVariant::Hopper);
   LF_CUDA_CHECK(cudaEventRecord(stop), "event");
   reset_hopper_tuning();
   synchronize_or_die("trace launch");

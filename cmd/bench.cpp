@@ -17,6 +17,7 @@
 #include "core/digest.h"
 #include "core/embedded.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "core/philox.h"
 #include "io/atomic_file.h"
 #include "model/decoder.h"
@@ -155,12 +156,19 @@ int bench(int argc, char** argv) {
     ArPipeline pipeline(run.pipeline, model, *attention);
     auto noise = make_philox_noise(run.pipeline.seed, noise_shape);
     std::vector<double> chunk_seconds;
+    // After each chunk: the device peak and reservation so far and the host resident set, so a long run shows
+    // whether memory stays flat once the rolling window is full (docs/long-video.md).
+    std::vector<int64_t> chunk_peak_gpu_bytes, chunk_reserved_gpu_bytes, chunk_host_rss_bytes;
     int64_t mallocs_after_first_chunk = 0;
     std::vector<int64_t> visible_frames;
     int64_t forwards_per_chunk = 0;
     GenerateCallbacks callbacks;
     callbacks.on_chunk = [&](const ChunkReport& report, const Tensor&) {
       chunk_seconds.push_back(report.seconds);
+      const ops::DeviceMemoryStats now = ops::device_memory_stats();
+      chunk_peak_gpu_bytes.push_back(int64_t(now.peak_bytes));
+      chunk_reserved_gpu_bytes.push_back(int64_t(now.reserved_bytes));
+      chunk_host_rss_bytes.push_back(host_rss_bytes());
       // Everything the loop needs exists after chunk 0 (the cache is allocated before it): count what comes later.
       if (report.chunk == 0) mallocs_after_first_chunk = ops::device_memory_stats().cuda_malloc_calls;
       forwards_per_chunk = std::max(forwards_per_chunk, report.forwards);
@@ -191,6 +199,9 @@ int bench(int argc, char** argv) {
                           {"dit_frames_per_second", double(video_frames) / dit_seconds},
                           {"per_chunk_seconds", chunk_seconds},
                           {"op_class_ms", profile},
+                          {"per_chunk_peak_gpu_bytes", chunk_peak_gpu_bytes},
+                          {"per_chunk_reserved_gpu_bytes", chunk_reserved_gpu_bytes},
+                          {"per_chunk_host_rss_bytes", chunk_host_rss_bytes},
                           {"peak_gpu_bytes", memory.peak_bytes},
                           {"reserved_gpu_bytes", memory.reserved_bytes},
                           {"cuda_malloc_calls_in_run", memory.cuda_malloc_calls - mallocs_before},

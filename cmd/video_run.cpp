@@ -75,6 +75,8 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
   nlohmann::json chunk_reports = nlohmann::json::array();
   ArPipeline pipeline(run.pipeline, *prepared.model, *attention);
   GenerateCallbacks callbacks;
+  // Only --save-latents needs the whole run's latents: without it memory stays flat over any length.
+  callbacks.keep_latents = !outputs.latents.empty();
   callbacks.on_chunk = [&](const ChunkReport& report, const Tensor& latents) {
     result.generation_seconds += report.seconds;
     if (decodes) {

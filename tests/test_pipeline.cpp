@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "config/config.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/wan_dit.h"
@@ -123,6 +124,42 @@ TEST_CASE("generation is deterministic, seeded, and replays from a saved noise f
   // A noise file for another shape is refused, naming the tensor.
   CHECK_THROWS_WITH_AS(make_file_noise(path, noise_shape(longer)), doctest::Contains("'noise_initial' has shape"),
                        Error);
+}
+
+TEST_CASE("keep_latents false: the same chunks, none kept, unless a recaching schedule needs them") {
+  const RunConfig run = tiny_run(9);
+  const Tensor context = test::random_tensor({5, 12}, 2);
+  const WanDiT model(run.model, random_weights(run.model));
+  auto backend = make_attention_backend(run.attention);
+  ArPipeline pipeline(run.pipeline, model, *backend);
+  auto noise_kept = make_philox_noise(7, noise_shape(run));
+  const Tensor kept = pipeline.generate(context, *noise_kept, {});
+  // The chunks streamed to on_chunk, hashed in order, are the kept tensor's bytes (bench's digest relies on it).
+  Sha256 streamed;
+  std::vector<float> streamed_values;
+  GenerateCallbacks callbacks;
+  callbacks.keep_latents = false;
+  callbacks.on_chunk = [&](const ChunkReport&, const Tensor& chunk) {
+    streamed.update(chunk.raw(), chunk.nbytes());
+    const float* values = chunk.f32();
+    streamed_values.insert(streamed_values.end(), values, values + chunk.numel());
+  };
+  auto noise_streamed = make_philox_noise(7, noise_shape(run));
+  const Tensor none = pipeline.generate(context, *noise_streamed, callbacks);
+  CHECK_FALSE(none.defined());
+  REQUIRE(int64_t(streamed_values.size()) == kept.numel());
+  CHECK(std::memcmp(streamed_values.data(), kept.raw(), kept.nbytes()) == 0);
+  CHECK(streamed.hex_digest() == sha256_hex(kept));
+  // A schedule that recaches replays the earlier chunks from their latents: they are kept, and the run is the same.
+  const std::vector<ContextSwitch> schedule = {{0, context}, {2, test::random_tensor({5, 12}, 3)}};
+  auto noise_a = make_philox_noise(7, noise_shape(run));
+  auto noise_b = make_philox_noise(7, noise_shape(run));
+  const Tensor switched = pipeline.generate(schedule, *noise_a, {});
+  GenerateCallbacks no_keep;
+  no_keep.keep_latents = false;
+  const Tensor switched_no_keep = pipeline.generate(schedule, *noise_b, no_keep);
+  REQUIRE(switched_no_keep.defined());
+  CHECK(std::memcmp(switched.raw(), switched_no_keep.raw(), switched.nbytes()) == 0);
 }
 
 TEST_CASE("config rejects bad values naming the key") {

@@ -41,12 +41,15 @@ Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSou
              contexts[i - 1].first_chunk, chunks - 1);
   size_t next_switch = 1;
   CrossAttentionCache cross = model_.build_cross_cache(contexts[0].context);
-  Tensor latents = Tensor::empty({config_.frames, mc.out_channels, mc.latent_height, mc.latent_width});
+  const Shape latents_shape{config_.frames, mc.out_channels, mc.latent_height, mc.latent_width};
+  // A recache replays the earlier chunks from their latents, so a schedule that recaches keeps them regardless.
+  const bool keep = callbacks.keep_latents || (contexts.size() > 1 && config_.recache_on_switch && teacher == nullptr);
+  Tensor latents = keep ? Tensor::empty(latents_shape) : Tensor();
   if (teacher != nullptr) {
     LF_CHECK(teacher->attention != nullptr, "teacher forcing needs the reference run's attention backend");
-    LF_CHECK(teacher->latents.shape() == latents.shape(),
+    LF_CHECK(teacher->latents.shape() == latents_shape,
              "teacher forcing: the reference latents are {}, this run makes {}", shape_str(teacher->latents.shape()),
-             shape_str(latents.shape()));
+             shape_str(latents_shape));
   }
   // What the KV cache is built from: this run's own chunks, or under teacher forcing the reference's.
   const Tensor& history = teacher != nullptr ? teacher->latents : latents;
@@ -97,7 +100,7 @@ Tensor ArPipeline::generate(const std::vector<ContextSwitch>& contexts, NoiseSou
     const int64_t non_finite = find_non_finite(chunk_latents);
     LF_CHECK(non_finite < 0, "chunk {}: the latents hold a NaN or Inf (element {}): some weight, noise or text "
              "context value is not finite, or the model diverged", chunk, non_finite);
-    ops::copy_rows(latents, start_frame, chunk_latents, 0, chunk_frames);
+    if (keep) ops::copy_rows(latents, start_frame, chunk_latents, 0, chunk_frames);
     // Clean refresh: the same chunk at t = context_noise rewrites its K/V slot; the output is discarded. The last
     // chunk's refresh feeds nothing, so it runs only when asked (refresh_last_chunk).
     if (chunk + 1 < chunks || config_.refresh_last_chunk) {

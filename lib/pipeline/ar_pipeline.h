@@ -31,6 +31,10 @@ struct ContextSwitch {
 struct GenerateCallbacks {
   // Called with each finished chunk's clean latents [chunk_frames, C, H, W], in order: decode and write here.
   std::function<void(const ChunkReport&, const Tensor& latents)> on_chunk;
+  // Whether generate returns every chunk's latents (they grow with the video: 400 KB a latent frame at 480x832).
+  // false: it returns an undefined tensor and host memory stays flat over any length; a prompt schedule that
+  // recaches still keeps them, since its replays need the earlier chunks.
+  bool keep_latents = true;
 };
 
 // Teacher forcing (compare-dense): each chunk is still denoised with this pipeline's attention backend, but the
@@ -48,7 +52,7 @@ class ArPipeline {
   ArPipeline(const PipelineConfig& config, const WanDiT& model, AttentionBackend& attention);
 
   const FlowMatchSchedule& schedule() const { return schedule_; }
-  // context: text embeddings [text_len, text_dim]. Returns all latents [frames, C, H, W].
+  // context: text embeddings [text_len, text_dim]. Returns all latents [frames, C, H, W] (see keep_latents).
   Tensor generate(const Tensor& context, NoiseSource& noise, const GenerateCallbacks& callbacks);
   // Prompt switches: `contexts` starts at chunk 0, first_chunk strictly increasing. At a switch the cross-attention
   // context changes and, with pipeline.recache_on_switch (LongLive's recache), the KV cache is rebuilt for the new

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# 2026-12-07, session 18, first GPU call: c23 = bd6d16d+d081036 (the Hopper kernel's lab fields moved out of
-# FlashKernelArgs into lab_sparse; bench's per-chunk memory) beside c22 = 5e7e1fc (main before them).
-#   1. every test_gpu_* of c23, and lab_sparse --check-only of c23 (its experiments now compiled into the lab);
-#   2. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c23 alternating, twice:
+# 2026-12-07, session 18, first GPU call: c24 = ecd0007 (bd6d16d: the Hopper kernel's lab fields moved out of
+# FlashKernelArgs into lab_sparse; d081036: bench's per-chunk memory; ecd0007: no latents kept unless needed, heap
+# threshold pinned) beside c22 = 5e7e1fc (main before them).
+#   1. every test_gpu_* of c24, and lab_sparse --check-only of c24 (its experiments now compiled into the lab);
+#   2. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c24 alternating, twice:
 #      same digests and speed within noise (issue 16's check);
 #   3. what cuDNN can do for the decoders' conv shapes (bench/conv_layouts_torch.py: per frame vs batched, NCHW vs
 #      NHWC; issue 18's choice of what to build next);
 #   4. 60 s of video at 480x832 (240 latents = 960 frames, 80 chunks) on the rolling cache, dense and
-#      lightforcing-long, c23: per-chunk time and memory (issue 21 item 4).
-# Carry build-gpu/c22.tar.xz and build-gpu/c23.tar.xz; one archive back.
+#      lightforcing-long, c24: per-chunk time and memory (issue 21 item 4).
+# Carry build-gpu/c22.tar.xz and build-gpu/c24.tar.xz; one archive back.
 set -uo pipefail
-mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c23.tar.xz -C build-gpu
+mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c24.tar.xz -C build-gpu
 export W=/tmp/gpu7 && mkdir -p $W/tests $W/bench $W/long
 save() { tar czf $OUT/run.tgz -C $W . 2>/dev/null; }
 export LF_TEST_TMP=/tmp LF_FIXTURES_DIR=$PWD/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $W/device.txt
-C=build-gpu/c23
+C=build-gpu/c24
 SECONDS=0
 for t in $C/test_gpu_*; do
   n=$(basename $t); LD_LIBRARY_PATH=$PWD/$C timeout 150 $t -s > $W/tests/$n.log 2>&1; echo "$n rc=$? (${SECONDS}s)"
@@ -26,7 +27,7 @@ grep -cE "^  ok" $W/tests/lab_sparse_check.log; grep -E "FAIL" $W/tests/lab_spar
 save
 for i in 1 2; do
   for a in dense lightforcing-hopper; do
-    for c in c22 c23; do
+    for c in c22 c24; do
       LD_LIBRARY_PATH=$PWD/build-gpu/$c timeout 100 build-gpu/$c/lightforce bench --sizes 480x832 --attention $a -q --out $W/bench/$a-$c-$i.json > /dev/null 2>$W/bench/$a-$c-$i.err
       python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['rows'][0]; print(sys.argv[2], 'DiT', round(r['dense_dit_seconds'],4), 'peak GiB', round(r['peak_gpu_bytes']/2**30,3), r['latents_sha256'][:8])" $W/bench/$a-$c-$i.json "$a $c $i" || tail -2 $W/bench/$a-$c-$i.err
     done

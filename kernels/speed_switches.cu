@@ -47,6 +47,7 @@ SpeedSwitches speed_switches_from_environment() {
   switches.sparse_fused_rows = rows != nullptr ? std::atoi(rows) : 0;
   switches.sparse_skip_planner = env_is("LF_SPARSE_SKIP_PLANNER", "1");
   switches.conv_method = environment_conv_method();
+  switches.conv_batch_frames = !env_is("LF_CONV_BATCH", "0");
   return switches;
 }
 

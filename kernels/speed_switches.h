@@ -33,6 +33,9 @@ struct SpeedSwitches {
   bool block_sparse_persistent = true;
   bool block_sparse_pack_tails = true;
   ConvMethod conv_method = ConvMethod::Auto;
+  // LF_CONV_BATCH=0: cuDNN convolves one output frame a call instead of all the call's frames at once (one batch
+  // with the per-frame plan's algorithm; tests/test_gpu_conv.cpp checks the two give the same bits).
+  bool conv_batch_frames = true;
 };
 
 // The switches in force: read from the environment at the first call (a bad value fails naming the variable),

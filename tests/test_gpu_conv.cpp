@@ -17,6 +17,7 @@
 
 #include "kernels/conv/conv_cudnn.h"
 #include "kernels/speed_switches.h"
+#include "io/non_finite.h"
 #include "model/taehv.h"
 #include "model/wan_vae.h"
 #include "ops/ops.h"
@@ -110,6 +111,51 @@ TEST_CASE("GPU causal_conv3d / conv2d equal the CPU reference (ragged, decoder-s
   const Tensor w = bf16_values(random_tensor({10, 24, 3, 3}, 7, 0.3f)), b = random_tensor({10}, 8);
   CHECK(rel_l2(host(ops::conv2d(gpu_bf16(x), gpu_f32(w), gpu_f32(b))), ops::conv2d(x, w, b)) < kOneRounding);
   });
+}
+
+TEST_CASE("cuDNN: a call's frames as one batch give the bits of one call a frame (streaming == whole needs it)") {
+  ops::initialize_cuda();
+  std::string why;
+  REQUIRE_MESSAGE(gpu::cudnn_available(&why), "cuDNN did not load: " << why);
+  struct Case {
+    int64_t frames, channels, outs, height, width, kt, kh;
+  };
+  const Case cases[] = {
+      {3, 13, 7, 9, 11, 3, 3},    // ragged causal 3x3x3: overlapping tap windows
+      {5, 13, 33, 7, 8, 3, 1},    // time_conv shape, 3x1x1
+      {4, 19, 5, 10, 6, 1, 1},    // 1x1x1
+      {6, 64, 64, 30, 52, 1, 3},  // TAEHV-sized 2D 3x3
+      {12, 48, 48, 24, 40, 3, 3}, // a chunk's 12 frames, causal
+  };
+  const gpu::SpeedSwitches saved = gpu::speed_switches();
+  gpu::SpeedSwitches switches = saved;
+  switches.conv_method = gpu::ConvMethod::Cudnn;
+  int batched_cases = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.channels);
+    CAPTURE(c.kt);
+    const Tensor x = gpu_bf16(random_tensor({c.frames, c.channels, c.height, c.width}, 11, 2.0f));
+    const Tensor w = gpu_f32(random_tensor({c.outs, c.channels, c.kt, c.kh, c.kh}, 12, 0.2f));
+    const Tensor b = gpu_f32(random_tensor({c.outs}, 13));
+    const Tensor history = c.kt > 1 ? gpu_bf16(random_tensor({c.kt - 1, c.channels, c.height, c.width}, 14)) : Tensor();
+    const gpu::CudnnConvShape shape{c.frames, c.channels, c.height, c.width, c.outs, c.kt, c.kh, c.kh};
+    switches.conv_batch_frames = true;
+    gpu::set_speed_switches(switches);
+    const bool batched = gpu::cudnn_conv_batched(shape);
+    const Tensor one_batch = host(ops::causal_conv3d(x, history, w, b, {}));
+    switches.conv_batch_frames = false;
+    gpu::set_speed_switches(switches);
+    CHECK_FALSE(gpu::cudnn_conv_batched(shape));
+    const Tensor per_frame = host(ops::causal_conv3d(x, history, w, b, {}));
+    MESSAGE("cuDNN conv " << c.channels << "->" << c.outs << " k" << c.kt << "x" << c.kh << ", " << c.frames
+                          << " frames: " << (batched ? "one batch" : "frame by frame (cuDNN refused the batch)")
+                          << ", " << gpu::cudnn_conv_plan_text(shape));
+    batched_cases += batched ? 1 : 0;
+    CHECK(find_non_finite(one_batch) < 0);
+    CHECK(identical(one_batch, per_frame));
+  }
+  gpu::set_speed_switches(saved);
+  CHECK(batched_cases >= 2);  // at least the 2D cases really ran batched: otherwise nothing was compared
 }
 
 TEST_CASE("GPU upsample, concat, clamp_affine (exact), channel RMS norm (+SiLU), tanh clamp") {

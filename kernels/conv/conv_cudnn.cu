@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "kernels/speed_switches.h"
 
 namespace lf::gpu {
 
@@ -89,6 +90,15 @@ void check(cudnnStatus_t status, const char* what, const CudnnConvShape& s) {
 // Algorithms that need more scratch than this are passed over (the decoders' memory budget is 2 GiB in all).
 constexpr size_t kWorkspaceLimit = size_t(512) << 20;
 
+// All of a call's output frames as one cuDNN batch, with the per-frame plan's algorithm (so the choice never depends
+// on the frame count). Made per frame count on first use; `usable` false where cuDNN refuses the batched
+// descriptors (the frames' tap windows overlap when kt > 1) or needs more workspace: those calls go frame by frame.
+struct BatchPlan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  size_t workspace = 0;
+  bool usable = false;
+};
+
 struct Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
@@ -96,7 +106,13 @@ struct Plan {
   cudnnConvolutionFwdAlgo_t algorithm{};
   size_t workspace = 0;
   std::string failure;   // why cuDNN cannot run this shape; empty when it can
+  std::map<int64_t, BatchPlan> batches;  // by frame count (guarded by plan_mutex)
 };
+
+std::mutex& plan_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
 
 // The plan of one output frame: independent of how many frames a call holds.
 using ShapeKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
@@ -124,17 +140,16 @@ bool choose(Plan& plan) {
   return false;
 }
 
-const Plan& plan_for(const CudnnConvShape& s) {
-  static std::mutex mutex;
+Plan& plan_for(const CudnnConvShape& s) {
   static std::map<ShapeKey, std::unique_ptr<Plan>> plans;
-  const std::lock_guard<std::mutex> lock(mutex);
+  const std::lock_guard<std::mutex> lock(plan_mutex());
   const ShapeKey key{s.channels, s.height, s.width, s.outs, s.kt, s.kh, s.kw};
   auto found = plans.find(key);
   if (found != plans.end()) return *found->second;
   CudnnApi& a = api();
   auto plan = std::make_unique<Plan>();
   // Failures are cached too: the im2col fallback then costs one map lookup per call.
-  const auto give_up = [&](std::string why) -> const Plan& {
+  const auto give_up = [&](std::string why) -> Plan& {
     plan->failure = std::move(why);
     return *plans.emplace(key, std::move(plan)).first->second;
   };
@@ -164,6 +179,39 @@ const Plan& plan_for(const CudnnConvShape& s) {
   return *plans.emplace(key, std::move(plan)).first->second;
 }
 
+// The batched form of `plan` for s.frames output frames (one call): input frame t's window starts one frame
+// (channels x H x W elements) after frame t - 1's, so the batch stride is one frame even where windows overlap.
+const BatchPlan& batch_plan_for(Plan& plan, const CudnnConvShape& s) {
+  const std::lock_guard<std::mutex> lock(plan_mutex());
+  auto found = plan.batches.find(s.frames);
+  if (found != plan.batches.end()) return found->second;
+  CudnnApi& a = api();
+  BatchPlan& batch = plan.batches[s.frames];
+  const int64_t in_channels = s.kt * s.channels, plane = s.height * s.width;
+  if (a.create_tensor(&batch.x) != CUDNN_STATUS_SUCCESS || a.create_tensor(&batch.y) != CUDNN_STATUS_SUCCESS)
+    return batch;
+  if (a.set_tensor(batch.x, CUDNN_DATA_BFLOAT16, int(s.frames), int(in_channels), int(s.height), int(s.width),
+                   int(s.channels * plane), int(plane), int(s.width), 1) != CUDNN_STATUS_SUCCESS ||
+      a.set_tensor(batch.y, CUDNN_DATA_BFLOAT16, int(s.frames), int(s.outs), int(s.height), int(s.width),
+                   int(s.outs * plane), int(plane), int(s.width), 1) != CUDNN_STATUS_SUCCESS)
+    return batch;
+  size_t bytes = 0;
+  if (a.workspace_size(a.handle, batch.x, plan.w, plan.conv, batch.y, plan.algorithm, &bytes) !=
+          CUDNN_STATUS_SUCCESS ||
+      bytes > kWorkspaceLimit)
+    return batch;
+  batch.workspace = bytes;
+  batch.usable = true;
+  return batch;
+}
+
+// The batched plan when it is on (speed switch) and usable for this call, else null (frame by frame).
+const BatchPlan* batch_for(Plan& plan, const CudnnConvShape& s) {
+  if (!speed_switches().conv_batch_frames || s.frames < 2) return nullptr;
+  const BatchPlan& batch = batch_plan_for(plan, s);
+  return batch.usable ? &batch : nullptr;
+}
+
 }  // namespace
 
 bool cudnn_available(std::string* why) {
@@ -179,20 +227,26 @@ std::string cudnn_version() {
 }
 
 bool cudnn_conv_supported(const CudnnConvShape& shape, std::string* why) {
-  const Plan& plan = plan_for(shape);
+  Plan& plan = plan_for(shape);
   if (why) *why = plan.failure;
   return plan.failure.empty();
 }
 
 size_t cudnn_conv_workspace(const CudnnConvShape& s) {
-  const Plan& plan = plan_for(s);
+  Plan& plan = plan_for(s);
   LF_CHECK(plan.failure.empty(), "cuDNN cannot run the conv {}x{}x{}x{} -> {} (kernel {}x{}x{}): {}", s.frames,
            s.channels, s.height, s.width, s.outs, s.kt, s.kh, s.kw, plan.failure);
-  return plan.workspace;
+  const BatchPlan* batch = batch_for(plan, s);
+  return batch != nullptr ? batch->workspace : plan.workspace;
+}
+
+bool cudnn_conv_batched(const CudnnConvShape& shape) {
+  Plan& plan = plan_for(shape);
+  return plan.failure.empty() && batch_for(plan, shape) != nullptr;
 }
 
 std::string cudnn_conv_plan_text(const CudnnConvShape& shape) {
-  const Plan& plan = plan_for(shape);
+  Plan& plan = plan_for(shape);
   if (!plan.failure.empty()) return "im2col (" + plan.failure + ")";
   return fmt::format("cuDNN algo {} workspace {} B", int(plan.algorithm), plan.workspace);
 }
@@ -200,12 +254,17 @@ std::string cudnn_conv_plan_text(const CudnnConvShape& shape) {
 void cudnn_conv(const CudnnConvShape& s, const uint16_t* frames_in, const uint16_t* weight, uint16_t* out,
                 void* workspace, size_t workspace_bytes, Stream stream) {
   const size_t needed = cudnn_conv_workspace(s);  // throws where cuDNN cannot run the shape
-  const Plan& plan = plan_for(s);
-  LF_CHECK(workspace_bytes >= needed, "cuDNN conv: {} bytes of workspace given, {} needed", workspace_bytes,
-           plan.workspace);
+  Plan& plan = plan_for(s);
+  LF_CHECK(workspace_bytes >= needed, "cuDNN conv: {} bytes of workspace given, {} needed", workspace_bytes, needed);
   CudnnApi& a = api();
   check(a.set_stream(a.handle, static_cast<cudaStream_t>(stream)), "cudnnSetStream", s);
   const float one = 1.0f, zero = 0.0f;
+  if (const BatchPlan* batch = batch_for(plan, s)) {
+    check(a.forward(a.handle, &one, batch->x, frames_in, plan.w, weight, plan.conv, plan.algorithm, workspace,
+                    batch->workspace, &zero, batch->y, out),
+          "cudnnConvolutionForward (batched)", s);
+    return;
+  }
   const int64_t frame_in = s.channels * s.height * s.width, frame_out = s.outs * s.height * s.width;
   for (int64_t t = 0; t < s.frames; ++t)
     check(a.forward(a.handle, &one, plan.x, frames_in + t * frame_in, plan.w, weight, plan.conv, plan.algorithm,

@@ -1,40 +1,51 @@
 #!/usr/bin/env bash
-# 2026-12-07, session 18, first GPU call: c24 = ecd0007 (bd6d16d: the Hopper kernel's lab fields moved out of
+# 2026-12-07, session 18, first GPU call: c25 = 14d67bc (bd6d16d: the Hopper kernel's lab fields moved out of
 # FlashKernelArgs into lab_sparse; d081036: bench's per-chunk memory; ecd0007: no latents kept unless needed, heap
-# threshold pinned) beside c22 = 5e7e1fc (main before them).
-#   1. every test_gpu_* of c24, and lab_sparse --check-only of c24 (its experiments now compiled into the lab);
-#   2. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c24 alternating, twice:
-#      same digests and speed within noise (issue 16's check);
+# threshold pinned; 14d67bc: cuDNN decoder convs batched over a call's frames) beside c22 = 5e7e1fc (main before).
+#   1. every test_gpu_* of c25;
+#   2. 81-frame 480x832 decodes per decoder, c25 with LF_CONV_BATCH=0 / 1 alternating (issue 18);
 #   3. what cuDNN can do for the decoders' conv shapes (bench/conv_layouts_torch.py: per frame vs batched, NCHW vs
 #      NHWC; issue 18's choice of what to build next);
-#   4. 60 s of video at 480x832 (240 latents = 960 frames, 80 chunks) on the rolling cache, dense and
-#      lightforcing-long, c24: per-chunk time and memory (issue 21 item 4).
-# Carry build-gpu/c22.tar.xz and build-gpu/c24.tar.xz; one archive back.
+#   4. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c25 alternating, twice:
+#      same digests and speed within noise (issue 16's check);
+#   5. 60 s of video at 480x832 (240 latents = 960 frames, 80 chunks) on the rolling cache, lightforcing-long and
+#      dense, c25: per-chunk time and memory (issue 21 item 4);
+#   6. lab_sparse --check-only of c25 (its experiments now compiled into the lab).
+# Carry build-gpu/c22.tar.xz and build-gpu/c25.tar.xz; one archive back.
 set -uo pipefail
-mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c24.tar.xz -C build-gpu
-export W=/tmp/gpu7 && mkdir -p $W/tests $W/bench $W/long
+mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c25.tar.xz -C build-gpu
+export W=/tmp/gpu7 && mkdir -p $W/tests $W/bench $W/long $W/decode
 save() { tar czf $OUT/run.tgz -C $W . 2>/dev/null; }
 export LF_TEST_TMP=/tmp LF_FIXTURES_DIR=$PWD/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $W/device.txt
-C=build-gpu/c24
+C=build-gpu/c25
 SECONDS=0
 for t in $C/test_gpu_*; do
   n=$(basename $t); LD_LIBRARY_PATH=$PWD/$C timeout 150 $t -s > $W/tests/$n.log 2>&1; echo "$n rc=$? (${SECONDS}s)"
   grep -E "ERROR|FAILED|test cases" $W/tests/$n.log | head -4
 done
-LD_LIBRARY_PATH=$PWD/$C timeout 120 $C/lab_sparse --check-only > $W/tests/lab_sparse_check.log 2>&1; echo "lab_sparse --check-only rc=$? (${SECONDS}s)"
-grep -cE "^  ok" $W/tests/lab_sparse_check.log; grep -E "FAIL" $W/tests/lab_sparse_check.log | head -5; tail -2 $W/tests/lab_sparse_check.log
+grep -hE "MESSAGE: cuDNN conv" $W/tests/test_gpu_conv.log | sed 's/.*MESSAGE: //'
 save
+for decoder in taehv lightvae wan-vae; do
+  for batch in 0 1; do
+    LF_CONV_BATCH=$batch LD_LIBRARY_PATH=$PWD/$C timeout 60 $C/lightforce decode --latents random:21x16x60x104 --decoder $decoder --vae-weights random \
+      --device cuda --chunk-frames 3 --save-video-tensor /dev/null --json --op-times -q > $W/decode/$decoder-b$batch.json 2> $W/decode/$decoder-b$batch.err
+    python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); c=[x['seconds'] for x in d['per_chunk']]
+print(sys.argv[2], 'sum', round(sum(c),4), 'chunk0', round(c[0],3), 'chunks1..', round(sum(c[1:]),4), 'peak GiB', round(d['device_peak_bytes']/2**30,3), 'op_ms', {k: round(v) for k,v in d.get('op_class_ms',{}).items()})" $W/decode/$decoder-b$batch.json "$decoder batch=$batch" || tail -2 $W/decode/$decoder-b$batch.err
+  done
+done
+echo "(${SECONDS}s)"; save
+timeout 120 python3 bench/conv_layouts_torch.py --reps 10 --out $W/conv_layouts.json 2>&1 | tail -14; echo "(${SECONDS}s)"; save
 for i in 1 2; do
   for a in dense lightforcing-hopper; do
-    for c in c22 c24; do
+    for c in c22 c25; do
       LD_LIBRARY_PATH=$PWD/build-gpu/$c timeout 100 build-gpu/$c/lightforce bench --sizes 480x832 --attention $a -q --out $W/bench/$a-$c-$i.json > /dev/null 2>$W/bench/$a-$c-$i.err
       python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['rows'][0]; print(sys.argv[2], 'DiT', round(r['dense_dit_seconds'],4), 'peak GiB', round(r['peak_gpu_bytes']/2**30,3), r['latents_sha256'][:8])" $W/bench/$a-$c-$i.json "$a $c $i" || tail -2 $W/bench/$a-$c-$i.err
     done
   done
 done
 echo "(${SECONDS}s)"; save
-timeout 150 python3 bench/conv_layouts_torch.py --reps 10 --out $W/conv_layouts.json 2>&1 | tail -14; echo "(${SECONDS}s)"; save
 ROLL="--set pipeline.kv_cache.mode=rolling --set pipeline.kv_cache.window_frames=12 --set pipeline.kv_cache.sink_frames=1 --set pipeline.kv_cache.positions=relative"
 for a in lightforcing-long dense; do
   LD_LIBRARY_PATH=$PWD/$C timeout 110 $C/lightforce bench --sizes 480x832 --frames 240 --attention $a $ROLL -q --out $W/long/$a.json > /dev/null 2>$W/long/$a.err
@@ -51,4 +62,7 @@ print(sys.argv[2], 'chunks', len(t), 'frames', r['frames'], 'fps', round(r['dit_
 PY
   echo "(${SECONDS}s)"; save
 done
+LD_LIBRARY_PATH=$PWD/$C timeout 100 $C/lab_sparse --check-only > $W/tests/lab_sparse_check.log 2>&1; echo "lab_sparse --check-only rc=$? (${SECONDS}s)"
+grep -cE "^  ok" $W/tests/lab_sparse_check.log; grep -E "FAIL" $W/tests/lab_sparse_check.log | head -5; tail -2 $W/tests/lab_sparse_check.log
+save
 echo done

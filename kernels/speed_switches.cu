@@ -30,6 +30,14 @@ ConvMethod environment_conv_method() {
   fail("LF_CONV={} is not one of auto, cudnn, im2col", text);
 }
 
+bool environment_t5_attention_gemm() {
+  const char* text = std::getenv("LF_T5_ATTENTION");
+  if (text == nullptr || *text == '\0') return SpeedSwitches{}.t5_attention_gemm;
+  if (std::strcmp(text, "gemm") == 0) return true;
+  if (std::strcmp(text, "kernel") == 0) return false;
+  fail("LF_T5_ATTENTION={} is not one of gemm, kernel", text);
+}
+
 SpeedSwitches& switches_in_force() {
   static SpeedSwitches switches = speed_switches_from_environment();
   return switches;
@@ -48,6 +56,7 @@ SpeedSwitches speed_switches_from_environment() {
   switches.sparse_skip_planner = env_is("LF_SPARSE_SKIP_PLANNER", "1");
   switches.conv_method = environment_conv_method();
   switches.conv_batch_frames = !env_is("LF_CONV_BATCH", "0");
+  switches.t5_attention_gemm = environment_t5_attention_gemm();
   return switches;
 }
 

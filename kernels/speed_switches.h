@@ -36,6 +36,10 @@ struct SpeedSwitches {
   // LF_CONV_BATCH=0: cuDNN convolves one output frame a call instead of all the call's frames at once (one batch
   // with the per-frame plan's algorithm; tests/test_gpu_conv.cpp checks the two give the same bits).
   bool conv_batch_frames = true;
+  // LF_T5_ATTENTION=gemm|kernel: umT5's biased attention as S = Q K^T per head (cuBLAS batched, fp32 out), a row
+  // softmax with the bias, and P V as a batched fp32 GEMM; or as the fused tiled kernel (kernels/ops/t5_ops.cu).
+  // Both within one bf16 rounding of the CPU reference (tests/test_gpu_umt5.cpp runs both).
+  bool t5_attention_gemm = false;
 };
 
 // The switches in force: read from the environment at the first call (a bad value fails naming the variable),

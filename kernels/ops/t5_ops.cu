@@ -263,6 +263,32 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   }
 }
 
+// One warp a row: s = softmax(s + bias) in place, fp32 (the rows are a few hundred keys: three passes through L1).
+__global__ void softmax_rows_with_bias_kernel(float* __restrict__ s, const float* __restrict__ bias, int64_t rows,
+                                              int64_t cols) {
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / kWarpSize) + threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (row >= rows) return;
+  float* r = s + row * cols;
+  const float* b = bias + row * cols;
+  float row_max = -FLT_MAX;
+  for (int64_t j = lane; j < cols; j += kWarpSize) {
+    const float x = r[j] + b[j];
+    r[j] = x;
+    row_max = fmaxf(row_max, x);
+  }
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+  float sum = 0.0f;
+  for (int64_t j = lane; j < cols; j += kWarpSize) {
+    const float e = expf(r[j] - row_max);
+    r[j] = e;
+    sum += e;
+  }
+  sum = warp_sum(sum);
+  for (int64_t j = lane; j < cols; j += kWarpSize) r[j] = r[j] / sum;
+}
+
 // bias[h, i, j] = table[bucket_of_offset[j - i + tokens - 1], h]: one thread per (i, j), all heads (coalesced in j).
 __global__ void relative_position_bias_kernel(const float* __restrict__ table, const int32_t* __restrict__ buckets,
                                               int64_t heads, int64_t tokens, float* __restrict__ bias) {
@@ -340,6 +366,14 @@ void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v
   attention_with_bias_kernel<<<dim3(unsigned(lq), unsigned(heads)), threads, shared_bytes, on>>>(
       q, k, v, bias, lq, lk, heads, head_dim, float(scale), out);
   LF_CUDA_LAUNCH_CHECK("attention_with_bias lq {} lk {} heads {} head_dim {}", lq, lk, heads, head_dim);
+}
+
+void softmax_rows_with_bias(float* s, const float* bias, int64_t rows, int64_t cols, Stream stream) {
+  if (rows == 0 || cols == 0) return;
+  constexpr int kWarps = 8;
+  softmax_rows_with_bias_kernel<<<blocks_for(rows, kWarps), kWarps * kWarpSize, 0, static_cast<cudaStream_t>(stream)>>>(
+      s, bias, rows, cols);
+  LF_CUDA_LAUNCH_CHECK("softmax_rows_with_bias rows {} cols {}", rows, cols);
 }
 
 void relative_position_bias(const float* table, const int32_t* bucket_of_offset, int64_t heads, int64_t tokens,

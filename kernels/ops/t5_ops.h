@@ -14,6 +14,11 @@ namespace lf::gpu {
 void attention_with_bias(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* bias, int64_t lq,
                          int64_t lk, int64_t heads, int64_t head_dim, double scale, uint16_t* out, Stream stream);
 
+// s = softmax(s + bias) row by row, in place, fp32: s and bias [rows, cols] (rows = heads x lq). The middle step of
+// the GEMM form of attention_with_bias (lib/ops/cuda/cuda_ops.cpp: S = Q K^T per head by a batched GEMM, this,
+// then P V by a batched fp32 GEMM).
+void softmax_rows_with_bias(float* s, const float* bias, int64_t rows, int64_t cols, Stream stream);
+
 // bias [heads, tokens, tokens] fp32: bias[h, i, j] = table[bucket_of_offset[j - i + tokens - 1], h], table fp32
 // [buckets, heads] (T5's relative-position bias, built on the device: the host-built one was 64 MB a layer at 512
 // tokens and 64 heads, written with a 1 MB stride and then copied over).

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "kernels/attention/flash_attention.h"
 #include "kernels/device_info.h"
+#include "kernels/gemm/batched_gemm.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/ops/axpby.h"
 #include "kernels/ops/gpu_ops.h"
@@ -14,6 +15,7 @@
 #include "kernels/sparse/block_sparse_attention.h"
 #include "kernels/sparse/sparse_planner.h"
 #include "kernels/sparse/sparse_recall.h"
+#include "kernels/speed_switches.h"
 #include "ops/cuda/device_allocator.h"
 #include "ops/cuda/op_timer.h"
 
@@ -306,8 +308,40 @@ Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, co
   check_shape(k, {lk, heads, head_dim}, "attention_with_bias k");
   check_shape(v, {lk, heads, head_dim}, "attention_with_bias v");
   check_shape(bias, {heads, lq, lk}, "attention_with_bias bias");
-  Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
   const gpu::ScopedOpTimer timed(OpClassScope::current("attention"));
+  if (gpu::speed_switches().t5_attention_gemm) {
+    // S[h] = scale Q[h] K[h]^T (bf16 products, fp32 out), P = softmax(S + bias) in place, O[h] = P[h] V[h] with
+    // fp32 operands (V widened exactly), out = bf16(O): one rounding, like the fused kernel.
+    const int64_t row = heads * head_dim;
+    Tensor s = Tensor::empty({heads, lq, lk}, DType::F32, Device::CUDA);
+    gpu::BatchedGemmArgs scores;
+    scores.a = q.raw();
+    scores.b = k.raw();
+    scores.c = f32(s);
+    scores.operands = gpu::GemmType::BF16;
+    scores.b_transposed = true;
+    scores.m = lq, scores.n = lk, scores.k = head_dim, scores.batch = heads;
+    scores.lda = row, scores.ldb = row, scores.ldc = lk;
+    scores.stride_a = head_dim, scores.stride_b = head_dim, scores.stride_c = lq * lk;
+    scores.alpha = float(scale);
+    scores.name = "attention_with_bias scores";
+    gpu::gemm_strided_batched(scores);
+    gpu::softmax_rows_with_bias(f32(s), f32(bias), heads * lq, lk, nullptr);
+    const Tensor v32 = convert(v, DType::F32);
+    Tensor o = Tensor::empty({lq, heads, head_dim}, DType::F32, Device::CUDA);
+    gpu::BatchedGemmArgs weighted;
+    weighted.a = s.raw();
+    weighted.b = v32.raw();
+    weighted.c = f32(o);
+    weighted.operands = gpu::GemmType::F32;
+    weighted.m = lq, weighted.n = head_dim, weighted.k = lk, weighted.batch = heads;
+    weighted.lda = lk, weighted.ldb = row, weighted.ldc = row;
+    weighted.stride_a = lq * lk, weighted.stride_b = head_dim, weighted.stride_c = head_dim;
+    weighted.name = "attention_with_bias P V";
+    gpu::gemm_strided_batched(weighted);
+    return convert(o, DType::BF16);
+  }
+  Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);
   gpu::attention_with_bias(bf16(q), bf16(k), bf16(v), f32(bias), lq, lk, heads, head_dim, scale, bf16(out), nullptr);
   return out;
 }

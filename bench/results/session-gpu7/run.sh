@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
-# 2026-12-07, session 18, first GPU call: c25 = 14d67bc (bd6d16d: the Hopper kernel's lab fields moved out of
+# 2026-12-07, session 18, first GPU call: c26 = main after the umT5 GEMM attention (bd6d16d: the Hopper kernel's lab fields moved out of
 # FlashKernelArgs into lab_sparse; d081036: bench's per-chunk memory; ecd0007: no latents kept unless needed, heap
-# threshold pinned; 14d67bc: cuDNN decoder convs batched over a call's frames) beside c22 = 5e7e1fc (main before).
-#   1. every test_gpu_* of c25;
-#   2. 81-frame 480x832 decodes per decoder, c25 with LF_CONV_BATCH=0 / 1 alternating (issue 18);
+# threshold pinned; 14d67bc: cuDNN decoder convs batched over a call's frames; then umT5's attention as batched GEMMs behind
+# LF_T5_ATTENTION) beside c22 = 5e7e1fc (main before).
+#   1. every test_gpu_* of c26;
+#   2. 81-frame 480x832 decodes per decoder, c26 with LF_CONV_BATCH=0 / 1 alternating (issue 18);
+#   2b. umT5-XXL 512-token encode, resident bf16 weights, LF_T5_ATTENTION=kernel / gemm alternating, twice (issue 17);
 #   3. what cuDNN can do for the decoders' conv shapes (bench/conv_layouts_torch.py: per frame vs batched, NCHW vs
 #      NHWC; issue 18's choice of what to build next);
-#   4. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c25 alternating, twice:
+#   4. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c26 alternating, twice:
 #      same digests and speed within noise (issue 16's check);
 #   5. 60 s of video at 480x832 (240 latents = 960 frames, 80 chunks) on the rolling cache, lightforcing-long and
-#      dense, c25: per-chunk time and memory (issue 21 item 4);
-#   6. lab_sparse --check-only of c25 (its experiments now compiled into the lab).
-# Carry build-gpu/c22.tar.xz and build-gpu/c25.tar.xz; one archive back.
+#      dense, c26: per-chunk time and memory (issue 21 item 4);
+#   6. lab_sparse --check-only of c26 (its experiments now compiled into the lab).
+# Carry build-gpu/c22.tar.xz and build-gpu/c26.tar.xz; one archive back.
 set -uo pipefail
-mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c25.tar.xz -C build-gpu
+mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c26.tar.xz -C build-gpu
 export W=/tmp/gpu7 && mkdir -p $W/tests $W/bench $W/long $W/decode
 save() { tar czf $OUT/run.tgz -C $W . 2>/dev/null; }
 export LF_TEST_TMP=/tmp LF_FIXTURES_DIR=$PWD/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $W/device.txt
-C=build-gpu/c25
+C=build-gpu/c26
 SECONDS=0
 for t in $C/test_gpu_*; do
   n=$(basename $t); LD_LIBRARY_PATH=$PWD/$C timeout 150 $t -s > $W/tests/$n.log 2>&1; echo "$n rc=$? (${SECONDS}s)"
   grep -E "ERROR|FAILED|test cases" $W/tests/$n.log | head -4
 done
-grep -hE "MESSAGE: cuDNN conv" $W/tests/test_gpu_conv.log | sed 's/.*MESSAGE: //'
+grep -hE "MESSAGE: (cuDNN conv|attention_with_bias|GPU bf16 umT5)" $W/tests/test_gpu_conv.log $W/tests/test_gpu_umt5.log | sed 's/.*MESSAGE: //'
 save
 for decoder in taehv lightvae wan-vae; do
   for batch in 0 1; do
@@ -36,10 +38,18 @@ print(sys.argv[2], 'sum', round(sum(c),4), 'chunk0', round(c[0],3), 'chunks1..',
   done
 done
 echo "(${SECONDS}s)"; save
+mkdir -p $W/umt5
+for i in 1 2; do
+  for path in kernel gemm; do
+    LF_T5_ATTENTION=$path LD_LIBRARY_PATH=$PWD/$C timeout 60 $C/lightforce bench --sizes none --text-encoder umt5-xxl --tokens 512 --repeat 10 -q --out $W/umt5/$path-$i.json > /dev/null 2> $W/umt5/$path-$i.err
+    python3 -c "import json; d=json.load(open('$W/umt5/$path-$i.json'))['text_encoder']; print('umt5 $path $i median ms', round(d['median_encode_ms'],2), 'op ms', {k: round(v,2) for k,v in d['op_class_ms_per_encode'].items()})" || tail -2 $W/umt5/$path-$i.err
+  done
+done
+echo "(${SECONDS}s)"; save
 timeout 120 python3 bench/conv_layouts_torch.py --reps 10 --out $W/conv_layouts.json 2>&1 | tail -14; echo "(${SECONDS}s)"; save
 for i in 1 2; do
   for a in dense lightforcing-hopper; do
-    for c in c22 c25; do
+    for c in c22 c26; do
       LD_LIBRARY_PATH=$PWD/build-gpu/$c timeout 100 build-gpu/$c/lightforce bench --sizes 480x832 --attention $a -q --out $W/bench/$a-$c-$i.json > /dev/null 2>$W/bench/$a-$c-$i.err
       python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['rows'][0]; print(sys.argv[2], 'DiT', round(r['dense_dit_seconds'],4), 'peak GiB', round(r['peak_gpu_bytes']/2**30,3), r['latents_sha256'][:8])" $W/bench/$a-$c-$i.json "$a $c $i" || tail -2 $W/bench/$a-$c-$i.err
     done

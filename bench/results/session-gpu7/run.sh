@@ -5,7 +5,7 @@
 # LF_T5_ATTENTION) beside c22 = 5e7e1fc (main before).
 #   1. every test_gpu_* of c26;
 #   2. 81-frame 480x832 decodes per decoder, c26 with LF_CONV_BATCH=0 / 1 alternating (issue 18);
-#   2b. umT5-XXL 512-token encode, resident bf16 weights, LF_T5_ATTENTION=kernel / gemm alternating, twice (issue 17);
+#   2b. umT5-XXL 512-token encode, resident bf16 weights, LF_T5_ATTENTION=kernel / gemm (issue 17);
 #   3. what cuDNN can do for the decoders' conv shapes (bench/conv_layouts_torch.py: per frame vs batched, NCHW vs
 #      NHWC; issue 18's choice of what to build next);
 #   4. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c26 alternating, twice:
@@ -39,7 +39,7 @@ print(sys.argv[2], 'sum', round(sum(c),4), 'chunk0', round(c[0],3), 'chunks1..',
 done
 echo "(${SECONDS}s)"; save
 mkdir -p $W/umt5
-for i in 1 2; do
+for i in 1; do
   for path in kernel gemm; do
     LF_T5_ATTENTION=$path LD_LIBRARY_PATH=$PWD/$C timeout 60 $C/lightforce bench --sizes none --text-encoder umt5-xxl --tokens 512 --repeat 10 -q --out $W/umt5/$path-$i.json > /dev/null 2> $W/umt5/$path-$i.err
     python3 -c "import json; d=json.load(open('$W/umt5/$path-$i.json'))['text_encoder']; print('umt5 $path $i median ms', round(d['median_encode_ms'],2), 'op ms', {k: round(v,2) for k,v in d['op_class_ms_per_encode'].items()})" || tail -2 $W/umt5/$path-$i.err

@@ -132,6 +132,8 @@ VideoResult run_video(const PreparedModel& prepared, const RunConfig& run, const
       {"per_chunk", chunk_reports},
       {"host_peak_rss_bytes", host_peak_rss_bytes()},
       {"device_peak_bytes", ops::device_memory_stats().peak_bytes},
+      // What the caching allocator holds from the driver at the end (in use + cached): what nvidia-smi shows.
+      {"device_reserved_bytes", ops::device_memory_stats().reserved_bytes},
       {"outputs",
        {{"video", outputs.video},
         {"frames_dir", outputs.frames_dir},

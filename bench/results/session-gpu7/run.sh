@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# 2026-12-07, session 18, first GPU call: c26 = main after the umT5 GEMM attention (bd6d16d: the Hopper kernel's lab fields moved out of
+# 2026-12-07, session 18, first GPU call: c27 = main after the umT5 GEMM attention (bd6d16d: the Hopper kernel's lab fields moved out of
 # FlashKernelArgs into lab_sparse; d081036: bench's per-chunk memory; ecd0007: no latents kept unless needed, heap
 # threshold pinned; 14d67bc: cuDNN decoder convs batched over a call's frames; then umT5's attention as batched GEMMs behind
 # LF_T5_ATTENTION) beside c22 = 5e7e1fc (main before).
-#   1. every test_gpu_* of c26;
-#   2. 81-frame 480x832 decodes per decoder, c26 with LF_CONV_BATCH=0 / 1 alternating (issue 18);
+#   1. every test_gpu_* of c27;
+#   2. 81-frame 480x832 decodes per decoder, c27 with LF_CONV_BATCH=0 / 1 alternating (issue 18);
 #   2b. umT5-XXL 512-token encode, resident bf16 weights, LF_T5_ATTENTION=kernel / gemm (issue 17);
 #   3. what cuDNN can do for the decoders' conv shapes (bench/conv_layouts_torch.py: per frame vs batched, NCHW vs
 #      NHWC; issue 18's choice of what to build next);
-#   4. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c26 alternating, twice:
+#   4. lightforce bench --sizes 480x832 (21 latents), dense and lightforcing-hopper, c22 / c27 alternating, twice:
 #      same digests and speed within noise (issue 16's check);
 #   5. 60 s of video at 480x832 (240 latents = 960 frames, 80 chunks) on the rolling cache, lightforcing-long and
-#      dense, c26: per-chunk time and memory (issue 21 item 4);
-#   6. lab_sparse --check-only of c26 (its experiments now compiled into the lab).
-# Carry build-gpu/c22.tar.xz and build-gpu/c26.tar.xz; one archive back.
+#      dense, c27: per-chunk time and memory (issue 21 item 4);
+#   5b. peak device memory of a whole 1.3B generation with the umT5-XXL encode (random weights, the test tokenizer)
+#      against bench's DiT-only peak above (issue 17);
+#   6. lab_sparse --check-only of c27 (its experiments now compiled into the lab).
+# Carry build-gpu/c22.tar.xz and build-gpu/c27.tar.xz; one archive back.
 set -uo pipefail
-mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c26.tar.xz -C build-gpu
+mkdir -p build-gpu && tar xJf build-gpu/c22.tar.xz -C build-gpu && tar xJf build-gpu/c27.tar.xz -C build-gpu
 export W=/tmp/gpu7 && mkdir -p $W/tests $W/bench $W/long $W/decode
 save() { tar czf $OUT/run.tgz -C $W . 2>/dev/null; }
 export LF_TEST_TMP=/tmp LF_FIXTURES_DIR=$PWD/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $W/device.txt
-C=build-gpu/c26
+C=build-gpu/c27
 SECONDS=0
 for t in $C/test_gpu_*; do
   n=$(basename $t); LD_LIBRARY_PATH=$PWD/$C timeout 150 $t -s > $W/tests/$n.log 2>&1; echo "$n rc=$? (${SECONDS}s)"
@@ -49,7 +51,7 @@ echo "(${SECONDS}s)"; save
 timeout 120 python3 bench/conv_layouts_torch.py --reps 10 --out $W/conv_layouts.json 2>&1 | tail -14; echo "(${SECONDS}s)"; save
 for i in 1 2; do
   for a in dense lightforcing-hopper; do
-    for c in c22 c26; do
+    for c in c22 c27; do
       LD_LIBRARY_PATH=$PWD/build-gpu/$c timeout 100 build-gpu/$c/lightforce bench --sizes 480x832 --attention $a -q --out $W/bench/$a-$c-$i.json > /dev/null 2>$W/bench/$a-$c-$i.err
       python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['rows'][0]; print(sys.argv[2], 'DiT', round(r['dense_dit_seconds'],4), 'peak GiB', round(r['peak_gpu_bytes']/2**30,3), r['latents_sha256'][:8])" $W/bench/$a-$c-$i.json "$a $c $i" || tail -2 $W/bench/$a-$c-$i.err
     done
@@ -72,6 +74,11 @@ print(sys.argv[2], 'chunks', len(t), 'frames', r['frames'], 'fps', round(r['dit_
 PY
   echo "(${SECONDS}s)"; save
 done
+mkdir -p $W/gen
+LD_LIBRARY_PATH=$PWD/$C timeout 150 $C/lightforce generate -m wan2.1-t2v-1.3b -w random --t5-weights random --tokenizer tests/fixtures/umt5/test-spiece.model \
+  --prompt "a red circle moves right" --device cuda --no-video --save-latents $W/gen/latents.safetensors --json -q > $W/gen/with-umt5.json 2> $W/gen/with-umt5.err
+python3 -c "import json; d=json.load(open('$W/gen/with-umt5.json')); print('generate 1.3B + umT5-XXL: device peak GiB', round(d['device_peak_bytes']/2**30,3), 'reserved GiB', round(d['device_reserved_bytes']/2**30,3), 'generation s', round(d['generation_seconds'],3))" || tail -3 $W/gen/with-umt5.err
+echo "(${SECONDS}s)"; save
 LD_LIBRARY_PATH=$PWD/$C timeout 100 $C/lab_sparse --check-only > $W/tests/lab_sparse_check.log 2>&1; echo "lab_sparse --check-only rc=$? (${SECONDS}s)"
 grep -cE "^  ok" $W/tests/lab_sparse_check.log; grep -E "FAIL" $W/tests/lab_sparse_check.log | head -5; tail -2 $W/tests/lab_sparse_check.log
 save

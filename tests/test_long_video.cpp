@@ -5,12 +5,30 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "core/host_memory.h"
 #include "test_util.h"
 
 using lf::test::run;
+
+namespace {
+
+// The resident set after each chunk (generate --json per_chunk) never rises more than `allowed` above its value
+// after chunk `warmup`.
+void check_flat_after(const nlohmann::json& chunks, int64_t warmup, int64_t allowed, const std::string& label) {
+  std::vector<int64_t> rss;
+  for (const auto& chunk : chunks) rss.push_back(chunk.at("host_rss_bytes").get<int64_t>());
+  REQUIRE(int64_t(rss.size()) > warmup);
+  const int64_t settled = rss[size_t(warmup)];
+  const int64_t highest = *std::max_element(rss.begin() + warmup, rss.end());
+  MESSAGE(label, ": resident set after chunk ", warmup, ": ", settled >> 10, " KiB; highest after it: ",
+          highest >> 10, " KiB; after the last chunk: ", rss.back() >> 10, " KiB");
+  CHECK(highest - settled < allowed);
+}
+
+}  // namespace
 
 TEST_CASE("host_rss_bytes sees pages being touched, and the peak never falls below it") {
   const int64_t before = lf::host_rss_bytes();
@@ -41,13 +59,7 @@ TEST_CASE("102 chunks with the rolling cache: host memory stays flat (dense and 
     const nlohmann::json summary = nlohmann::json::parse(result.out);
     const auto& chunks = summary.at("per_chunk");
     REQUIRE(int64_t(chunks.size()) == kChunks);
-    std::vector<int64_t> rss;
-    for (const auto& chunk : chunks) rss.push_back(chunk.at("host_rss_bytes").get<int64_t>());
-    const int64_t settled = rss[size_t(kWarmup)];
-    const int64_t highest = *std::max_element(rss.begin() + kWarmup, rss.end());
-    MESSAGE(attention, ": resident set after chunk ", kWarmup, ": ", settled >> 10, " KiB; highest after it: ",
-            highest >> 10, " KiB; after the last chunk: ", rss.back() >> 10, " KiB");
-    CHECK(highest - settled < kAllowed);
+    check_flat_after(chunks, kWarmup, kAllowed, attention);
   }
 }
 
@@ -70,11 +82,5 @@ TEST_CASE("102 chunks decoded to frames every chunk, no latents kept: host memor
   const auto& chunks = summary.at("per_chunk");
   REQUIRE(int64_t(chunks.size()) == kChunks);
   REQUIRE(summary.at("video_frames").get<int64_t>() == 3 * kChunks);  // every chunk decoded (1 frame a latent)
-  std::vector<int64_t> rss;
-  for (const auto& chunk : chunks) rss.push_back(chunk.at("host_rss_bytes").get<int64_t>());
-  const int64_t settled = rss[size_t(kWarmup)];
-  const int64_t highest = *std::max_element(rss.begin() + kWarmup, rss.end());
-  MESSAGE("frames: resident set after chunk ", kWarmup, ": ", settled >> 10, " KiB; highest after it: ", highest >> 10,
-          " KiB");
-  CHECK(highest - settled < kAllowed);
+  check_flat_after(chunks, kWarmup, kAllowed, "frames");
 }

@@ -314,31 +314,17 @@ Tensor attention_with_bias(const Tensor& q, const Tensor& k, const Tensor& v, co
     // fp32 operands (V widened exactly), out = bf16(O): one rounding, like the fused kernel.
     const int64_t row = heads * head_dim;
     Tensor s = Tensor::empty({heads, lq, lk}, DType::F32, Device::CUDA);
-    gpu::BatchedGemmArgs scores;
-    scores.a = q.raw();
-    scores.b = k.raw();
-    scores.c = f32(s);
-    scores.operands = gpu::GemmType::BF16;
-    scores.b_transposed = true;
-    scores.m = lq, scores.n = lk, scores.k = head_dim, scores.batch = heads;
-    scores.lda = row, scores.ldb = row, scores.ldc = lk;
-    scores.stride_a = head_dim, scores.stride_b = head_dim, scores.stride_c = lq * lk;
-    scores.alpha = float(scale);
-    scores.name = "attention_with_bias scores";
-    gpu::gemm_strided_batched(scores);
+    gpu::gemm_strided_batched({.a = q.raw(), .b = k.raw(), .c = f32(s), .operands = gpu::GemmType::BF16,
+                               .b_transposed = true, .m = lq, .n = lk, .k = head_dim, .batch = heads, .lda = row,
+                               .ldb = row, .ldc = lk, .stride_a = head_dim, .stride_b = head_dim,
+                               .stride_c = lq * lk, .alpha = float(scale), .name = "attention_with_bias scores"});
     gpu::softmax_rows_with_bias(f32(s), f32(bias), heads * lq, lk, nullptr);
     const Tensor v32 = convert(v, DType::F32);
     Tensor o = Tensor::empty({lq, heads, head_dim}, DType::F32, Device::CUDA);
-    gpu::BatchedGemmArgs weighted;
-    weighted.a = s.raw();
-    weighted.b = v32.raw();
-    weighted.c = f32(o);
-    weighted.operands = gpu::GemmType::F32;
-    weighted.m = lq, weighted.n = head_dim, weighted.k = lk, weighted.batch = heads;
-    weighted.lda = lk, weighted.ldb = row, weighted.ldc = row;
-    weighted.stride_a = lq * lk, weighted.stride_b = head_dim, weighted.stride_c = head_dim;
-    weighted.name = "attention_with_bias P V";
-    gpu::gemm_strided_batched(weighted);
+    gpu::gemm_strided_batched({.a = s.raw(), .b = v32.raw(), .c = f32(o), .operands = gpu::GemmType::F32,
+                               .m = lq, .n = head_dim, .k = lk, .batch = heads, .lda = lk, .ldb = row, .ldc = row,
+                               .stride_a = lq * lk, .stride_b = head_dim, .stride_c = head_dim,
+                               .name = "attention_with_bias P V"});
     return convert(o, DType::BF16);
   }
   Tensor out = Tensor::empty(q.shape(), DType::BF16, Device::CUDA);

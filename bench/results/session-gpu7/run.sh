@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 2026-12-07, session 18, first GPU call: c27 = main after the umT5 GEMM attention (bd6d16d: the Hopper kernel's lab fields moved out of
+# 2026-12-07, session 18, first GPU call: c27 = c02bdd4 (bd6d16d: the Hopper kernel's lab fields moved out of
 # FlashKernelArgs into lab_sparse; d081036: bench's per-chunk memory; ecd0007: no latents kept unless needed, heap
 # threshold pinned; 14d67bc: cuDNN decoder convs batched over a call's frames; then umT5's attention as batched GEMMs behind
 # LF_T5_ATTENTION) beside c22 = 5e7e1fc (main before).

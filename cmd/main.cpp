@@ -11,7 +11,6 @@
 #include "commands.h"
 #include "core/embedded.h"
 #include "core/error.h"
-#include "core/host_memory.h"
 
 namespace {
 
@@ -64,7 +63,6 @@ void take_threads_flag(std::vector<char*>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  lf::pin_heap_mmap_threshold();  // flat host memory over long runs (lib/core/host_memory.h)
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     fmt::print("{}", fmt::format(kUsage, lf::kVersion, lf::kGitCommit));
     return argc < 2 ? 2 : 0;

@@ -148,7 +148,7 @@ TEST_CASE("cuDNN: a call's frames as one batch give the bits of one call a frame
     CHECK_FALSE(gpu::cudnn_conv_batched(shape));
     const Tensor per_frame = host(ops::causal_conv3d(x, history, w, b, {}));
     MESSAGE("cuDNN conv " << c.channels << "->" << c.outs << " k" << c.kt << "x" << c.kh << ", " << c.frames
-                          << " frames: " << (batched ? "one batch" : "frame by frame (cuDNN refused the batch)")
+                          << " frames: " << std::string(batched ? "one batch" : "frame by frame (cuDNN refused)")
                           << ", " << gpu::cudnn_conv_plan_text(shape));
     batched_cases += batched ? 1 : 0;
     CHECK(find_non_finite(one_batch) < 0);

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/ops/gpu_ops.h"
+#include "ops/cuda/op_timer.h"
 #include "ops/ops.h"
 #include "test_util.h"
 
@@ -497,6 +498,31 @@ TEST_CASE("GPU ops reject bad arguments with lf::Error") {
   args.m = 4, args.n = 4, args.k = 4, args.accumulate = true, args.epilogue = gpu::GemmEpilogue::GeluTanh;
   CHECK_THROWS_AS(gpu::gemm_bf16(args), Error);
   cuda_ok(cudaDeviceSynchronize(), "sync");
+}
+
+TEST_CASE("op profiling over many ops keeps a bounded event pool and still sums every op") {
+  ops::initialize_cuda();
+  const Tensor x = random_tensor({4096}, 31).to(Device::CUDA), y = random_tensor({4096}, 32).to(Device::CUDA);
+  // GPU time per op ("other": axpby) over n timed ops.
+  auto per_op_ms = [&](int n) {
+    ops::set_op_profiling(true);
+    for (int i = 0; i < n; ++i) (void)ops::axpby(1.0, x, 0.5, y);
+    const auto report = ops::op_profile_ms();
+    ops::set_op_profiling(false);
+    REQUIRE(report.count("other") == 1);
+    return report.at("other") / n;
+  };
+  (void)per_op_ms(100);                    // warm-up
+  const double few = per_op_ms(2000);      // under the fold point: summed once at the report
+  const double many = per_op_ms(20000);    // folded four times on the way
+  MESSAGE("per timed op: " << few * 1e3 << " us over 2000 ops, " << many * 1e3 << " us over 20000; pool of "
+                           << gpu::op_timer_pool_slots() << " event pairs");
+  CHECK(gpu::op_timer_pool_slots() <= 4097);
+  // Every op was summed, the folded ones too: the same time per op either way (a fold that dropped its slots
+  // would leave at most 4096 of 20000 ops, under a quarter of the per-op time).
+  CHECK(std::isfinite(many));
+  CHECK(many > 0.5 * few);
+  CHECK(many < 2.0 * few);
 }
 
 #endif  // LF_HAVE_CUDA

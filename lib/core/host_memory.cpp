@@ -1,9 +1,6 @@
 #include "core/host_memory.h"
 
 #include <unistd.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include <fstream>
 #include <sstream>
@@ -27,12 +24,6 @@ int64_t host_peak_rss_bytes() {
     return fields >> kib ? kib * 1024 : 0;  // the kernel writes "VmHWM:  12345 kB"
   }
   return 0;
-}
-
-void pin_heap_mmap_threshold() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 64 << 10);  // setting it also turns glibc's dynamic adjustment off
-#endif
 }
 
 }  // namespace lf

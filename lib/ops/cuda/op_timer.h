@@ -1,6 +1,8 @@
 #pragma once
 // GPU time per op class: a pair of CUDA events around each op while profiling is on, summed when asked. Events
-// come from a pool that grows once, so profiling adds no allocation in the steady state.
+// come from a pool of at most a few thousand pairs, summed and reused as it fills, so a profiled run of any length
+// holds a bounded amount of host memory.
+#include <cstddef>
 #include <map>
 #include <string>
 
@@ -12,6 +14,7 @@ bool op_timer_enabled();
 int op_timer_begin(void* stream = nullptr);  // returns a slot, or -1 when disabled
 void op_timer_end(int slot, const char* op_class, void* stream = nullptr);
 std::map<std::string, double> op_timer_report_ms();  // synchronises; totals since the last enable
+size_t op_timer_pool_slots();  // event pairs held (bounded however many ops were timed)
 
 // Times the enclosing scope as one op of `op_class` on `stream` (inert while profiling is off). The ops pass
 // OpClassScope::current(default) so a caller's scope can re-label them (ops/ops.h).

@@ -247,9 +247,9 @@ int compare_dense(int argc, char** argv) {
                speedup ? fmt::format("{:.2f}x", *speedup) : "n/a", fmt::join(written, ", "));
   if (!quiet && forced_run) {
     std::vector<std::string> psnr;
-    for (const eval::ChunkMetrics& chunk : report.teacher_forced_chunks) psnr.push_back(fmt::format("{:.2f}", chunk.psnr));
+    for (const eval::ChunkMetrics& chunk : report.teacher_forced_chunks) psnr.push_back(eval::chunk_psnr_text(chunk));
     const std::optional<int64_t> drift = eval::first_drift_chunk(report.chunks, report.teacher_forced_chunks, drift_db);
-    fmt::print(stderr, "teacher-forced PSNR per chunk: {} dB; {}\n", fmt::join(psnr, ", "),
+    fmt::print(stderr, "teacher-forced PSNR per chunk (dB): {}; {}\n", fmt::join(psnr, ", "),
                drift ? fmt::format("the rollout drifts at chunk {} (> {} dB below teacher-forced)", *drift, drift_db)
                      : std::string("no drift"));
   }

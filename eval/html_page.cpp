@@ -19,7 +19,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}tr:nth-child(even) td{background:#fafafa}
 figure{margin:1em 0}img,video{max-width:100%;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
-dt{font-weight:600;margin-top:.4em}dd{margin-left:1.5em;white-space:pre-wrap}#render-check{color:#666;font-size:.8em})";
+dt{font-weight:600;margin-top:.4em}dd{margin-left:1.5em;white-space:pre-wrap;overflow-wrap:anywhere}#render-check{color:#666;font-size:.8em})";
 
 // Runs first, so an error in any later script is counted; resource errors (an image or a video that fails) do not
 // bubble, and are seen here in the capture phase and told apart from script errors.

@@ -390,7 +390,8 @@ std::string line_plot_png(const LinePlot& plot) {
       if (pinned(series, i)) any_pinned = true;
       else all_values.push_back(series.values[i]);
     }
-  const auto [y_low, y_high] = value_range(all_values);
+  auto [y_low, y_high] = value_range(all_values);
+  if (any_pinned) y_high += (y_high - y_low) * 0.15;  // a band at the top for the markers, clear of the data
   auto [x_low, x_high] = value_range(plot.x);
   if (plot.x.size() == 1 || x_high - x_low < 1e-12) {
     x_low = plot.x[0] - 0.5;
@@ -429,6 +430,18 @@ std::string line_plot_png(const LinePlot& plot) {
   cv::rectangle(canvas, area, black, 1);
 
   const cv::Scalar palette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44}, {40, 39, 214}};  // BGR
+  // The legend sits at the top right, as wide as its longest entry.
+  int legend_width = 0;
+  for (const PlotSeries& series : plot.series) {
+    int baseline = 0;
+    legend_width = std::max(legend_width, cv::getTextSize(series.name, cv::FONT_HERSHEY_SIMPLEX, font, 1, &baseline).width);
+  }
+  if (any_pinned) {
+    int baseline = 0;
+    legend_width = std::max(legend_width,
+                            cv::getTextSize(plot.pinned_label, cv::FONT_HERSHEY_SIMPLEX, font, 1, &baseline).width);
+  }
+  const int legend_x = std::max(area.x + 4, area.x + area.width - legend_width - 36);
   for (size_t s = 0; s < plot.series.size(); ++s) {
     const cv::Scalar color = palette[s % 4];
     const std::vector<double>& values = plot.series[s].values;
@@ -447,19 +460,19 @@ std::string line_plot_png(const LinePlot& plot) {
       cv::circle(canvas, point, 3, color, cv::FILLED, cv::LINE_AA);
     }
     // Legend, top right inside the plot area, one line per series.
-    const cv::Point entry(area.x + area.width - 150, area.y + 18 + int(s) * 18);
+    const cv::Point entry(legend_x, area.y + 18 + int(s) * 18);
     cv::line(canvas, entry, {entry.x + 20, entry.y}, color, 2, cv::LINE_AA);
     cv::putText(canvas, plot.series[s].name, {entry.x + 26, entry.y + 5}, cv::FONT_HERSHEY_SIMPLEX, font, black, 1,
                 cv::LINE_AA);
   }
 
   if (any_pinned) {
-    const cv::Point entry(area.x + area.width - 150, area.y + 18 + int(plot.series.size()) * 18);
+    const cv::Point entry(legend_x, area.y + 18 + int(plot.series.size()) * 18);
     const std::vector<cv::Point> triangle = {{entry.x + 5, entry.y - 5}, {entry.x + 15, entry.y - 5},
                                              {entry.x + 10, entry.y + 4}};
     cv::polylines(canvas, triangle, true, black, 1, cv::LINE_AA);
-    cv::putText(canvas, plot.pinned_label.empty() ? std::string("off the axis") : plot.pinned_label,
-                {entry.x + 26, entry.y + 5}, cv::FONT_HERSHEY_SIMPLEX, font, black, 1, cv::LINE_AA);
+    cv::putText(canvas, plot.pinned_label, {entry.x + 26, entry.y + 5}, cv::FONT_HERSHEY_SIMPLEX, font, black, 1,
+                cv::LINE_AA);
   }
   put_text_centered(canvas, plot.title, {plot.width / 2, top / 2}, 0.6, 1);
   put_text_centered(canvas, plot.x_label, {area.x + area.width / 2, plot.height - 18}, 0.5, 1);

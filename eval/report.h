@@ -91,7 +91,7 @@ struct LinePlot {
   std::string y_label;
   std::vector<double> x;
   std::vector<PlotSeries> series;
-  std::string pinned_label;  // legend entry of the top-edge markers, e.g. "identical to dense"
+  std::string pinned_label = "off the axis";  // legend entry of the top-edge markers, e.g. "identical to dense"
   int width = 800;
   int height = 480;
 };

@@ -626,7 +626,7 @@ TEST_CASE("line plot: PNG of the right size, or a clear error without OpenCV") {
                 .x_label = "chunk",
                 .y_label = "y",
                 .x = {0, 1, 2, 3},
-                .series = {{"a", {1.0, 2.0, NAN, 1.5}}, {"flat", {3.0, 3.0, 3.0, 3.0}}},
+                .series = {{"a", {1.0, 2.0, NAN, 1.5}, {}}, {"flat", {3.0, 3.0, 3.0, 3.0}, {true, false, false, false}}},
                 .width = 320,
                 .height = 200};
 #if LF_WITH_OPENCV
@@ -641,10 +641,14 @@ TEST_CASE("line plot: PNG of the right size, or a clear error without OpenCV") {
   CHECK(be32(20) == 200);             // IHDR height
   CHECK(line_plot_png(plot) == png);  // deterministic
   plot.x = {0.0};
-  plot.series = {{"one", {0.5}}};
+  plot.series = {{"one", {0.5}, {}}};
   CHECK(line_plot_png(plot).substr(1, 3) == "PNG");  // a single point still gets a usable axis range
-  plot.series = {{"short", {}}};
+  plot.series = {{"short", {}, {}}};
   CHECK(fails_with([&] { line_plot_png(plot); }, "series 'short' has 0 values"));
+  plot.series = {{"pins", {0.5}, {true, false}}};
+  CHECK(fails_with([&] { line_plot_png(plot); }, "series 'pins' has 2 pinned flags for 1 x values"));
+  plot.series = {{"all pinned", {100.0}, {true}}};
+  CHECK(line_plot_png(plot).substr(1, 3) == "PNG");  // nothing left to fit the axis to: still a plot
 #else
   CHECK(fails_with([&] { line_plot_png(plot); }, "no OpenCV"));
 #endif

@@ -81,7 +81,8 @@ RenderCheck render(const std::string& html_path) {
   char buffer[65536];
   for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) check.dom.append(buffer, n);
   const int status = pclose(pipe);
-  REQUIRE_MESSAGE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "chromium failed on " << html_path);
+  const bool exited_cleanly = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  REQUIRE_MESSAGE(exited_cleanly, "chromium failed (or timed out) on " << html_path);
   const size_t at = check.dom.find("id=\"render-check\"");
   REQUIRE_MESSAGE(at != std::string::npos, "no #render-check in the DOM of " << html_path);
   const std::string element = check.dom.substr(at, check.dom.find('>', at) - at);

@@ -167,7 +167,9 @@ std::string sweep_html(const SweepGrid& grid, const std::vector<SweepPoint>& poi
                        const std::string& baseline_name) {
   std::vector<std::string> axes;
   for (const auto& [key, values] : grid.axes) axes.push_back(fmt::format("{} = {}", key, fmt::join(values, ", ")));
-  eval::HtmlPage page(fmt::format("compare-dense sweep: {} against {}", points.front().backend, baseline_name));
+  std::set<std::string> backends;
+  for (const SweepPoint& point : points) backends.insert(point.backend);
+  eval::HtmlPage page(fmt::format("compare-dense sweep: {} against {}", fmt::join(backends, ", "), baseline_name));
   page.paragraph(fmt::format("Axes: {}. {} points, ranked by PSNR averaged over the chunks that differ from {} (a "
                              "chunk identical to {} is left out of that mean: it says nothing about the setting); "
                              "points identical everywhere rank first.",
@@ -181,14 +183,10 @@ std::string sweep_html(const SweepGrid& grid, const std::vector<SweepPoint>& poi
   if (eval::have_opencv()) page.image(eval::line_plot_png(sweep_psnr_plot(points, baseline_name)), "sweep-psnr.png");
   else page.paragraph("Plot skipped: this build has no OpenCV.");
   page.heading("Run");
-  std::vector<std::pair<std::string, std::string>> entries;
-  for (const auto& [key, value] : run.items())
-    entries.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
-  page.definitions(entries);
+  page.definitions(eval::json_entries(run));
   page.heading("Metric definitions");
-  std::vector<std::pair<std::string, std::string>> definitions;
-  for (const auto& [name, text] : eval::metric_variants()) definitions.emplace_back(name, text);
-  page.definitions(definitions);
+  const auto variants = eval::metric_variants();
+  page.definitions({variants.begin(), variants.end()});
   return page.render();
 }
 

@@ -108,11 +108,7 @@ std::string profile_html(const nlohmann::json& summary, const std::string& heade
                    "-heads.");
   for (const auto& [name, png] : heatmaps) page.image(png, name);
   page.heading("Run");
-  std::vector<std::pair<std::string, std::string>> entries;
-  for (const auto& [key, value] : summary.items())
-    if (key != "chunks" && key != "heatmaps")
-      entries.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
-  page.definitions(entries);
+  page.definitions(eval::json_entries(summary, {"chunks", "heatmaps"}));
   return page.render();
 }
 

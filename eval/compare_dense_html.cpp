@@ -37,15 +37,11 @@ std::string compare_dense_html(const CompareDenseReport& report,
 
   if (report.extra.is_object() && !report.extra.empty()) {
     page.heading("Run");
-    std::vector<std::pair<std::string, std::string>> entries;
-    for (const auto& [key, value] : report.extra.items())
-      entries.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
-    page.definitions(entries);
+    page.definitions(json_entries(report.extra));
   }
   page.heading("Metric definitions");
-  std::vector<std::pair<std::string, std::string>> definitions;
-  for (const auto& [name, text] : metric_variants()) definitions.emplace_back(name, text);
-  page.definitions(definitions);
+  const auto variants = metric_variants();
+  page.definitions({variants.begin(), variants.end()});
   return page.render();
 }
 

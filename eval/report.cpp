@@ -180,6 +180,14 @@ json differing_chunks_json(const DifferingChunksMean& mean) {
           {"all_identical", mean.all_identical()}};
 }
 
+std::vector<std::pair<std::string, std::string>> json_entries(const json& object, const std::vector<std::string>& skip) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const auto& [key, value] : object.items())
+    if (std::find(skip.begin(), skip.end(), key) == skip.end())
+      entries.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
+  return entries;
+}
+
 std::string differing_chunks_phrase(const DifferingChunksMean& mean, const std::string& baseline) {
   if (mean.chunks == 0) return "no chunks were compared";
   if (mean.all_identical())
@@ -308,9 +316,7 @@ std::string compare_dense_markdown(const CompareDenseReport& report, const std::
 
   if (report.extra.is_object() && !report.extra.empty()) {
     md += "## Run\n\n";
-    for (const auto& [key, value] : report.extra.items()) {
-      md += fmt::format("- {}: `{}`\n", key, value.is_string() ? value.get<std::string>() : value.dump());
-    }
+    for (const auto& [key, text] : json_entries(report.extra)) md += fmt::format("- {}: `{}`\n", key, text);
     md += "\n";
   }
 

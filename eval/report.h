@@ -61,6 +61,11 @@ std::string differing_chunks_phrase(const DifferingChunksMean& mean, const std::
 // A chunk's PSNR cell: "identical" when every frame is, else the capped mean ("31.50", "31.50 (3/9 identical)").
 std::string chunk_psnr_text(const ChunkMetrics& metrics);
 
+// A JSON object's entries as text, in key order: a string as it is, anything else as JSON. Keys in `skip` are left
+// out. For the "Run" lists of the Markdown and HTML reports.
+std::vector<std::pair<std::string, std::string>> json_entries(const nlohmann::json& object,
+                                                              const std::vector<std::string>& skip = {});
+
 // The pieces the Markdown and the HTML report share, so both say the same thing.
 std::string headline_text(const CompareDenseReport& report);  // differing-chunk means, and the all-frames PSNR
 std::string speedup_text(const CompareDenseReport& report);

@@ -2,11 +2,11 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -76,8 +76,9 @@ std::string sweep_csv(const SweepGrid& grid, const std::vector<SweepPoint>& poin
                       const std::optional<bool>& dense_follows, double baseline_seconds) {
   std::string csv;
   for (const auto& [key, values] : grid.axes) csv += key + ",";
-  csv += "backend,density,recall,psnr,ssim,latent_rel_l2,chunk_psnr,follows_prompt,dense_follows_prompt,seconds,"
-         "dense_seconds,speedup,differing_chunks,chunks,differing_psnr,differing_ssim,differing_latent_rel_l2,rank\n";
+  csv +=
+      "backend,density,recall,psnr,ssim,latent_rel_l2,chunk_psnr,follows_prompt,dense_follows_prompt,seconds,"
+      "dense_seconds,speedup,differing_chunks,chunks,differing_psnr,differing_ssim,differing_latent_rel_l2,rank\n";
   for (const SweepPoint& point : points) {
     for (const std::string& assignment : point.assignments) csv += value_of(assignment) + ",";
     csv += fmt::format("{},{:.6f},{},{:.4f},{:.6f},{:.6f},{},{},{},{:.4f},{:.4f},{},{},{},{},{},{},{}\n", point.backend,
@@ -170,18 +171,21 @@ std::string sweep_html(const SweepGrid& grid, const std::vector<SweepPoint>& poi
   std::set<std::string> backends;
   for (const SweepPoint& point : points) backends.insert(point.backend);
   eval::HtmlPage page(fmt::format("compare-dense sweep: {} against {}", fmt::join(backends, ", "), baseline_name));
-  page.paragraph(fmt::format("Axes: {}. {} points, ranked by PSNR averaged over the chunks that differ from {} (a "
-                             "chunk identical to {} is left out of that mean: it says nothing about the setting); "
-                             "points identical everywhere rank first.",
-                             fmt::join(axes, "; "), points.size(), baseline_name, baseline_name));
+  page.paragraph(
+      fmt::format("Axes: {}. {} points, ranked by PSNR averaged over the chunks that differ from {} (a "
+                  "chunk identical to {} is left out of that mean: it says nothing about the setting); "
+                  "points identical everywhere rank first.",
+                  fmt::join(axes, "; "), points.size(), baseline_name, baseline_name));
   page.paragraph(fmt::format("Baseline: {} s; it {}.", fmt::format("{:.3f}", baseline_seconds),
                              dense_follows ? (*dense_follows ? "follows the prompt" : "does not follow the prompt")
                                            : "was not checked against the prompt"));
   page.heading("Points, best first");
   page.table(ranked_table(points, baseline_name));
   page.heading("Plot");
-  if (eval::have_opencv()) page.image(eval::line_plot_png(sweep_psnr_plot(points, baseline_name)), "sweep-psnr.png");
-  else page.paragraph("Plot skipped: this build has no OpenCV.");
+  if (eval::have_opencv())
+    page.image(eval::line_plot_png(sweep_psnr_plot(points, baseline_name)), "sweep-psnr.png");
+  else
+    page.paragraph("Plot skipped: this build has no OpenCV.");
   page.heading("Run");
   page.definitions(eval::json_entries(run));
   page.heading("Metric definitions");
@@ -196,8 +200,10 @@ SweepGrid sweep_grid(const RunFlags& run_flags, const std::vector<std::string>& 
   // cxxopts splits vector values at commas: glue "attention.k=1", "2" back into "attention.k=1,2".
   std::vector<std::string> joined;
   for (const std::string& part : flag_values) {
-    if (part.find('=') == std::string::npos && !joined.empty()) joined.back() += "," + part;
-    else joined.push_back(part);
+    if (part.find('=') == std::string::npos && !joined.empty())
+      joined.back() += "," + part;
+    else
+      joined.push_back(part);
   }
   SweepGrid grid;
   std::set<std::string> keys;
@@ -301,13 +307,13 @@ int sweep(const PreparedModel& prepared, const RunFlags& run_flags, const SweepG
     for (const auto& [key, values] : grid.axes) axes[key] = values;
     nlohmann::json point_list = nlohmann::json::array();
     for (const SweepPoint& point : points) point_list.push_back(point_json(point));
-    nlohmann::json document = {{"axes", axes},
-                               {"points", point_list},
-                               {"baseline_seconds", baseline_run.seconds},
-                               {"baseline_follows_prompt",
-                                dense_follows ? nlohmann::json(*dense_follows) : nlohmann::json(nullptr)},
-                               {"sweep_csv", options.out_dir + "/sweep.csv"},
-                               {"commit", kGitCommit}};
+    nlohmann::json document = {
+        {"axes", axes},
+        {"points", point_list},
+        {"baseline_seconds", baseline_run.seconds},
+        {"baseline_follows_prompt", dense_follows ? nlohmann::json(*dense_follows) : nlohmann::json(nullptr)},
+        {"sweep_csv", options.out_dir + "/sweep.csv"},
+        {"commit", kGitCommit}};
     if (options.html) document["sweep_html"] = options.out_dir + "/sweep.html";
     fmt::print("{}\n", versioned(document, run_provenance(run_flags, prepared.run)).dump(2));
   }

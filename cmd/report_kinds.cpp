@@ -25,7 +25,8 @@ std::string kind_names() {
 
 void add_report_flag(cxxopts::Options& flags, const std::string& group, const std::string& what) {
   flags.add_options(group)(
-      "report", fmt::format("also write these report kinds ({}): html = one self-contained page, {}", kind_names(), what),
+      "report",
+      fmt::format("also write these report kinds ({}): html = one self-contained page, {}", kind_names(), what),
       cxxopts::value<std::vector<std::string>>());
 }
 

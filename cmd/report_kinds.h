@@ -3,7 +3,6 @@
 // table of kinds (today: html, one self-contained page; docs/reports.md) that the flag's help, the parser and its
 // error message read.
 #include <cxxopts.hpp>
-
 #include <string>
 
 namespace lf::cmd {

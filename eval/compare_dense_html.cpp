@@ -17,8 +17,9 @@ std::string compare_dense_html(const CompareDenseReport& report,
   page.paragraph(identical_chunks_note());
   if (!report.teacher_forced_chunks.empty()) {
     page.heading("Teacher-forced fidelity, per chunk");
-    page.paragraph("Each sparse chunk predicted from the dense run's own history: its error is that chunk's alone. "
-                   "The free-running PSNR is the table above.");
+    page.paragraph(
+        "Each sparse chunk predicted from the dense run's own history: its error is that chunk's alone. "
+        "The free-running PSNR is the table above.");
     page.table(teacher_forced_table(report));
     page.paragraph(drift_text(report));
   }
@@ -31,8 +32,10 @@ std::string compare_dense_html(const CompareDenseReport& report,
   page.heading("Videos");
   if (videos.empty()) page.paragraph("This run wrote no videos (--no-videos, or a build without FFmpeg).");
   for (const ReportVideo& video : videos) {
-    if (video.link_only) page.link(video.file, video.caption);
-    else page.video(directory, video.file, video.caption);
+    if (video.link_only)
+      page.link(video.file, video.caption);
+    else
+      page.video(directory, video.file, video.caption);
   }
 
   if (report.extra.is_object() && !report.extra.empty()) {

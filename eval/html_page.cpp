@@ -13,7 +13,8 @@ namespace lf::eval {
 namespace {
 
 // Light and plain: a report is read for its numbers. Tables scroll sideways instead of overflowing on a phone.
-constexpr const char* kStyle = R"(body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#111}
+constexpr const char* kStyle =
+    R"(body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#111}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 .table{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
@@ -53,14 +54,16 @@ std::string html_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
+    const char* entity = c == '&'    ? "&amp;"
+                         : c == '<'  ? "&lt;"
+                         : c == '>'  ? "&gt;"
+                         : c == '"'  ? "&quot;"
+                         : c == '\'' ? "&#39;"
+                                     : nullptr;
+    if (entity != nullptr)
+      out += entity;
+    else
+      out += c;
   }
   return out;
 }
@@ -104,9 +107,9 @@ void HtmlPage::table(const ReportTable& table) {
 }
 
 void HtmlPage::image(const std::string& png_bytes, const std::string& alt) {
-  body_ += figure(fmt::format("<img alt=\"{}\" src=\"data:image/png;base64,{}\">", html_escape(alt),
-                              base64_encode(png_bytes)),
-                  alt);
+  body_ += figure(
+      fmt::format("<img alt=\"{}\" src=\"data:image/png;base64,{}\">", html_escape(alt), base64_encode(png_bytes)),
+      alt);
 }
 
 void HtmlPage::video(const std::string& directory, const std::string& file, const std::string& caption,
@@ -118,17 +121,17 @@ void HtmlPage::video(const std::string& directory, const std::string& file, cons
   if (int64_t(size) <= embed_limit) {
     const auto mapped = MappedFile::open(path.string());
     const std::string_view bytes(reinterpret_cast<const char*>(mapped->data()), mapped->size());
-    body_ += figure(fmt::format("<video controls loop muted src=\"data:video/mp4;base64,{}\"></video>",
-                                base64_encode(bytes)),
-                    caption);
+    body_ += figure(
+        fmt::format("<video controls loop muted src=\"data:video/mp4;base64,{}\"></video>", base64_encode(bytes)),
+        caption);
     return;
   }
   // Linked, not embedded: the page stays small and still plays the video when it sits beside it.
-  body_ += figure(fmt::format("<video controls loop muted src=\"{}\"></video>", html_escape(file)),
-                  fmt::format("{} ({}: {:.1f} MiB, above the {:.0f} MiB embedding limit, so linked, not embedded: it "
-                              "plays only where {} sits beside this page)",
-                              caption, file, double(size) / double(1 << 20), double(embed_limit) / double(1 << 20),
-                              file));
+  body_ +=
+      figure(fmt::format("<video controls loop muted src=\"{}\"></video>", html_escape(file)),
+             fmt::format("{} ({}: {:.1f} MiB, above the {:.0f} MiB embedding limit, so linked, not embedded: it "
+                         "plays only where {} sits beside this page)",
+                         caption, file, double(size) / double(1 << 20), double(embed_limit) / double(1 << 20), file));
 }
 
 void HtmlPage::link(const std::string& file, const std::string& caption) {
@@ -138,17 +141,19 @@ void HtmlPage::link(const std::string& file, const std::string& caption) {
 
 void HtmlPage::definitions(const std::vector<std::pair<std::string, std::string>>& entries) {
   std::string html = "<dl>\n";
-  for (const auto& [name, text] : entries) html += "<dt>" + html_escape(name) + "</dt><dd>" + html_escape(text) + "</dd>\n";
+  for (const auto& [name, text] : entries)
+    html += "<dt>" + html_escape(name) + "</dt><dd>" + html_escape(text) + "</dd>\n";
   body_ += html + "</dl>\n";
 }
 
 std::string HtmlPage::render() const {
-  return fmt::format("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n"
-                     "<style>\n{}\n</style>\n<script>\n{}\n</script>\n</head>\n<body>\n<h1>{}</h1>\n{}"
-                     "<p id=\"render-check\" data-status=\"pending\">render check did not run</p>\n"
-                     "<script>\n{}\n</script>\n</body>\n</html>\n",
-                     html_escape(title_), kStyle, kErrorCollector, html_escape(title_), body_, kRenderCheck);
+  return fmt::format(
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n"
+      "<style>\n{}\n</style>\n<script>\n{}\n</script>\n</head>\n<body>\n<h1>{}</h1>\n{}"
+      "<p id=\"render-check\" data-status=\"pending\">render check did not run</p>\n"
+      "<script>\n{}\n</script>\n</body>\n</html>\n",
+      html_escape(title_), kStyle, kErrorCollector, html_escape(title_), body_, kRenderCheck);
 }
 
 }  // namespace lf::eval

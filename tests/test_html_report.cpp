@@ -4,12 +4,12 @@
 // a script error must fail that check, so the check itself is tested. Chromium is a test dependency
 // (scripts/setup.sh): a machine without it fails here instead of skipping.
 #include <doctest/doctest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
 
@@ -65,16 +65,18 @@ struct RenderCheck {
 RenderCheck render(const std::string& html_path) {
   const std::string browser = chromium();
   if (browser.empty()) {
-    MESSAGE("chromium is not installed: the HTML report cannot be opened (Debian: apt-get install chromium; "
-            "scripts/setup.sh installs it)");
+    MESSAGE(
+        "chromium is not installed: the HTML report cannot be opened (Debian: apt-get install chromium; "
+        "scripts/setup.sh installs it)");
     FAIL("chromium not found on PATH");
   }
   // Its own profile directory: test executables may run in parallel. Virtual time lets the load handler run before
   // the DOM is dumped; `timeout` stops a browser that hangs.
   const std::string profile = fresh_tmp_path("chromium_profile_" + fs::path(html_path).stem().string());
-  const std::string command = "timeout 60 " + browser + " --headless --no-sandbox --disable-gpu --no-first-run "
-                              "--virtual-time-budget=5000 --user-data-dir=" + profile + " --dump-dom 'file://" +
-                              fs::absolute(html_path).string() + "' 2>/dev/null";
+  const std::string command = "timeout 60 " + browser +
+                              " --headless --no-sandbox --disable-gpu --no-first-run "
+                              "--virtual-time-budget=5000 --user-data-dir=" +
+                              profile + " --dump-dom 'file://" + fs::absolute(html_path).string() + "' 2>/dev/null";
   RenderCheck check;
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -127,8 +129,12 @@ RenderCheck require_renders(const std::string& html_path) {
 TEST_CASE("HTML page: escaping, base64, determinism") {
   CHECK(lf::eval::html_escape("<b>\"R&D\"</b> it's") == "&lt;b&gt;&quot;R&amp;D&quot;&lt;/b&gt; it&#39;s");
   // RFC 4648, section 10.
-  const std::pair<const char*, const char*> vectors[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
-                                                         {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},
+                                                         {"f", "Zg=="},
+                                                         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"},
+                                                         {"foob", "Zm9vYg=="},
+                                                         {"fooba", "Zm9vYmE="},
                                                          {"foobar", "Zm9vYmFy"}};
   for (const auto& [plain, encoded] : vectors) CHECK(lf::eval::base64_encode(plain) == encoded);
   CHECK(lf::eval::base64_encode(std::string("\xff\x00\xfe", 3)) == "/wD+");
@@ -196,8 +202,10 @@ TEST_CASE("the render check fails on a broken image and on a script error") {
 TEST_CASE("compare-dense --report html: one self-contained page that renders, the prompt escaped") {
   const std::string out = fresh_tmp_path("html_compare");
   // Markup in the prompt must reach the page as text (the tiny model's word table reads it as unknown words).
-  const RunResult result = run("compare-dense " + kQuickArgs + "--prompt 'a red <b>circle</b> & \"friends\"' "
-                               "--attention lightforcing-short --report html --out-dir " + out);
+  const RunResult result = run("compare-dense " + kQuickArgs +
+                               "--prompt 'a red <b>circle</b> & \"friends\"' "
+                               "--attention lightforcing-short --report html --out-dir " +
+                               out);
   REQUIRE_MESSAGE(result.exit_code == 0, result.err);
   const std::string html = read_bytes(out + "/compare-dense.html");
   CHECK(html.find("a red &lt;b&gt;circle&lt;/b&gt; &amp; &quot;friends&quot;") != std::string::npos);
@@ -219,8 +227,10 @@ TEST_CASE("compare-dense --report html: one self-contained page that renders, th
 #endif
   // Same inputs, same page bytes, timings aside: the HTML holds the run's seconds like the JSON does, so compare
   // the page with its numbers blanked out.
-  const RunResult again = run("compare-dense " + kQuickArgs + "--prompt 'a red <b>circle</b> & \"friends\"' "
-                              "--attention lightforcing-short --report html --no-videos --out-dir " + out + "_again");
+  const RunResult again = run("compare-dense " + kQuickArgs +
+                              "--prompt 'a red <b>circle</b> & \"friends\"' "
+                              "--attention lightforcing-short --report html --no-videos --out-dir " +
+                              out + "_again");
   REQUIRE_MESSAGE(again.exit_code == 0, again.err);
   const std::regex numbers("[0-9]+\\.[0-9]+x?");
   std::string first = read_bytes(out + "/compare-dense.html"), second = read_bytes(out + "_again/compare-dense.html");
@@ -231,8 +241,10 @@ TEST_CASE("compare-dense --report html: one self-contained page that renders, th
 
 TEST_CASE("profile-sparsity --report html shows the table, a plot and the mask heatmaps") {
   const std::string out = fresh_tmp_path("html_profile");
-  const RunResult result = run("profile-sparsity " + kQuickArgs + "--prompt 'a red circle moves right' "
-                               "--attention lightforcing-short --no-recall --report html --out-dir " + out);
+  const RunResult result = run("profile-sparsity " + kQuickArgs +
+                               "--prompt 'a red circle moves right' "
+                               "--attention lightforcing-short --no-recall --report html --out-dir " +
+                               out);
   REQUIRE_MESSAGE(result.exit_code == 0, result.err);
   const RenderCheck check = require_renders(out + "/sparsity.html");
   CHECK(check.tables == 1);
@@ -247,9 +259,11 @@ TEST_CASE("profile-sparsity --report html shows the table, a plot and the mask h
 
 TEST_CASE("compare-dense --sweep --report html ranks the points by the differing-chunk PSNR") {
   const std::string out = fresh_tmp_path("html_sweep");
-  const RunResult result = run("compare-dense " + kQuickArgs + "--prompt 'a red circle moves right' "
+  const RunResult result = run("compare-dense " + kQuickArgs +
+                               "--prompt 'a red circle moves right' "
                                "--attention lightforcing-short --sweep attention.sparsity=0.9,0.5 --report html --json "
-                               "--out-dir " + out);
+                               "--out-dir " +
+                               out);
   REQUIRE_MESSAGE(result.exit_code == 0, result.err);
   const RenderCheck check = require_renders(out + "/sweep.html");
   CHECK(check.tables == 1);

@@ -42,6 +42,13 @@ size_t count_of(const std::string& text, const std::string& needle) {
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
+// The binary with `args`, which must succeed.
+RunResult run_ok(const std::string& args) {
+  const RunResult result = run(args);
+  REQUIRE_MESSAGE(result.exit_code == 0, args << "\n" << result.err);
+  return result;
+}
+
 // Chromium on PATH, or "" (the Debian package installs /usr/bin/chromium).
 std::string chromium() {
   const char* path = std::getenv("PATH");
@@ -202,11 +209,9 @@ TEST_CASE("the render check fails on a broken image and on a script error") {
 TEST_CASE("compare-dense --report html: one self-contained page that renders, the prompt escaped") {
   const std::string out = fresh_tmp_path("html_compare");
   // Markup in the prompt must reach the page as text (the tiny model's word table reads it as unknown words).
-  const RunResult result = run("compare-dense " + kQuickArgs +
-                               "--prompt 'a red <b>circle</b> & \"friends\"' "
-                               "--attention lightforcing-short --report html --out-dir " +
-                               out);
-  REQUIRE_MESSAGE(result.exit_code == 0, result.err);
+  const std::string compare =
+      "compare-dense " + kQuickArgs + "--prompt 'a red <b>circle</b> & \"friends\"' --attention lightforcing-short ";
+  run_ok(compare + "--report html --out-dir " + out);
   const std::string html = read_bytes(out + "/compare-dense.html");
   CHECK(html.find("a red &lt;b&gt;circle&lt;/b&gt; &amp; &quot;friends&quot;") != std::string::npos);
   CHECK(html.find("<b>circle") == std::string::npos);
@@ -227,11 +232,7 @@ TEST_CASE("compare-dense --report html: one self-contained page that renders, th
 #endif
   // Same inputs, same page bytes, timings aside: the HTML holds the run's seconds like the JSON does, so compare
   // the page with its numbers blanked out.
-  const RunResult again = run("compare-dense " + kQuickArgs +
-                              "--prompt 'a red <b>circle</b> & \"friends\"' "
-                              "--attention lightforcing-short --report html --no-videos --out-dir " +
-                              out + "_again");
-  REQUIRE_MESSAGE(again.exit_code == 0, again.err);
+  run_ok(compare + "--report html --no-videos --out-dir " + out + "_again");
   const std::regex numbers("[0-9]+\\.[0-9]+x?");
   std::string first = read_bytes(out + "/compare-dense.html"), second = read_bytes(out + "_again/compare-dense.html");
   first = first.substr(0, first.find("<h2>Videos</h2>")) + first.substr(first.find("<h2>Run</h2>"));
@@ -241,11 +242,9 @@ TEST_CASE("compare-dense --report html: one self-contained page that renders, th
 
 TEST_CASE("profile-sparsity --report html shows the table, a plot and the mask heatmaps") {
   const std::string out = fresh_tmp_path("html_profile");
-  const RunResult result = run("profile-sparsity " + kQuickArgs +
-                               "--prompt 'a red circle moves right' "
-                               "--attention lightforcing-short --no-recall --report html --out-dir " +
-                               out);
-  REQUIRE_MESSAGE(result.exit_code == 0, result.err);
+  run_ok("profile-sparsity " + kQuickArgs +
+         "--prompt 'a red circle moves right' --attention lightforcing-short --no-recall --report html --out-dir " +
+         out);
   const RenderCheck check = require_renders(out + "/sparsity.html");
   CHECK(check.tables == 1);
 #if LF_WITH_OPENCV
@@ -259,12 +258,10 @@ TEST_CASE("profile-sparsity --report html shows the table, a plot and the mask h
 
 TEST_CASE("compare-dense --sweep --report html ranks the points by the differing-chunk PSNR") {
   const std::string out = fresh_tmp_path("html_sweep");
-  const RunResult result = run("compare-dense " + kQuickArgs +
-                               "--prompt 'a red circle moves right' "
-                               "--attention lightforcing-short --sweep attention.sparsity=0.9,0.5 --report html --json "
-                               "--out-dir " +
-                               out);
-  REQUIRE_MESSAGE(result.exit_code == 0, result.err);
+  const RunResult result = run_ok("compare-dense " + kQuickArgs +
+                                  "--prompt 'a red circle moves right' --attention lightforcing-short --sweep "
+                                  "attention.sparsity=0.9,0.5 --report html --json --out-dir " +
+                                  out);
   const RenderCheck check = require_renders(out + "/sweep.html");
   CHECK(check.tables == 1);
 #if LF_WITH_OPENCV

@@ -27,157 +27,16 @@
 #include "model/decoder.h"
 #include "pipeline/ar_pipeline.h"
 #include "backend_run.h"
-#include "eval/prompt_following.h"
+#include "compare_dense_sweep.h"
 #include "gates.h"
 #include "machine_output.h"
 #include "reference_run.h"
+#include "report_kinds.h"
 #include "run_setup.h"
 
 namespace lf::cmd {
 
 namespace {
-
-// The sweep's grid: one axis per key, every combination a point, each point's attention config validated.
-struct SweepGrid {
-  std::vector<std::pair<std::string, std::vector<std::string>>> axes;
-  std::vector<std::vector<std::string>> points;  // "attention.KEY=value" per axis
-  std::vector<AttentionConfig> configs;          // one per point
-};
-
-// Parsed and validated before the baseline runs, so a typo costs nothing.
-SweepGrid sweep_grid(const RunFlags& run_flags, const std::vector<std::string>& flag_values) {
-  // cxxopts splits vector values at commas: glue "attention.k=1", "2" back into "attention.k=1,2".
-  std::vector<std::string> joined;
-  for (const std::string& part : flag_values) {
-    if (part.find('=') == std::string::npos && !joined.empty()) joined.back() += "," + part;
-    else joined.push_back(part);
-  }
-  SweepGrid grid;
-  std::set<std::string> keys;
-  for (const std::string& axis : joined) {
-    const size_t equals = axis.find('=');
-    LF_CHECK(equals != std::string::npos && axis.rfind("attention.", 0) == 0,
-             "--sweep '{}': expected attention.KEY=v1,v2,...", axis);
-    const std::string key = axis.substr(0, equals);
-    // Two axes of one key would make duplicate CSV columns and points that contradict each other.
-    LF_CHECK(keys.insert(key).second, "--sweep: {} given twice: give each key once, with all its values ({}=a,b,c)",
-             key, key);
-    std::vector<std::string> values;
-    std::stringstream stream(axis.substr(equals + 1));
-    for (std::string value; std::getline(stream, value, ',');) values.push_back(value);
-    LF_CHECK(!values.empty(), "--sweep '{}': no values", axis);
-    grid.axes.emplace_back(key, values);
-  }
-  grid.points = {{}};
-  for (const auto& [key, values] : grid.axes) {
-    std::vector<std::vector<std::string>> next;
-    for (const auto& point : grid.points)
-      for (const auto& value : values) {
-        next.push_back(point);
-        next.back().push_back(key + "=" + value);
-      }
-    grid.points = next;
-  }
-  for (const auto& point : grid.points) {
-    ConfigSources sources = run_flags.config;
-    sources.overrides.insert(sources.overrides.end(), point.begin(), point.end());
-    grid.configs.push_back(load_run_config(sources).attention);
-    attention_backend_entry(grid.configs.back().backend);  // an unknown backend fails now, not at its point
-  }
-  return grid;
-}
-
-// Every combination of the swept attention values against one shared baseline run: one CSV row per point, and
-// with --json the same points as a JSON document on stdout.
-int sweep(const PreparedModel& prepared, const RunFlags& run_flags, const SweepGrid& grid,
-          const BackendRun& baseline_run, const std::string& out_dir, bool quiet, bool json, int64_t recall_stride) {
-  // A prompt of the testbed grammar can be checked on every point's video (OpenCV): does it still do what it says?
-  bool checkable = eval::have_opencv() && !run_flags.prompt.empty();
-  if (checkable) {
-    try {
-      eval::parse_testbed_prompt(run_flags.prompt);
-    } catch (const Error&) {
-      checkable = false;
-    }
-  }
-  std::string csv;
-  for (const auto& [key, values] : grid.axes) csv += key + ",";
-  csv += "backend,density,recall,psnr,ssim,latent_rel_l2,chunk_psnr,follows_prompt,dense_follows_prompt,seconds,"
-         "dense_seconds,speedup\n";
-  std::optional<bool> dense_follows;
-  if (checkable) {
-    // A video too short for the check (fewer frames than it needs to see motion) leaves the columns empty rather
-    // than failing the whole sweep after the baseline ran.
-    try {
-      dense_follows = eval::check_prompt(baseline_run.frames, run_flags.prompt).follows;
-    } catch (const Error&) {
-      checkable = false;
-    }
-  }
-  auto flag_text = [](const std::optional<bool>& value) { return value ? (*value ? "1" : "0") : ""; };
-  eval::ChunkLayout layout;
-  layout.video_frames = baseline_run.frames_per_chunk;
-  layout.latent_frames.assign(baseline_run.frames_per_chunk.size(), prepared.run.pipeline.chunk_frames);
-  nlohmann::json points = nlohmann::json::array();
-  for (size_t i = 0; i < grid.points.size(); ++i) {
-    const BackendRun sparse_run = run_backend(prepared, grid.configs[i], {.recall_row_stride = recall_stride});
-    const eval::ChunkMetrics total =
-        eval::overall_metrics(sparse_run.frames, baseline_run.frames, sparse_run.latents, baseline_run.latents);
-    nlohmann::json point = nlohmann::json::object();
-    for (const auto& assignment : grid.points[i]) {
-      const size_t equals = assignment.find('=');
-      csv += assignment.substr(equals + 1) + ",";
-      point["settings"][assignment.substr(0, equals)] = assignment.substr(equals + 1);
-    }
-    std::vector<std::string> chunk_psnr_text;
-    std::vector<double> chunk_psnr;
-    for (const eval::ChunkMetrics& chunk : eval::per_chunk_metrics(sparse_run.frames, baseline_run.frames,
-                                                                   sparse_run.latents, baseline_run.latents, layout)) {
-      chunk_psnr.push_back(eval::capped_psnr(chunk.psnr));
-      chunk_psnr_text.push_back(fmt::format("{:.2f}", chunk.psnr));
-    }
-    std::optional<bool> follows;
-    if (checkable) follows = eval::check_prompt(sparse_run.frames, run_flags.prompt).follows;
-    // 0 when unknown (a saved reference's time was measured elsewhere).
-    const double speedup =
-        sparse_run.seconds > 0 && baseline_run.seconds > 0 ? baseline_run.seconds / sparse_run.seconds : 0.0;
-    csv += fmt::format("{},{:.6f},{},{:.4f},{:.6f},{:.6f},{},{},{},{:.4f},{:.4f},{}\n", grid.configs[i].backend,
-                       sparse_run.mean_density,
-                       sparse_run.mean_recall >= 0 ? fmt::format("{:.6f}", sparse_run.mean_recall) : "",
-                       total.psnr, total.ssim, total.latent_rel_l2, fmt::join(chunk_psnr_text, ";"), flag_text(follows),
-                       flag_text(dense_follows), sparse_run.seconds, baseline_run.seconds,
-                       speedup > 0 ? fmt::format("{:.4f}", speedup) : "");
-    auto optional_json = [](const auto& value) { return value ? nlohmann::json(*value) : nlohmann::json(nullptr); };
-    point.update({{"backend", grid.configs[i].backend},
-                  {"density", sparse_run.mean_density},
-                  {"recall", sparse_run.mean_recall >= 0 ? nlohmann::json(sparse_run.mean_recall) : nullptr},
-                  {"psnr", eval::capped_psnr(total.psnr)},
-                  {"ssim", total.ssim},
-                  {"latent_rel_l2", total.latent_rel_l2},
-                  {"chunk_psnr", chunk_psnr},
-                  {"follows_prompt", optional_json(follows)},
-                  {"seconds", sparse_run.seconds},
-                  {"speedup", speedup > 0 ? nlohmann::json(speedup) : nlohmann::json(nullptr)}});
-    points.push_back(point);
-    if (!quiet) fmt::print(stderr, "  sweep {}/{}: {} -> PSNR {:.2f} dB, SSIM {:.4f}\n", i + 1, grid.points.size(),
-                           fmt::join(grid.points[i], " "), total.psnr, total.ssim);
-  }
-  write_file_atomic(out_dir + "/sweep.csv", csv);
-  if (!quiet) fmt::print(stderr, "wrote {}/sweep.csv ({} points)\n", out_dir, grid.points.size());
-  if (json) {
-    nlohmann::json axes = nlohmann::json::object();
-    for (const auto& [key, values] : grid.axes) axes[key] = values;
-    const nlohmann::json document = {{"axes", axes},
-                                     {"points", points},
-                                     {"baseline_seconds", baseline_run.seconds},
-                                     {"baseline_follows_prompt", dense_follows ? nlohmann::json(*dense_follows)
-                                                                               : nlohmann::json(nullptr)},
-                                     {"sweep_csv", out_dir + "/sweep.csv"},
-                                     {"commit", kGitCommit}};
-    fmt::print("{}\n", versioned(document, run_provenance(run_flags, prepared.run)).dump(2));
-  }
-  return 0;
-}
 
 void write_video(const std::string& path, const std::vector<Frame>& frames, int fps, int crf) {
   VideoWriter video(VideoWriter::Options{path, frames.front().width, frames.front().height, fps, crf, "medium"});
@@ -213,6 +72,7 @@ cxxopts::Options compare_dense_flags() {
       ("json", "print the report JSON (the sweep's points in sweep mode) on stdout")
       ("q,quiet", "no progress")
       ("h,help", "show this help");
+  add_report_flag(flags, "report", "compare-dense.html (tables, plots, videos) or sweep.html (the points ranked)");
   flags.add_options("CI gates")
       ("reference", "compare with the run saved in DIR (by --save-reference) instead of recomputing dense; the "
        "settings must match it", cxxopts::value<std::string>())
@@ -236,10 +96,13 @@ int compare_dense(int argc, char** argv) {
   const std::string reference_dir = text("reference"), save_reference_dir = text("save-reference");
   const bool quiet = result.count("quiet"), json = result.count("json"), sweeping = result.count("sweep");
   const std::vector<MetricThreshold> thresholds = parse_metric_thresholds(result);
+  const ReportKinds report_kinds = read_report_kinds(result);
   LF_USAGE_CHECK(!run_flags.config.attention.empty() || !reference_dir.empty() || !save_reference_dir.empty(),
                  "compare-dense needs --attention (the backend to compare with dense)");
-  LF_USAGE_CHECK(save_reference_dir.empty() || (reference_dir.empty() && !sweeping && thresholds.empty()),
-                 "--save-reference only saves a run: it takes no --reference, --sweep, --fail-below or --fail-above");
+  LF_USAGE_CHECK(save_reference_dir.empty() ||
+                     (reference_dir.empty() && !sweeping && thresholds.empty() && !result.count("report")),
+                 "--save-reference only saves a run: it takes no --reference, --sweep, --fail-below, --fail-above or "
+                 "--report");
   LF_USAGE_CHECK(!sweeping || thresholds.empty(), "--fail-below / --fail-above judge one comparison, not a --sweep");
   const std::string out_dir = result["out-dir"].as<std::string>();
   const double drift_db = result["drift-db"].as<double>();
@@ -287,9 +150,12 @@ int compare_dense(int argc, char** argv) {
               dense.backend = dense_attention_backend().name;
               return run_backend(prepared, dense, {.quiet = quiet, .label = "dense "});
             }();
+  const std::string baseline_name =
+      against_reference ? "reference (" + reference_description.value("attention", std::string("?")) + ")" : "dense";
   if (grid)
-    return sweep(prepared, run_flags, *grid, baseline_run, out_dir, quiet, json,
-                 result["recall-row-stride"].as<int64_t>());
+    return sweep(prepared, run_flags, *grid, baseline_run,
+                 {.out_dir = out_dir, .quiet = quiet, .json = json, .html = report_kinds.html,
+                  .recall_row_stride = result["recall-row-stride"].as<int64_t>(), .baseline_name = baseline_name});
   // The timed run and, separately, one that also runs dense attention at every call to measure the attention
   // output's error (it would distort the timing). Same seed and noise: the same trajectory. A dense backend has
   // no such error to measure.
@@ -326,8 +192,6 @@ int compare_dense(int argc, char** argv) {
   if (forced_run)
     report.teacher_forced_chunks = eval::per_chunk_metrics(forced_run->frames, baseline_run.frames,
                                                            forced_run->latents, baseline_run.latents, layout);
-  const std::string baseline_name =
-      against_reference ? "reference (" + reference_description.value("attention", std::string("?")) + ")" : "dense";
   report.dense = summarise(baseline_run, baseline_name);
   report.sparse = summarise(sparse_run, run.attention.backend);
   report.extra = versioned({{"commit", kGitCommit},       {"model", run.model.name},
@@ -347,8 +211,10 @@ int compare_dense(int argc, char** argv) {
   report.extra["attention_output_rel_l2"] = output_errors;
   const std::vector<std::string> crossed = crossed_thresholds(thresholds, report);
   if (!thresholds.empty()) report.extra["gates"] = gates_json(thresholds, crossed);
-  // The report and videos are written whether or not a gate fails: they are the evidence a CI log points to.
-  std::vector<std::string> written = eval::write_compare_dense_report(report, out_dir);
+  // The videos and the report are written whether or not a gate fails: they are the evidence a CI log points to.
+  // The videos first, so that the HTML report can show them.
+  std::vector<std::string> written;
+  eval::CompareDenseReportOptions report_options{.html = report_kinds.html, .videos = {}};
   if (result.count("no-videos") == 0 && LF_WITH_FFMPEG) {
     const std::string baseline_video = against_reference ? "reference.mp4" : "dense.mp4";
     const std::string run_video = against_reference ? "run.mp4" : "sparse.mp4";
@@ -358,17 +224,32 @@ int compare_dense(int argc, char** argv) {
                 run.output.fps, run.output.crf);
     for (const std::string& name : {baseline_video, run_video, std::string("side_by_side.mp4")})
       written.push_back(out_dir + "/" + name);
+    report_options.videos = {
+        {"side_by_side.mp4", fmt::format("{} (left) and {} (right), side by side", baseline_name, run.attention.backend)},
+        {baseline_video, baseline_name, true},
+        {run_video, run.attention.backend, true}};
   }
+  const std::vector<std::string> report_files = eval::write_compare_dense_report(report, out_dir, "compare-dense",
+                                                                                 report_options);
+  written.insert(written.begin(), report_files.begin(), report_files.end());
   const auto speedup = eval::speedup(report);
+  const eval::DifferingChunksMean headline = eval::differing_chunks_mean(report.chunks);
   if (!quiet)
-    fmt::print(stderr, "{} vs {}: PSNR {:.2f} dB, SSIM {:.4f}, latent rel-L2 {:.4f}, speedup {}\nwrote {}\n",
-               run.attention.backend, baseline_name, report.total.psnr, report.total.ssim, report.total.latent_rel_l2,
+    fmt::print(stderr, "{} vs {}: {}; over all frames (identical ones at {:.0f} dB) PSNR {:.2f} dB; speedup {}\n"
+               "wrote {}\n",
+               run.attention.backend, baseline_name,
+               headline.all_identical()
+                   ? eval::differing_chunks_phrase(headline, baseline_name)
+                   : fmt::format("PSNR {:.2f} dB, SSIM {:.4f}, latent rel-L2 {:.4f} ({})", headline.psnr,
+                                 headline.ssim, headline.latent_rel_l2,
+                                 eval::differing_chunks_phrase(headline, baseline_name)),
+               eval::kPsnrCapDb, eval::capped_psnr(report.total.psnr),
                speedup ? fmt::format("{:.2f}x", *speedup) : "n/a", fmt::join(written, ", "));
   if (!quiet && forced_run) {
     std::vector<std::string> psnr;
-    for (const eval::ChunkMetrics& chunk : report.teacher_forced_chunks) psnr.push_back(fmt::format("{:.2f}", chunk.psnr));
+    for (const eval::ChunkMetrics& chunk : report.teacher_forced_chunks) psnr.push_back(eval::chunk_psnr_text(chunk));
     const std::optional<int64_t> drift = eval::first_drift_chunk(report.chunks, report.teacher_forced_chunks, drift_db);
-    fmt::print(stderr, "teacher-forced PSNR per chunk: {} dB; {}\n", fmt::join(psnr, ", "),
+    fmt::print(stderr, "teacher-forced PSNR per chunk (dB): {}; {}\n", fmt::join(psnr, ", "),
                drift ? fmt::format("the rollout drifts at chunk {} (> {} dB below teacher-forced)", *drift, drift_db)
                      : std::string("no drift"));
   }

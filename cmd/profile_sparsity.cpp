@@ -12,9 +12,13 @@
 #include "commands.h"
 #include "core/embedded.h"
 #include "core/error.h"
+#include "eval/html_page.h"
+#include "eval/metrics.h"
+#include "eval/report.h"
 #include "io/atomic_file.h"
 #include "machine_output.h"
 #include "pipeline/ar_pipeline.h"
+#include "report_kinds.h"
 #include "run_setup.h"
 #if LF_WITH_OPENCV
 #include <opencv2/imgcodecs.hpp>
@@ -55,6 +59,59 @@ std::string mask_png(const BlockMask& mask, int64_t head) {
 #endif
 }
 
+// The per-chunk summary rows as a table, for the Markdown and the HTML page alike.
+eval::ReportTable chunk_table(const nlohmann::json& chunk_rows) {
+  eval::ReportTable table{{"chunk", "target sparsity", "density", "recall", "attention ms", "planner ms"}, {}};
+  for (const auto& row : chunk_rows)
+    table.rows.push_back({std::to_string(row["chunk"].get<int64_t>()),
+                          fmt::format("{:.4f}", row["target_sparsity"].get<double>()),
+                          fmt::format("{:.4f}", row["density"].get<double>()),
+                          row["recall"].is_null() ? "-" : fmt::format("{:.4f}", row["recall"].get<double>()),
+                          fmt::format("{:.1f}", row["attention_ms"].get<double>()),
+                          fmt::format("{:.1f}", row["planner_ms"].get<double>())});
+  return table;
+}
+
+// Density and recall per chunk on one axis (both are fractions of the visible keys' blocks / softmax mass).
+eval::LinePlot density_plot(const nlohmann::json& chunk_rows, const std::string& backend) {
+  eval::LinePlot plot;
+  plot.title = fmt::format("{}: density and recall per chunk", backend);
+  plot.x_label = "chunk";
+  plot.y_label = "fraction";
+  eval::PlotSeries density{"density", {}, {}}, recall{"recall", {}, {}};
+  for (const auto& row : chunk_rows) {
+    plot.x.push_back(double(row["chunk"].get<int64_t>()));
+    density.values.push_back(row["density"].get<double>());
+    recall.values.push_back(row["recall"].is_null() ? NAN : row["recall"].get<double>());
+  }
+  plot.series = {density, recall};
+  return plot;
+}
+
+std::string profile_html(const nlohmann::json& summary, const std::string& header,
+                         const std::vector<std::pair<std::string, std::string>>& heatmaps) {
+  eval::HtmlPage page(fmt::format("Sparsity profile: {} on {}", summary["attention"].get<std::string>(),
+                                  summary["model"].get<std::string>()));
+  page.paragraph(header);
+  page.heading("Per chunk (means over steps, layers and heads; times summed)");
+  page.table(chunk_table(summary["chunks"]));
+  page.heading("Plot");
+  if (eval::have_opencv() && !summary["chunks"].empty())
+    page.image(eval::line_plot_png(density_plot(summary["chunks"], summary["attention"].get<std::string>())),
+               "density-recall.png");
+  else page.paragraph("Plot skipped: this build has no OpenCV, or no chunk was profiled.");
+  page.heading("Mask heatmaps");
+  page.paragraph("Selected key blocks white on black, one row per query block, frame boundaries of the keys in grey; "
+                 "named mask_c<chunk>_s<step>_l<layer>_h<head>.");
+  if (heatmaps.empty())
+    page.paragraph("No heatmaps: this build has no OpenCV, or no kept mask matched --heatmap-chunks / -layers / "
+                   "-heads.");
+  for (const auto& [name, png] : heatmaps) page.image(png, name);
+  page.heading("Run");
+  page.definitions(eval::json_entries(summary, {"chunks", "heatmaps"}));
+  return page.render();
+}
+
 }  // namespace
 
 int profile_sparsity(int argc, char** argv) {
@@ -74,12 +131,14 @@ int profile_sparsity(int argc, char** argv) {
       ("json", "print the chunk summary JSON on stdout")
       ("q,quiet", "no progress")
       ("h,help", "show this help");
+  add_report_flag(flags, "report", "sparsity.html (the table, a density/recall plot, the mask heatmaps)");
   const auto result = parse_flags(flags, argc, argv);
   if (result.count("help")) {
     fmt::print("{}", flags.help());
     return 0;
   }
   const RunFlags run_flags = read_run_flags(result);
+  const ReportKinds report_kinds = read_report_kinds(result);
   const bool quiet = result.count("quiet");
   const std::string out_dir = result["out-dir"].as<std::string>();
   std::filesystem::create_directories(out_dir);
@@ -168,6 +227,7 @@ int profile_sparsity(int argc, char** argv) {
                             {"chunks", chunk_rows}};
   summary = versioned(summary, run_provenance(run_flags, run));
   std::vector<std::string> heatmaps;
+  std::vector<std::pair<std::string, std::string>> heatmap_pngs;  // name, bytes: for the HTML page
   for (const auto& [key, mask] : stats.kept_masks)
     for (int64_t head : heads) {
       if (head < 0 || head >= mask.heads) continue;
@@ -176,24 +236,21 @@ int profile_sparsity(int argc, char** argv) {
       const std::string name = fmt::format("mask_c{}_s{}_l{}_h{}.png", key[0], key[1], key[2], head);
       write_file_atomic(out_dir + "/" + name, png);
       heatmaps.push_back(name);
+      heatmap_pngs.emplace_back(name, png);
     }
   summary["heatmaps"] = heatmaps;
-  std::string markdown = fmt::format("# Sparsity profile: {} on {}\n\ncommit {}, seed {}, recall on every {} query "
-                                     "row(s)\n\n| chunk | target sparsity | density | recall | attention ms | planner "
-                                     "ms |\n|---|---|---|---|---|---|\n",
-                                     run.attention.backend, run.model.name, kGitCommit, run.pipeline.seed,
-                                     stats.recall_row_stride);
-  for (const auto& row : chunk_rows)
-    markdown += fmt::format("| {} | {:.4f} | {:.4f} | {} | {:.1f} | {:.1f} |\n", row["chunk"].get<int64_t>(),
-                            row["target_sparsity"].get<double>(), row["density"].get<double>(),
-                            row["recall"].is_null() ? "-" : fmt::format("{:.4f}", row["recall"].get<double>()),
-                            row["attention_ms"].get<double>(), row["planner_ms"].get<double>());
+  const std::string header = fmt::format("commit {}, seed {}, recall on every {} query row(s)", kGitCommit,
+                                         run.pipeline.seed, stats.recall_row_stride);
+  std::string markdown = fmt::format("# Sparsity profile: {} on {}\n\n{}\n\n{}", run.attention.backend,
+                                     run.model.name, header, eval::markdown_table(chunk_table(chunk_rows)));
   for (const auto& name : heatmaps) markdown += fmt::format("\n![{}]({})\n", name, name);
+  const std::string html = report_kinds.html ? profile_html(summary, header, heatmap_pngs) : std::string();
   write_file_atomic(out_dir + "/sparsity.json", summary.dump(2) + "\n");
   write_file_atomic(out_dir + "/sparsity.csv", csv);
   write_file_atomic(out_dir + "/summary.md", markdown);
-  if (!quiet) fmt::print(stderr, "wrote {}/sparsity.json, sparsity.csv, summary.md and {} heatmap(s)\n", out_dir,
-                         heatmaps.size());
+  if (report_kinds.html) write_file_atomic(out_dir + "/sparsity.html", html);
+  if (!quiet) fmt::print(stderr, "wrote {}/sparsity.json, sparsity.csv, summary.md{} and {} heatmap(s)\n", out_dir,
+                         report_kinds.html ? ", sparsity.html" : "", heatmaps.size());
   if (result.count("json")) fmt::print("{}\n", summary.dump(2));
   return 0;
 }

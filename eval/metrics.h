@@ -91,6 +91,25 @@ std::vector<ChunkMetrics> per_chunk_metrics(const std::vector<Frame>& sparse, co
 ChunkMetrics overall_metrics(const std::vector<Frame>& sparse, const std::vector<Frame>& dense,
                              const Tensor& sparse_latents, const Tensor& dense_latents);
 
+// True when every frame of the chunk is bit-identical to the baseline's (PSNR infinite, capped at kPsnrCapDb).
+inline bool chunk_identical(const ChunkMetrics& metrics) {
+  return metrics.frames > 0 && metrics.identical_frames == metrics.frames;
+}
+
+// The run-level numbers a report leads with: means over the chunks whose video differs from the baseline, each chunk
+// counted once. A chunk that is identical to the baseline (chunk 0 runs dense in most backends) would enter a mean at
+// the 100 dB cap and lift a run whose other chunks sit at 22 dB to "48 dB"; it says nothing about the sparse
+// attention, so it is left out and counted instead. With no differing chunk the means are NaN (JSON null).
+struct DifferingChunksMean {
+  int64_t differing_chunks = 0;  // N: chunks with at least one frame that is not bit-identical
+  int64_t chunks = 0;            // M: all chunks
+  double psnr = 0;               // mean over the N chunks of the chunk's (frame-mean, capped) PSNR, dB
+  double ssim = 0;               // mean over the N chunks of the chunk's SSIM
+  double latent_rel_l2 = 0;      // mean over the N chunks of the chunk's latent rel-L2 (NaN without latents)
+  bool all_identical() const { return differing_chunks == 0; }
+};
+DifferingChunksMean differing_chunks_mean(const std::vector<ChunkMetrics>& chunks);
+
 // Name -> one-line definition of every metric above, as written into reports.
 std::map<std::string, std::string> metric_variants();
 

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "eval/compare_dense_html.h"
 #include "io/atomic_file.h"
 
 #if LF_WITH_OPENCV
@@ -45,6 +46,7 @@ json chunk_json(const ChunkMetrics& metrics) {
   return {{"chunk", metrics.chunk},
           {"frames", metrics.frames},
           {"identical_frames", metrics.identical_frames},
+          {"identical", chunk_identical(metrics)},
           {"psnr", number(capped_psnr(metrics.psnr))},
           {"ssim", number(metrics.ssim)},
           {"latent_rel_l2", number(metrics.latent_rel_l2)}};
@@ -59,17 +61,6 @@ std::string fixed(const std::optional<double>& value, int decimals) {
 std::string seconds_text(double seconds) { return seconds > 0 ? fixed(seconds, 3) : std::string("n/a"); }
 std::string scientific(double value) {
   return std::isfinite(value) ? fmt::format("{:.3e}", value) : std::string("n/a");
-}
-
-std::string psnr_cell(const ChunkMetrics& metrics) {
-  std::string text = fixed(capped_psnr(metrics.psnr), 2);
-  if (metrics.identical_frames > 0) text += fmt::format(" ({}/{} identical)", metrics.identical_frames, metrics.frames);
-  return text;
-}
-
-std::string chunk_row(const std::string& label, const ChunkMetrics& metrics) {
-  return fmt::format("| {} | {} | {} | {} | {} |\n", label, metrics.frames, psnr_cell(metrics), fixed(metrics.ssim, 4),
-                     scientific(metrics.latent_rel_l2));
 }
 
 #if LF_WITH_OPENCV
@@ -163,6 +154,11 @@ json compare_dense_json(const CompareDenseReport& report) {
               {"teacher_forced_chunks", teacher_forced},
               {"drift", {{"threshold_db", report.drift_db},
                          {"first_chunk", drift ? json(*drift) : json(nullptr)}}},
+              {"differing_chunks_mean", differing_chunks_json(differing_chunks_mean(report.chunks))},
+              {"teacher_forced_differing_chunks_mean",
+               report.teacher_forced_chunks.empty()
+                   ? json(nullptr)
+                   : differing_chunks_json(differing_chunks_mean(report.teacher_forced_chunks))},
               {"total", chunk_json(report.total)},
               {"psnr_cap_db", kPsnrCapDb},
               {"metric_variants", variants}};
@@ -175,49 +171,139 @@ json compare_dense_json(const CompareDenseReport& report) {
   return out;
 }
 
-std::string compare_dense_markdown(const CompareDenseReport& report, const std::vector<std::string>& plot_files) {
+json differing_chunks_json(const DifferingChunksMean& mean) {
+  return {{"psnr", number(mean.psnr)},
+          {"ssim", number(mean.ssim)},
+          {"latent_rel_l2", number(mean.latent_rel_l2)},
+          {"differing_chunks", mean.differing_chunks},
+          {"chunks", mean.chunks},
+          {"all_identical", mean.all_identical()}};
+}
+
+std::vector<std::pair<std::string, std::string>> json_entries(const json& object, const std::vector<std::string>& skip) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const auto& [key, value] : object.items())
+    if (std::find(skip.begin(), skip.end(), key) == skip.end())
+      entries.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
+  return entries;
+}
+
+std::string differing_chunks_phrase(const DifferingChunksMean& mean, const std::string& baseline) {
+  if (mean.chunks == 0) return "no chunks were compared";
+  if (mean.all_identical())
+    return fmt::format("all {} chunks are identical to {}: no differing chunk to average", mean.chunks, baseline);
+  return fmt::format("mean over the {} of {} chunks that differ from {}", mean.differing_chunks, mean.chunks,
+                     baseline);
+}
+
+std::string chunk_psnr_text(const ChunkMetrics& metrics) {
+  if (chunk_identical(metrics)) return "identical";
+  std::string text = fixed(capped_psnr(metrics.psnr), 2);
+  if (metrics.identical_frames > 0) text += fmt::format(" ({}/{} identical)", metrics.identical_frames, metrics.frames);
+  return text;
+}
+
+std::string headline_text(const CompareDenseReport& report) {
+  const DifferingChunksMean mean = differing_chunks_mean(report.chunks);
+  if (mean.all_identical())
+    return fmt::format("Every chunk ({} of {}) is identical to {}, frame for frame: there is no differing chunk to "
+                       "average, so the headline means are undefined (null in the JSON, all_identical true).",
+                       mean.chunks, mean.chunks, report.dense.backend);
+  return fmt::format("PSNR {} dB, SSIM {}, latent rel-L2 {}: {} (identical chunks left out). Over all frames, "
+                     "identical ones counted at {:.0f} dB, PSNR is {} dB.",
+                     fixed(mean.psnr, 2), fixed(mean.ssim, 4), scientific(mean.latent_rel_l2),
+                     differing_chunks_phrase(mean, report.dense.backend), kPsnrCapDb,
+                     fixed(capped_psnr(report.total.psnr), 2));
+}
+
+std::string identical_chunks_note() {
+  return fmt::format("A chunk whose every frame is bit-identical to the baseline reads \"identical\" and is left out "
+                     "of the differing-chunk mean; per frame, PSNR is capped at {:.0f} dB wherever it is averaged (the "
+                     "all-frames row counts identical frames at {:.0f}).", kPsnrCapDb, kPsnrCapDb);
+}
+
+std::string speedup_text(const CompareDenseReport& report) {
+  const std::optional<double> e2e = speedup(report), attention = attention_speedup(report);
+  return fmt::format("Speedup (dense / sparse seconds): end-to-end {}, attention {}.",
+                     e2e ? fixed(*e2e, 3) + "x" : "n/a", attention ? fixed(*attention, 3) + "x" : "n/a");
+}
+
+ReportTable runs_table(const CompareDenseReport& report) {
   const RunSummary& s = report.sparse;
   const RunSummary& d = report.dense;
-  std::string md = fmt::format("# compare-dense: {} vs {}\n\n", s.backend, d.backend);
-  md += fmt::format("| | sparse ({}) | dense ({}) |\n|---|---|---|\n", s.backend, d.backend);
-  md += fmt::format("| end-to-end seconds | {} | {} |\n", seconds_text(s.seconds), seconds_text(d.seconds));
-  md += fmt::format("| attention seconds | {} | {} |\n", seconds_text(s.attention_seconds),
-                    seconds_text(d.attention_seconds));
-  md += fmt::format("| temporal flicker (1 = static) | {} | {} |\n", fixed(s.temporal_flicker, 5),
-                    fixed(d.temporal_flicker, 5));
-  md += fmt::format("| mean abs frame difference (0..255) | {} | {} |\n", fixed(s.mean_abs_frame_difference, 3),
-                    fixed(d.mean_abs_frame_difference, 3));
-  md += fmt::format("| warping error | {} | {} |\n\n", fixed(s.warping_error, 5), fixed(d.warping_error, 5));
-  const std::optional<double> e2e = speedup(report), attention = attention_speedup(report);
-  md += fmt::format("Speedup (dense / sparse seconds): end-to-end **{}**, attention **{}**.\n\n",
-                    e2e ? fixed(*e2e, 3) + "x" : "n/a", attention ? fixed(*attention, 3) + "x" : "n/a");
+  return {{"", fmt::format("sparse ({})", s.backend), fmt::format("dense ({})", d.backend)},
+          {{"end-to-end seconds", seconds_text(s.seconds), seconds_text(d.seconds)},
+           {"attention seconds", seconds_text(s.attention_seconds), seconds_text(d.attention_seconds)},
+           {"temporal flicker (1 = static)", fixed(s.temporal_flicker, 5), fixed(d.temporal_flicker, 5)},
+           {"mean abs frame difference (0..255)", fixed(s.mean_abs_frame_difference, 3),
+            fixed(d.mean_abs_frame_difference, 3)},
+           {"warping error", fixed(s.warping_error, 5), fixed(d.warping_error, 5)}}};
+}
+
+namespace {
+// The row that closes a per-chunk table: the headline mean, with its chunk count in the label.
+std::vector<std::string> differing_mean_row(const std::vector<ChunkMetrics>& chunks) {
+  const DifferingChunksMean mean = differing_chunks_mean(chunks);
+  const std::string label = fmt::format("mean of the {} of {} differing chunks", mean.differing_chunks, mean.chunks);
+  if (mean.all_identical()) return {label, "", "all identical", "", ""};
+  return {label, "", fixed(mean.psnr, 2), fixed(mean.ssim, 4), scientific(mean.latent_rel_l2)};
+}
+}  // namespace
+
+ReportTable chunk_table(const CompareDenseReport& report) {
+  ReportTable table{{"chunk", "frames", "PSNR (dB)", "SSIM", "latent rel-L2"}, {}};
+  auto row = [](const std::string& label, const ChunkMetrics& metrics) {
+    return std::vector<std::string>{label, std::to_string(metrics.frames), chunk_psnr_text(metrics),
+                                    fixed(metrics.ssim, 4), scientific(metrics.latent_rel_l2)};
+  };
+  for (const ChunkMetrics& metrics : report.chunks) table.rows.push_back(row(std::to_string(metrics.chunk), metrics));
+  if (!report.chunks.empty()) table.rows.push_back(differing_mean_row(report.chunks));
+  table.rows.push_back(row(fmt::format("all frames (identical at {:.0f} dB)", kPsnrCapDb), report.total));
+  return table;
+}
+
+ReportTable teacher_forced_table(const CompareDenseReport& report) {
+  const std::optional<int64_t> drift = first_drift_chunk(report.chunks, report.teacher_forced_chunks, report.drift_db);
+  ReportTable table{{"chunk", "teacher-forced PSNR (dB)", "SSIM", "latent rel-L2", "free-running PSNR (dB)"}, {}};
+  for (size_t i = 0; i < report.teacher_forced_chunks.size(); ++i) {
+    const ChunkMetrics& forced = report.teacher_forced_chunks[i];
+    table.rows.push_back({fmt::format("{}{}", forced.chunk, drift && *drift == forced.chunk ? " (drift)" : ""),
+                          chunk_psnr_text(forced), fixed(forced.ssim, 4), fixed(forced.latent_rel_l2, 5),
+                          i < report.chunks.size() ? chunk_psnr_text(report.chunks[i]) : ""});
+  }
+  if (!report.teacher_forced_chunks.empty()) {
+    std::vector<std::string> mean = differing_mean_row(report.teacher_forced_chunks);
+    mean.erase(mean.begin() + 1);  // this table has no frames column
+    mean.push_back(fixed(differing_chunks_mean(report.chunks).psnr, 2));
+    table.rows.push_back(mean);
+  }
+  return table;
+}
+
+std::string drift_text(const CompareDenseReport& report) {
+  const std::optional<int64_t> drift = first_drift_chunk(report.chunks, report.teacher_forced_chunks, report.drift_db);
+  return drift ? fmt::format("The rollout drifts at chunk {}: its free-running PSNR is more than {:.1f} dB below its "
+                             "teacher-forced PSNR.", *drift, report.drift_db)
+               : fmt::format("No chunk's free-running PSNR falls more than {:.1f} dB below its teacher-forced PSNR.",
+                             report.drift_db);
+}
+
+std::string compare_dense_markdown(const CompareDenseReport& report, const std::vector<std::string>& plot_files) {
+  std::string md = fmt::format("# compare-dense: {} vs {}\n\n", report.sparse.backend, report.dense.backend);
+  md += "**Headline**: " + headline_text(report) + "\n\n";
+  md += markdown_table(runs_table(report)) + "\n";
+  md += speedup_text(report) + "\n\n";
 
   md += "## Fidelity to the dense run, per chunk\n\n";
-  md += "| chunk | frames | PSNR (dB) | SSIM | latent rel-L2 |\n|---|---|---|---|---|\n";
-  for (const ChunkMetrics& metrics : report.chunks) md += chunk_row(std::to_string(metrics.chunk), metrics);
-  md += chunk_row("**total**", report.total);
-  md += fmt::format("\nPSNR is capped at {:.0f} dB per frame (identical frames count as {:.0f}).\n\n", kPsnrCapDb,
-                    kPsnrCapDb);
+  md += markdown_table(chunk_table(report));
+  md += "\n" + identical_chunks_note() + "\n\n";
 
   if (!report.teacher_forced_chunks.empty()) {
-    const std::optional<int64_t> drift =
-        first_drift_chunk(report.chunks, report.teacher_forced_chunks, report.drift_db);
     md += "## Teacher-forced fidelity, per chunk\n\n";
     md += "Each sparse chunk predicted from the dense run's own history: its error is that chunk's alone. The "
           "free-running PSNR is the table above.\n\n";
-    md += "| chunk | teacher-forced PSNR (dB) | SSIM | latent rel-L2 | free-running PSNR (dB) |\n"
-          "|---|---|---|---|---|\n";
-    for (size_t i = 0; i < report.teacher_forced_chunks.size(); ++i) {
-      const ChunkMetrics& forced = report.teacher_forced_chunks[i];
-      const std::string free_psnr = i < report.chunks.size() ? fixed(capped_psnr(report.chunks[i].psnr), 2) : "";
-      md += fmt::format("| {}{} | {} | {} | {} | {} |\n", forced.chunk,
-                        drift && *drift == forced.chunk ? " (drift)" : "", fixed(capped_psnr(forced.psnr), 2),
-                        fixed(forced.ssim, 4), fixed(forced.latent_rel_l2, 5), free_psnr);
-    }
-    md += drift ? fmt::format("\nThe rollout drifts at chunk **{}**: its free-running PSNR is more than {:.1f} dB below "
-                              "its teacher-forced PSNR.\n\n", *drift, report.drift_db)
-                : fmt::format("\nNo chunk's free-running PSNR falls more than {:.1f} dB below its teacher-forced "
-                              "PSNR.\n\n", report.drift_db);
+    md += markdown_table(teacher_forced_table(report));
+    md += "\n" + drift_text(report) + "\n\n";
   }
 
   md += "## Plots\n\n";
@@ -230,9 +316,7 @@ std::string compare_dense_markdown(const CompareDenseReport& report, const std::
 
   if (report.extra.is_object() && !report.extra.empty()) {
     md += "## Run\n\n";
-    for (const auto& [key, value] : report.extra.items()) {
-      md += fmt::format("- {}: `{}`\n", key, value.is_string() ? value.get<std::string>() : value.dump());
-    }
+    for (const auto& [key, text] : json_entries(report.extra)) md += fmt::format("- {}: `{}`\n", key, text);
     md += "\n";
   }
 
@@ -242,11 +326,16 @@ std::string compare_dense_markdown(const CompareDenseReport& report, const std::
 }
 
 namespace {
+// Identical chunks are pinned to the top edge instead of drawn at their value: PSNR's 100 dB cap (or SSIM's 1)
+// would otherwise set the axis and squash the differing chunks into a flat line at the bottom.
 PlotSeries chunk_series(const std::string& name, const std::vector<ChunkMetrics>& chunks,
                         double (*value)(const ChunkMetrics&)) {
   PlotSeries series;
   series.name = name;
-  for (const ChunkMetrics& metrics : chunks) series.values.push_back(value(metrics));
+  for (const ChunkMetrics& metrics : chunks) {
+    series.values.push_back(value(metrics));
+    series.pinned_top.push_back(chunk_identical(metrics));
+  }
   return series;
 }
 }  // namespace
@@ -256,6 +345,7 @@ LinePlot psnr_plot(const CompareDenseReport& report) {
   plot.title = fmt::format("PSNR per chunk: {} vs {}", report.sparse.backend, report.dense.backend);
   plot.x_label = "chunk";
   plot.y_label = "PSNR (dB)";
+  plot.pinned_label = fmt::format("identical to {}", report.dense.backend);
   for (const ChunkMetrics& metrics : report.chunks) plot.x.push_back(double(metrics.chunk));
   plot.series.push_back(chunk_series(report.teacher_forced_chunks.empty() ? "PSNR" : "PSNR, free-running",
                                      report.chunks, [](const ChunkMetrics& m) { return capped_psnr(m.psnr); }));
@@ -270,6 +360,7 @@ LinePlot ssim_plot(const CompareDenseReport& report) {
   plot.title = fmt::format("SSIM per chunk: {} vs {}", report.sparse.backend, report.dense.backend);
   plot.x_label = "chunk";
   plot.y_label = "SSIM";
+  plot.pinned_label = fmt::format("identical to {}", report.dense.backend);
   for (const ChunkMetrics& metrics : report.chunks) plot.x.push_back(double(metrics.chunk));
   plot.series.push_back(chunk_series(report.teacher_forced_chunks.empty() ? "SSIM" : "SSIM, free-running",
                                      report.chunks, [](const ChunkMetrics& m) { return m.ssim; }));
@@ -288,15 +379,25 @@ std::string line_plot_png(const LinePlot& plot) {
   for (const PlotSeries& series : plot.series) {
     LF_CHECK(series.values.size() == plot.x.size(), "line plot '{}': series '{}' has {} values for {} x values",
              plot.title, series.name, series.values.size(), plot.x.size());
+    LF_CHECK(series.pinned_top.empty() || series.pinned_top.size() == plot.x.size(),
+             "line plot '{}': series '{}' has {} pinned flags for {} x values", plot.title, series.name,
+             series.pinned_top.size(), plot.x.size());
   }
+  auto pinned = [](const PlotSeries& series, size_t i) { return !series.pinned_top.empty() && series.pinned_top[i]; };
   cv::Mat canvas(plot.height, plot.width, CV_8UC3, cv::Scalar(255, 255, 255));
   const int left = 80, right = 20, top = 50, bottom = 60;
   const cv::Rect area(left, top, plot.width - left - right, plot.height - top - bottom);
 
+  // The axis fits the drawn values only: pinned points sit on the top edge whatever their value.
   std::vector<double> all_values;
+  bool any_pinned = false;
   for (const PlotSeries& series : plot.series)
-    all_values.insert(all_values.end(), series.values.begin(), series.values.end());
-  const auto [y_low, y_high] = value_range(all_values);
+    for (size_t i = 0; i < series.values.size(); ++i) {
+      if (pinned(series, i)) any_pinned = true;
+      else all_values.push_back(series.values[i]);
+    }
+  auto [y_low, y_high] = value_range(all_values);
+  if (any_pinned) y_high += (y_high - y_low) * 0.15;  // a band at the top for the markers, clear of the data
   auto [x_low, x_high] = value_range(plot.x);
   if (plot.x.size() == 1 || x_high - x_low < 1e-12) {
     x_low = plot.x[0] - 0.5;
@@ -335,24 +436,50 @@ std::string line_plot_png(const LinePlot& plot) {
   cv::rectangle(canvas, area, black, 1);
 
   const cv::Scalar palette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44}, {40, 39, 214}};  // BGR
+  // The legend sits at the top right, as wide as its longest entry.
+  int legend_width = 0;
+  for (const PlotSeries& series : plot.series) {
+    int baseline = 0;
+    legend_width = std::max(legend_width, cv::getTextSize(series.name, cv::FONT_HERSHEY_SIMPLEX, font, 1, &baseline).width);
+  }
+  if (any_pinned) {
+    int baseline = 0;
+    legend_width = std::max(legend_width,
+                            cv::getTextSize(plot.pinned_label, cv::FONT_HERSHEY_SIMPLEX, font, 1, &baseline).width);
+  }
+  const int legend_x = std::max(area.x + 4, area.x + area.width - legend_width - 36);
   for (size_t s = 0; s < plot.series.size(); ++s) {
     const cv::Scalar color = palette[s % 4];
     const std::vector<double>& values = plot.series[s].values;
+    auto drawn = [&](size_t i) { return std::isfinite(values[i]) && !pinned(plot.series[s], i); };
     for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) continue;
-      const cv::Point point = to_pixel(plot.x[i], values[i]);
-      if (i > 0 && std::isfinite(values[i - 1])) {
-        cv::line(canvas, to_pixel(plot.x[i - 1], values[i - 1]), point, color, 2, cv::LINE_AA);
+      if (pinned(plot.series[s], i)) {
+        // A hollow downward triangle on the top edge, offset per series so two pinned series stay visible.
+        const int x = to_pixel(plot.x[i], y_high).x, y = area.y + 7 + int(s) * 9;
+        const std::vector<cv::Point> triangle = {{x - 5, y - 5}, {x + 5, y - 5}, {x, y + 4}};
+        cv::polylines(canvas, triangle, true, color, 2, cv::LINE_AA);
+        continue;
       }
+      if (!drawn(i)) continue;
+      const cv::Point point = to_pixel(plot.x[i], values[i]);
+      if (i > 0 && drawn(i - 1)) cv::line(canvas, to_pixel(plot.x[i - 1], values[i - 1]), point, color, 2, cv::LINE_AA);
       cv::circle(canvas, point, 3, color, cv::FILLED, cv::LINE_AA);
     }
     // Legend, top right inside the plot area, one line per series.
-    const cv::Point entry(area.x + area.width - 150, area.y + 18 + int(s) * 18);
+    const cv::Point entry(legend_x, area.y + 18 + int(s) * 18);
     cv::line(canvas, entry, {entry.x + 20, entry.y}, color, 2, cv::LINE_AA);
     cv::putText(canvas, plot.series[s].name, {entry.x + 26, entry.y + 5}, cv::FONT_HERSHEY_SIMPLEX, font, black, 1,
                 cv::LINE_AA);
   }
 
+  if (any_pinned) {
+    const cv::Point entry(legend_x, area.y + 18 + int(plot.series.size()) * 18);
+    const std::vector<cv::Point> triangle = {{entry.x + 5, entry.y - 5}, {entry.x + 15, entry.y - 5},
+                                             {entry.x + 10, entry.y + 4}};
+    cv::polylines(canvas, triangle, true, black, 1, cv::LINE_AA);
+    cv::putText(canvas, plot.pinned_label, {entry.x + 26, entry.y + 5}, cv::FONT_HERSHEY_SIMPLEX, font, black, 1,
+                cv::LINE_AA);
+  }
   put_text_centered(canvas, plot.title, {plot.width / 2, top / 2}, 0.6, 1);
   put_text_centered(canvas, plot.x_label, {area.x + area.width / 2, plot.height - 18}, 0.5, 1);
   // OpenCV cannot rotate text, so the y label sits above the axis.
@@ -372,7 +499,7 @@ std::string line_plot_png(const LinePlot& plot) {
 #endif
 
 std::vector<std::string> write_compare_dense_report(const CompareDenseReport& report, const std::string& directory,
-                                                    const std::string& stem) {
+                                                    const std::string& stem, const CompareDenseReportOptions& options) {
   LF_CHECK(!directory.empty(), "compare-dense report: empty output directory");
   LF_CHECK(!stem.empty(), "compare-dense report: empty file stem");
   std::error_code error;
@@ -392,6 +519,7 @@ std::vector<std::string> write_compare_dense_report(const CompareDenseReport& re
   std::vector<std::string> plot_names;
   for (const auto& plot : plots) plot_names.push_back(plot.first);
   const std::string markdown = compare_dense_markdown(report, plot_names);
+  const std::string html = options.html ? compare_dense_html(report, plots, directory, options.videos) : "";
 
   std::vector<std::string> written = {(dir / (stem + ".json")).string(), (dir / (stem + ".md")).string()};
   write_file_atomic(written[0], json_text);
@@ -399,6 +527,10 @@ std::vector<std::string> write_compare_dense_report(const CompareDenseReport& re
   for (const auto& [name, bytes] : plots) {
     written.push_back((dir / name).string());
     write_file_atomic(written.back(), bytes);
+  }
+  if (options.html) {
+    written.push_back((dir / (stem + ".html")).string());
+    write_file_atomic(written.back(), html);
   }
   return written;
 }

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "eval/html_page.h"
 #include "eval/metrics.h"
+#include "eval/report_table.h"
 #include "io/frame.h"
 
 namespace lf::eval {
@@ -47,19 +49,46 @@ std::optional<double> speedup(const CompareDenseReport& report);
 std::optional<double> attention_speedup(const CompareDenseReport& report);
 
 // {"sparse": {...}, "dense": {...}, "speedup", "attention_speedup", "chunks": [{chunk, frames, identical_frames,
-// psnr, ssim, latent_rel_l2}], "total": {...}, "metric_variants": {...}, "psnr_cap_db", ...extra}. PSNR values
-// are already capped (kPsnrCapDb); any other non-finite number (unknown speedup, missing latents) is null.
+// identical, psnr, ssim, latent_rel_l2}], "differing_chunks_mean": {...} (the headline), "total": {...} (all
+// frames, identical ones at the cap), "metric_variants": {...}, "psnr_cap_db", ...extra}. PSNR values are already
+// capped (kPsnrCapDb); any other non-finite number (unknown speedup, missing latents, no differing chunk) is null.
 nlohmann::json compare_dense_json(const CompareDenseReport& report);
 
-// Markdown summary: runs and speedups, per-chunk table with a total row, temporal metrics of both videos, the
-// metric variants, and either the plot images (file names relative to the Markdown file) or, when `plot_files` is
-// empty, a note that plots were skipped and why.
+// {psnr, ssim, latent_rel_l2, differing_chunks, chunks, all_identical}; the means are null when all_identical.
+nlohmann::json differing_chunks_json(const DifferingChunksMean& mean);
+// "mean over the 6 of 7 chunks that differ from dense", or "all 7 chunks are identical to dense: ...".
+std::string differing_chunks_phrase(const DifferingChunksMean& mean, const std::string& baseline);
+// A chunk's PSNR cell: "identical" when every frame is, else the capped mean ("31.50", "31.50 (3/9 identical)").
+std::string chunk_psnr_text(const ChunkMetrics& metrics);
+
+// A JSON object's entries as text, in key order: a string as it is, anything else as JSON. Keys in `skip` are left
+// out. For the "Run" lists of the Markdown and HTML reports.
+std::vector<std::pair<std::string, std::string>> json_entries(const nlohmann::json& object,
+                                                              const std::vector<std::string>& skip = {});
+
+// The pieces the Markdown and the HTML report share, so both say the same thing.
+std::string headline_text(const CompareDenseReport& report);  // differing-chunk means, and the all-frames PSNR
+std::string speedup_text(const CompareDenseReport& report);
+std::string identical_chunks_note();  // how identical chunks are shown and averaged
+std::string drift_text(const CompareDenseReport& report);
+ReportTable runs_table(const CompareDenseReport& report);   // seconds, flicker, warping error of both runs
+ReportTable chunk_table(const CompareDenseReport& report);  // per chunk, the differing-chunk mean, all frames
+ReportTable teacher_forced_table(const CompareDenseReport& report);  // beside the free-running PSNR
+
+// Markdown summary: the headline (differing-chunk means), runs and speedups, the per-chunk table with the
+// differing-chunk mean and the all-frames row, the teacher-forced table, the metric variants, and either the plot
+// images (file names relative to the Markdown file) or, when `plot_files` is empty, a note that plots were skipped
+// and why.
 std::string compare_dense_markdown(const CompareDenseReport& report, const std::vector<std::string>& plot_files);
 
 // A line plot: one or more series over shared x values, drawn on a white canvas with axes, ticks and labels.
 struct PlotSeries {
   std::string name;
   std::vector<double> values;  // one per x; non-finite values break the line
+  // Empty, or one per x: a true point is drawn as a hollow marker on the top edge instead of at its value, breaks
+  // the line and does not enter the axis range (a chunk identical to the baseline, whose capped value would squash
+  // the axis).
+  std::vector<bool> pinned_top;
 };
 struct LinePlot {
   std::string title;
@@ -67,6 +96,7 @@ struct LinePlot {
   std::string y_label;
   std::vector<double> x;
   std::vector<PlotSeries> series;
+  std::string pinned_label = "off the axis";  // legend entry of the top-edge markers, e.g. "identical to dense"
   int width = 800;
   int height = 480;
 };
@@ -78,10 +108,17 @@ std::string line_plot_png(const LinePlot& plot);
 LinePlot psnr_plot(const CompareDenseReport& report);
 LinePlot ssim_plot(const CompareDenseReport& report);
 
-// Writes <directory>/<stem>.json, <stem>.md and, in OpenCV builds, <stem>-psnr.png and <stem>-ssim.png, each
-// through write_file_atomic. Returns the paths written (JSON, Markdown, then plots).
+// What write_compare_dense_report writes besides the JSON, Markdown and plots.
+struct CompareDenseReportOptions {
+  bool html = false;                // also <stem>.html: compare_dense_html (eval/compare_dense_html.h)
+  std::vector<ReportVideo> videos;  // MP4s already written in the directory, shown in the HTML
+};
+
+// Writes <directory>/<stem>.json, <stem>.md, in OpenCV builds <stem>-psnr.png and <stem>-ssim.png, and with
+// options.html <stem>.html, each through write_file_atomic. Returns the paths written (JSON, Markdown, plots, HTML).
 std::vector<std::string> write_compare_dense_report(const CompareDenseReport& report, const std::string& directory,
-                                                    const std::string& stem = "compare-dense");
+                                                    const std::string& stem = "compare-dense",
+                                                    const CompareDenseReportOptions& options = {});
 
 // `left` and `right` next to each other with `gap` white columns between them; a shorter frame is centred
 // vertically on white. Result: (left.width + gap + right.width) x max(heights).

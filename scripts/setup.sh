@@ -12,6 +12,7 @@ packages=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libopencv-dev
   ffmpeg  # ffprobe: test_stream pipes `generate -o -` into it
+  chromium  # test_html_report opens the --report html pages headless (docs/reports.md)
   libsentencepiece-dev
   clang libclang-rt-14-dev libomp-dev  # the fuzz harnesses (tests/fuzz, -DLF_FUZZ=ON; docs/fuzzing.md)
 )

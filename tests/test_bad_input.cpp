@@ -422,6 +422,15 @@ std::vector<Row> catalogue() {
       {"compare-dense bad sweep", "compare-dense -m tiny --quiet --prompt 'a red circle' --frames 6 --attention "
        "block-topk --sweep pipeline.shift=1,2 --out-dir " + at("compare"), 1, "pipeline.shift",
        at("compare") + "/sweep.csv"},
+      // --- report kinds (--report) ---
+      {"compare-dense unknown report kind", compare + "--report pdf --out-dir " + at("report"), 1,
+       "--report 'pdf': not a report kind (known: html)", at("report")},
+      {"compare-dense report kind misspelt in a list", compare + "--report html,HTML --out-dir " + at("report"), 1,
+       "--report 'HTML'", at("report")},
+      {"profile-sparsity unknown report kind", "profile-sparsity -m tiny --quiet --prompt 'a red circle' --frames 6 "
+       "--report markdown --out-dir " + at("report"), 1, "--report 'markdown'", at("report")},
+      {"report of a saved reference", compare + "--save-reference " + at("ref") + " --report html", 2,
+       "--save-reference only saves a run", at("ref")},
       // --- CI gates (compare-dense --fail-below / --fail-above / --reference, --expect-sha256) ---
       {"gate unknown metric", compare + "--fail-below flicker=3 --out-dir " + at("compare"), 1,
        "'flicker' is not a metric this flag takes", at("compare") + "/compare-dense.json"},

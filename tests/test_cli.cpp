@@ -4,11 +4,14 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <cstring>
 
@@ -162,4 +165,74 @@ TEST_CASE("profile-sparsity and compare-dense produce their reports end to end")
   const RunResult bad = run("compare-dense " + kQuickArgs + "--attention dense --out-dir " + compare);
   CHECK(bad.exit_code == 1);
   CHECK(bad.err.find("choose a sparse backend") != std::string::npos);
+}
+
+TEST_CASE("compare-dense: the headline averages only the chunks that differ from dense") {
+  // lightforcing runs chunk 0 dense, so chunk 0 is identical to the dense run and chunks 1-2 differ: the headline
+  // must be the mean of chunks 1-2 as the JSON lists them, computed here, not the all-frames mean that chunk 0's
+  // 100 dB lifts.
+  const std::string out = fresh_tmp_path("cli_headline");
+  const RunResult c = run("compare-dense " + kQuickArgs + "--frames 9 --attention lightforcing-short --no-videos "
+                          "--no-teacher-forced --json --out-dir " + out);
+  REQUIRE_MESSAGE(c.exit_code == 0, c.err);
+  const nlohmann::json report = nlohmann::json::parse(c.out);
+  const auto& chunks = report.at("chunks");
+  REQUIRE(chunks.size() == 3);
+  REQUIRE(chunks[0].at("identical") == true);
+  REQUIRE(chunks[0].at("psnr") == 100.0);
+  double psnr_sum = 0, ssim_sum = 0, latent_sum = 0;
+  for (size_t i = 1; i < chunks.size(); ++i) {
+    REQUIRE(chunks[i].at("identical") == false);
+    psnr_sum += chunks[i].at("psnr").get<double>();
+    ssim_sum += chunks[i].at("ssim").get<double>();
+    latent_sum += chunks[i].at("latent_rel_l2").get<double>();
+  }
+  const nlohmann::json& headline = report.at("differing_chunks_mean");
+  CHECK(headline.at("differing_chunks") == 2);
+  CHECK(headline.at("chunks") == 3);
+  CHECK(headline.at("all_identical") == false);
+  CHECK(headline.at("psnr").get<double>() == doctest::Approx(psnr_sum / 2).epsilon(1e-12));
+  CHECK(headline.at("ssim").get<double>() == doctest::Approx(ssim_sum / 2).epsilon(1e-12));
+  CHECK(headline.at("latent_rel_l2").get<double>() == doctest::Approx(latent_sum / 2).epsilon(1e-12));
+  CHECK(report.at("total").at("psnr").get<double>() > headline.at("psnr").get<double>());  // lifted by chunk 0
+  const std::string md = read_bytes(out + "/compare-dense.md");
+  CHECK(md.find("| 0 | 3 | identical |") != std::string::npos);
+  CHECK(md.find("mean over the 2 of 3 chunks that differ from dense") != std::string::npos);
+}
+
+TEST_CASE("compare-dense --sweep: sweep.csv ranks the points by the differing-chunk PSNR") {
+  const std::string out = fresh_tmp_path("cli_sweep_rank");
+  const RunResult s = run("compare-dense " + kQuickArgs + "--frames 6 --attention lightforcing-short --sweep "
+                          "attention.sparsity=0.9,0.3 --out-dir " + out);
+  REQUIRE_MESSAGE(s.exit_code == 0, s.err);
+  std::istringstream csv(read_bytes(out + "/sweep.csv"));
+  std::string line;
+  std::getline(csv, line);
+  auto split = [](const std::string& text) {
+    std::vector<std::string> cells;
+    std::stringstream stream(text);
+    for (std::string cell; std::getline(stream, cell, ',');) cells.push_back(cell);
+    if (!text.empty() && text.back() == ',') cells.emplace_back();
+    return cells;
+  };
+  const std::vector<std::string> header = split(line);
+  auto column = [&](const std::string& name) {
+    const auto at = std::find(header.begin(), header.end(), name);
+    REQUIRE_MESSAGE(at != header.end(), "no column " << name);
+    return size_t(at - header.begin());
+  };
+  std::vector<std::vector<std::string>> rows;
+  while (std::getline(csv, line)) rows.push_back(split(line));
+  REQUIRE(rows.size() == 2);
+  for (const auto& row : rows) {
+    CHECK(row[column("differing_chunks")] == "1");  // chunk 0 is dense under lightforcing
+    CHECK(row[column("chunks")] == "2");
+    CHECK(row[column("chunk_psnr")].rfind("identical;", 0) == 0);
+  }
+  const double psnr_a = std::stod(rows[0][column("differing_psnr")]);
+  const double psnr_b = std::stod(rows[1][column("differing_psnr")]);
+  CHECK(rows[0][column("rank")] == (psnr_a >= psnr_b ? "1" : "2"));
+  CHECK(rows[1][column("rank")] == (psnr_a >= psnr_b ? "2" : "1"));
+  // The differing-chunk PSNR of a 2-chunk run with chunk 0 identical is chunk 1's PSNR.
+  CHECK(std::stod(rows[0][column("chunk_psnr")].substr(10)) == doctest::Approx(psnr_a).epsilon(1e-3));
 }

@@ -450,6 +450,84 @@ TEST_CASE("per-chunk metrics: identical first chunk, perturbed second chunk, lay
                    "sparse video has 2 frames, dense video 3"));
 }
 
+TEST_CASE("headline means leave out chunks identical to dense") {
+  // Chunk 0 identical (as when it runs dense), chunk 1 heavy noise, chunk 2 light noise, chunk 3 half identical: the
+  // headline is the mean over chunks 1-3 only, computed here from numpy's per-frame values and, separately, from the
+  // per-chunk values the report lists.
+  const MetricFixture fixture;
+  const std::vector<Frame> texture = fixture.video("texture");
+  const std::vector<Frame> dense = {texture[0], texture[1], texture[2], texture[0], texture[1]};
+  const std::vector<Frame> sparse = {texture[0], fixture.video("texture_noise40")[1],
+                                     fixture.video("texture_noise4")[2], texture[0],
+                                     fixture.video("texture_noise40")[1]};
+  const std::vector<double> psnr40 = fixture.values("psnr_texture_noise40_texture");
+  const std::vector<double> psnr4 = fixture.values("psnr_texture_noise4_texture");
+  const std::vector<double> ssim40 = fixture.values("ssim_texture_noise40_texture");
+  const std::vector<double> ssim4 = fixture.values("ssim_texture_noise4_texture");
+  const std::vector<ChunkMetrics> chunks = per_chunk_metrics(sparse, dense, Tensor(), Tensor(), {{1, 1, 1, 2}, {}});
+  REQUIRE(chunks.size() == 4);
+  CHECK(chunk_identical(chunks[0]));
+  CHECK_FALSE(chunk_identical(chunks[1]));
+  CHECK_FALSE(chunk_identical(chunks[3]));  // one identical frame of two: the chunk still differs
+
+  const DifferingChunksMean mean = differing_chunks_mean(chunks);
+  CHECK(mean.chunks == 4);
+  CHECK(mean.differing_chunks == 3);
+  CHECK_FALSE(mean.all_identical());
+  // Chunk 3's PSNR is the mean of its frames, the identical one at the 100 dB cap (docs/metrics.md).
+  const double chunk3_psnr = (kPsnrCapDb + psnr40[1]) / 2, chunk3_ssim = (1.0 + ssim40[1]) / 2;
+  CHECK(std::abs(mean.psnr - (psnr40[1] + psnr4[2] + chunk3_psnr) / 3) < kPsnrTolerance);
+  CHECK(std::abs(mean.ssim - (ssim40[1] + ssim4[2] + chunk3_ssim) / 3) < kSsimTolerance);
+  CHECK(std::isnan(mean.latent_rel_l2));  // no latents
+
+  CompareDenseReport report;
+  report.sparse.backend = "light-forcing";
+  report.dense.backend = "dense";
+  report.chunks = chunks;
+  report.total = overall_metrics(sparse, dense, Tensor(), Tensor());
+  const nlohmann::json json = nlohmann::json::parse(compare_dense_json(report).dump());
+  // The headline against the per-chunk numbers of the same JSON: the mean of those not marked identical.
+  double psnr_sum = 0, ssim_sum = 0;
+  int differing = 0;
+  for (const auto& chunk : json.at("chunks")) {
+    CHECK(chunk.at("identical").get<bool>() == (chunk.at("identical_frames") == chunk.at("frames")));
+    if (chunk.at("identical").get<bool>()) continue;
+    psnr_sum += chunk.at("psnr").get<double>();
+    ssim_sum += chunk.at("ssim").get<double>();
+    ++differing;
+  }
+  REQUIRE(differing == 3);
+  const nlohmann::json& headline = json.at("differing_chunks_mean");
+  CHECK(headline.at("psnr").get<double>() == doctest::Approx(psnr_sum / differing).epsilon(1e-12));
+  CHECK(headline.at("ssim").get<double>() == doctest::Approx(ssim_sum / differing).epsilon(1e-12));
+  CHECK(headline.at("differing_chunks") == 3);
+  CHECK(headline.at("chunks") == 4);
+  CHECK(headline.at("all_identical") == false);
+  CHECK(headline.at("latent_rel_l2").is_null());
+  CHECK(json.at("teacher_forced_differing_chunks_mean").is_null());  // no teacher-forced run
+  // The all-frames mean stays in "total", where the identical frames lift it.
+  CHECK(json.at("total").at("psnr").get<double>() > headline.at("psnr").get<double>() + 10);
+
+  const std::string md = compare_dense_markdown(report, {});
+  CHECK(md.find("mean over the 3 of 4 chunks that differ from dense") != std::string::npos);
+  CHECK(md.find("| 0 | 1 | identical |") != std::string::npos);
+  CHECK(md.find(fmt::format("| mean of the 3 of 4 differing chunks |  | {:.2f} |", psnr_sum / differing)) !=
+        std::string::npos);
+  CHECK(md.find("(1/2 identical)") != std::string::npos);  // chunk 3: its one identical frame is named
+
+  // Every chunk identical: no number to quote, said plainly, null (never NaN) in the JSON.
+  CompareDenseReport same = report;
+  const std::vector<Frame> copy = dense;
+  same.chunks = per_chunk_metrics(copy, dense, Tensor(), Tensor(), {{1, 1, 1, 2}, {}});
+  same.total = overall_metrics(copy, dense, Tensor(), Tensor());
+  const nlohmann::json same_json = nlohmann::json::parse(compare_dense_json(same).dump());
+  CHECK(same_json.at("differing_chunks_mean").at("all_identical") == true);
+  CHECK(same_json.at("differing_chunks_mean").at("differing_chunks") == 0);
+  for (const char* key : {"psnr", "ssim", "latent_rel_l2"})
+    CHECK_MESSAGE(same_json.at("differing_chunks_mean").at(key).is_null(), key);
+  CHECK(compare_dense_markdown(same, {}).find("Every chunk (4 of 4) is identical to dense") != std::string::npos);
+}
+
 TEST_CASE("report: JSON keys, speedups, null for unknowns, Markdown, files") {
   CompareDenseReport report;
   report.sparse = {.backend = "light-forcing",
@@ -486,6 +564,9 @@ TEST_CASE("report: JSON keys, speedups, null for unknowns, Markdown, files") {
     }
   }
   CHECK(json["chunks"][0]["psnr"].get<double>() == kPsnrCapDb);  // infinite PSNR is capped, not null
+  CHECK(json["chunks"][0]["identical"] == true);
+  CHECK(json["chunks"][1]["identical"] == false);
+  CHECK(json["differing_chunks_mean"]["psnr"].get<double>() == doctest::Approx((31.5 + 27.25) / 2));
   CHECK(json["chunks"][1]["psnr"].get<double>() == 31.5);
   CHECK(json["chunks"][2]["latent_rel_l2"].is_null());
   CHECK(json["total"]["chunk"] == -1);
@@ -510,9 +591,12 @@ TEST_CASE("report: JSON keys, speedups, null for unknowns, Markdown, files") {
   const std::string md = compare_dense_markdown(report, {});
   CHECK(md.find("| chunk | frames | PSNR (dB) | SSIM | latent rel-L2 |") != std::string::npos);
   CHECK(md.find("| 1 | 12 | 31.50 | 0.9300 | 4.200e-02 |") != std::string::npos);
-  CHECK(md.find("100.00 (9/9 identical)") != std::string::npos);
-  CHECK(md.find("| **total** | 33 |") != std::string::npos);
-  CHECK(md.find("end-to-end **1.500x**, attention **3.000x**") != std::string::npos);
+  CHECK(md.find("| 0 | 9 | identical | 1.0000 |") != std::string::npos);
+  CHECK(md.find("| all frames (identical at 100 dB) | 33 | 50.00 (9/33 identical) |") != std::string::npos);
+  // (31.5 + 27.25) / 2 and (0.93 + 0.88) / 2: chunk 0 is identical and left out; chunk 2 has no latents.
+  CHECK(md.find("| mean of the 2 of 3 differing chunks |  | 29.38 | 0.9050 | n/a |") != std::string::npos);
+  CHECK(md.find("PSNR 29.38 dB, SSIM 0.9050") != std::string::npos);
+  CHECK(md.find("end-to-end 1.500x, attention 3.000x") != std::string::npos);
   CHECK(md.find("- seed: `42`") != std::string::npos);
   CHECK(md.find("![x.png](x.png)") == std::string::npos);
   CHECK(compare_dense_markdown(report, {"x.png"}).find("![x.png](x.png)") != std::string::npos);
@@ -542,7 +626,7 @@ TEST_CASE("line plot: PNG of the right size, or a clear error without OpenCV") {
                 .x_label = "chunk",
                 .y_label = "y",
                 .x = {0, 1, 2, 3},
-                .series = {{"a", {1.0, 2.0, NAN, 1.5}}, {"flat", {3.0, 3.0, 3.0, 3.0}}},
+                .series = {{"a", {1.0, 2.0, NAN, 1.5}, {}}, {"flat", {3.0, 3.0, 3.0, 3.0}, {true, false, false, false}}},
                 .width = 320,
                 .height = 200};
 #if LF_WITH_OPENCV
@@ -557,10 +641,14 @@ TEST_CASE("line plot: PNG of the right size, or a clear error without OpenCV") {
   CHECK(be32(20) == 200);             // IHDR height
   CHECK(line_plot_png(plot) == png);  // deterministic
   plot.x = {0.0};
-  plot.series = {{"one", {0.5}}};
+  plot.series = {{"one", {0.5}, {}}};
   CHECK(line_plot_png(plot).substr(1, 3) == "PNG");  // a single point still gets a usable axis range
-  plot.series = {{"short", {}}};
+  plot.series = {{"short", {}, {}}};
   CHECK(fails_with([&] { line_plot_png(plot); }, "series 'short' has 0 values"));
+  plot.series = {{"pins", {0.5}, {true, false}}};
+  CHECK(fails_with([&] { line_plot_png(plot); }, "series 'pins' has 2 pinned flags for 1 x values"));
+  plot.series = {{"all pinned", {100.0}, {true}}};
+  CHECK(line_plot_png(plot).substr(1, 3) == "PNG");  // nothing left to fit the axis to: still a plot
 #else
   CHECK(fails_with([&] { line_plot_png(plot); }, "no OpenCV"));
 #endif

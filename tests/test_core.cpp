@@ -1,11 +1,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "core/digest.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/host_block_cache.h"
 #include "core/tensor.h"
 #include "test_util.h"
 
@@ -77,6 +79,40 @@ TEST_CASE("tensor views share storage and check shapes") {
   Tensor half = tensor.to(DType::BF16);
   CHECK(test::rel_l2(half.to(DType::F32), tensor) < 1e-2);
   CHECK_THROWS_AS(half.f32(), Error);
+}
+
+TEST_CASE("large host tensors reuse freed blocks of their size; the idle cache stays under its cap") {
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("sanitizer build: the cache is bypassed (every block is freed, so use-after-free stays detectable)");
+  CHECK(host_block_cached_bytes() == 0);
+#else
+  const size_t idle_before = host_block_cached_bytes();
+  const void* first = nullptr;
+  {
+    Tensor frame = Tensor::empty({3, 256, 256});  // 768 KiB: cached
+    first = frame.raw();
+    frame.f32()[0] = 1.0f;
+  }
+  CHECK(host_block_cached_bytes() >= idle_before + (size_t(768) << 10));
+  {
+    Tensor again = Tensor::empty({3, 256, 256});
+    CHECK(again.raw() == first);  // the same block, not a fresh one from the heap
+    CHECK(reinterpret_cast<uintptr_t>(again.raw()) % 64 == 0);
+    Tensor other = Tensor::empty({3, 256, 257});  // another size: never the block in use
+    CHECK(other.raw() != again.raw());
+  }
+  {
+    Tensor small = Tensor::empty({100});  // under kHostBlockMinBytes: plain malloc, never held idle
+    small.f32()[99] = 2.0f;
+  }
+  // Two blocks over half the cap each: the older one is freed when the second goes idle.
+  {
+    const int64_t big = int64_t(kHostBlockIdleCapBytes / 4 * 3 / 4);  // f32 elements: 3/4 of the cap in bytes
+    Tensor a = Tensor::empty({big});
+    Tensor b = Tensor::empty({big + 1024});
+  }
+  CHECK(host_block_cached_bytes() <= kHostBlockIdleCapBytes);
+#endif
 }
 
 #include "core/philox.h"

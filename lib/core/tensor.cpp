@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/host_block_cache.h"
 
 namespace lf {
 
@@ -43,10 +44,16 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     tensor.data_ = memory;
     return tensor;
   }
-  // 64-byte alignment for vector loads; at least one byte so data_ is never null.
-  void* memory = std::aligned_alloc(64, ((bytes + 63) / 64) * 64 + 64);
+  // 64-byte alignment for vector loads; at least one byte so data_ is never null. Large blocks are reused across
+  // chunks (core/host_block_cache.h).
+  const size_t padded = ((bytes + 63) / 64) * 64 + 64;
+  const bool cached = padded >= kHostBlockMinBytes;
+  void* memory = cached ? host_block_allocate(padded) : std::aligned_alloc(64, padded);
   LF_CHECK(memory != nullptr, "out of host memory allocating {} bytes for a tensor {}", bytes, shape_str(shape));
-  tensor.owner_ = std::shared_ptr<void>(memory, std::free);
+  if (cached)
+    tensor.owner_ = std::shared_ptr<void>(memory, host_block_release);
+  else
+    tensor.owner_ = std::shared_ptr<void>(memory, std::free);
   tensor.data_ = memory;
   return tensor;
 }

@@ -28,6 +28,20 @@ void check_flat_after(const nlohmann::json& chunks, int64_t warmup, int64_t allo
   CHECK(highest - settled < allowed);
 }
 
+// generate --json of `chunks` chunks of the tiny model at 16x16 latents on a rolling window of 9 frames (sink 3),
+// no MP4, plus `outputs`; returns its summary after checking the run succeeded and reported every chunk.
+nlohmann::json long_run(int64_t chunks, const std::string& outputs) {
+  const auto result = run("generate -m tiny --quiet --prompt 'a red circle moves right' --frames " +
+                          std::to_string(3 * chunks) +
+                          " --set model.latent_height=16 --set model.latent_width=16"
+                          " --set pipeline.kv_cache.mode=rolling --set pipeline.kv_cache.window_frames=9"
+                          " --set pipeline.kv_cache.sink_frames=3 --json --no-video " + outputs);
+  REQUIRE_MESSAGE(result.exit_code == 0, result.err);
+  nlohmann::json summary = nlohmann::json::parse(result.out);
+  REQUIRE(int64_t(summary.at("per_chunk").size()) == chunks);
+  return summary;
+}
+
 }  // namespace
 
 TEST_CASE("host_rss_bytes sees pages being touched, and the peak never falls below it") {
@@ -50,16 +64,8 @@ TEST_CASE("102 chunks with the rolling cache: host memory stays flat (dense and 
   for (const std::string attention : {"dense", "lightforcing-long"}) {
     CAPTURE(attention);
     const std::string latents = lf::test::fresh_tmp_path("long_video_" + attention + ".safetensors");
-    const auto result = run(std::string("generate -m tiny --quiet --prompt 'a red circle moves right' --frames ") +
-                            std::to_string(3 * kChunks) + " --attention " + attention +
-                            " --set model.latent_height=16 --set model.latent_width=16"
-                            " --set pipeline.kv_cache.mode=rolling --set pipeline.kv_cache.window_frames=9"
-                            " --set pipeline.kv_cache.sink_frames=3 --json --no-video --save-latents " + latents);
-    REQUIRE_MESSAGE(result.exit_code == 0, result.err);
-    const nlohmann::json summary = nlohmann::json::parse(result.out);
-    const auto& chunks = summary.at("per_chunk");
-    REQUIRE(int64_t(chunks.size()) == kChunks);
-    check_flat_after(chunks, kWarmup, kAllowed, attention);
+    const nlohmann::json summary = long_run(kChunks, "--attention " + attention + " --save-latents " + latents);
+    check_flat_after(summary.at("per_chunk"), kWarmup, kAllowed, attention);
   }
 }
 
@@ -71,16 +77,7 @@ TEST_CASE("102 chunks decoded to frames every chunk, no latents kept: host memor
   // measured growth and under half the old one.
   constexpr int64_t kChunks = 102, kWarmup = 20;
   constexpr int64_t kAllowed = int64_t(3) << 20;
-  const std::string frames = lf::test::fresh_tmp_path("long_video_frames");
-  const auto result = run(std::string("generate -m tiny --quiet --prompt 'a red circle moves right' --frames ") +
-                          std::to_string(3 * kChunks) +
-                          " --set model.latent_height=16 --set model.latent_width=16"
-                          " --set pipeline.kv_cache.mode=rolling --set pipeline.kv_cache.window_frames=9"
-                          " --set pipeline.kv_cache.sink_frames=3 --json --no-video --frames-dir " + frames);
-  REQUIRE_MESSAGE(result.exit_code == 0, result.err);
-  const nlohmann::json summary = nlohmann::json::parse(result.out);
-  const auto& chunks = summary.at("per_chunk");
-  REQUIRE(int64_t(chunks.size()) == kChunks);
+  const nlohmann::json summary = long_run(kChunks, "--frames-dir " + lf::test::fresh_tmp_path("long_video_frames"));
   REQUIRE(summary.at("video_frames").get<int64_t>() == 3 * kChunks);  // every chunk decoded (1 frame a latent)
-  check_flat_after(chunks, kWarmup, kAllowed, "frames");
+  check_flat_after(summary.at("per_chunk"), kWarmup, kAllowed, "frames");
 }
